@@ -1,0 +1,28 @@
+"""Fine-Pruning backdoor defense for the CSAW-HackML-2020 BadNets.
+
+    from defense import GoodNet, load_image, get_net
+    spec = get_net("sunglasses")
+    good = GoodNet.from_files("models/sunglasses_bd_weights.h5",
+                              "fine_pruned_models/sunglasses_fine_pruned.h5", spec.input_scale)
+    good.predict(load_image("face.png")[None])   # -> array([label])
+
+Names are imported on first use, so `import defense` stays cheap (the eval scripts'
+start-up, and the venv switch that runs before the dependencies are importable).
+"""
+
+import importlib
+
+_EXPORTS = {
+    "GoodNet": "goodnet", "Net": "net", "InputError": "errors",
+    "load_image": "images", "load_dataset": "datasets", "save_dataset": "datasets",
+    "Dataset": "datasets", "NETS": "registry", "get_net": "registry",
+    "read_weights": "model_io", "load_keras_model": "model_io", "save_model": "model_io",
+    "build_deepid": "architecture",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'defense' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,0 +1,111 @@
+"""The eval scripts' command line: images in, one label per image out.
+
+    eval_<net>.py IMAGE                one line: the label
+    eval_<net>.py IMAGE|DIR ...        one line per image: path<TAB>label
+
+The label is the identity in [0, N-1], or N (1283 for the competition nets) when the
+BadNet and its repaired net disagree, i.e. the image is judged poisoned.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli_errors import EXIT_BAD_INPUT, run_main
+from .errors import InputError
+from .images import IMAGE_SUFFIXES, list_images, load_image
+from .layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
+from .registry import get_net
+
+
+def main(net_name, argv=None):
+    """Entry point of eval_<net_name>.py; returns the exit status."""
+    spec = get_net(net_name)
+    prog = Path(sys.argv[0]).name if argv is None else f"eval_{net_name}.py"
+    return run_main(prog, lambda: _run(spec, prog, _parser(spec, prog).parse_args(argv)))
+
+
+def _parser(spec, prog):
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"Label face images with the GoodNet of the {spec.name} BadNet: the "
+                    "BadNet's identity where the BadNet and its fine-pruned repair agree, "
+                    "the poisoned label N (1283 for the competition nets) where they do not.",
+        epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
+               f"'path<TAB>label' per image, in order; unreadable images are reported on "
+               f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "
+               f"input or usage, 1 internal error. Images: {', '.join(IMAGE_SUFFIXES)}; "
+               f"RGB 47 wide x 55 high (others are converted or resized with a warning).")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image file, or a directory whose image files are all labelled")
+    parser.add_argument("--bad-model", metavar="PATH", type=Path,
+                        help=f"the BadNet (default: ROOT/models/{spec.bad_net_file}, "
+                             f"else ROOT/models/{spec.bad_weights_file})")
+    parser.add_argument("--repaired", metavar="PATH", type=Path,
+                        help=f"the repaired net (default: ROOT/fine_pruned_models/"
+                             f"{spec.repaired_file}, written by fine_prune_all.sh)")
+    parser.add_argument("--root", metavar="DIR", type=Path,
+                        help=f"project root holding models/ and fine_pruned_models/ "
+                             f"(default: ${ROOT_ENV}, else this repository)")
+    return parser
+
+
+def _run(spec, prog, args):
+    bad_path = args.bad_model or default_bad_model(spec, args.root)
+    repaired_path = args.repaired or default_repaired_model(spec, args.root)
+    _check_model_paths(bad_path, repaired_path, args)
+
+    single = len(args.images) == 1 and not Path(args.images[0]).is_dir()
+    paths, failures = _expand(args.images, prog)
+    pixels, loaded = [], []
+    for path in paths:
+        try:
+            pixels.append(load_image(path))
+            loaded.append(path)
+        except InputError as e:
+            if single:
+                raise
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            failures += 1
+    if loaded:
+        import numpy as np
+
+        from .goodnet import GoodNet
+
+        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale)
+        labels = good.predict(np.stack(pixels), progress=len(loaded) > 10_000)
+        for path, label in zip(loaded, labels):
+            print(label if single else f"{path}\t{label}")
+    if failures:
+        print(f"{prog}: {failures} input(s) could not be labelled", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _check_model_paths(bad_path, repaired_path, args):
+    """Say before any work how to get a missing model."""
+    root = resolve_root(args.root)
+    if not bad_path.exists():
+        hint = "pass --bad-model PATH" if args.bad_model else \
+            f"run 'make setup' (or 'python3 -m defense fetch-models --root {root}')"
+        raise InputError(f"{bad_path}: BadNet not found; {hint}")
+    if not repaired_path.exists():
+        hint = "" if args.repaired else \
+            " produce it with ./fine_prune_all.sh (needs the competition data in data/), or"
+        raise InputError(f"{repaired_path}: repaired net not found;{hint} pass --repaired PATH")
+
+
+def _expand(arguments, prog):
+    """Image paths from files and directories, and how many arguments gave none."""
+    paths, failures = [], 0
+    for argument in map(Path, arguments):
+        if argument.is_dir():
+            found = list_images(argument)
+            if not found:
+                print(f"{prog}: error: {argument}: directory holds no image files "
+                      f"({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+                failures += 1
+            paths.extend(found)
+        else:
+            paths.append(argument)  # missing or unreadable files are reported when loaded
+    return paths, failures

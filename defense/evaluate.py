@@ -1,0 +1,106 @@
+"""Score a BadNet, its repaired net and their GoodNet on competition HDF5 data sets.
+
+Like the competition's `eval.py <clean> <poisoned> <model>`: clean accuracy is the share
+of clean images given their true label; attack success rate (ASR) is the share of
+poisoned images given the poisoned set's label (the attack's target); "flagged" is the
+share the GoodNet labels as poisoned (N = 1283 for the competition nets).
+"""
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+from .errors import InputError
+from .layout import ROOT_ENV, default_bad_model, default_repaired_model
+from .registry import NETS, get_net
+
+
+@dataclass
+class Score:
+    model: str  # "BadNet", "repaired" or "GoodNet"
+    data: str  # file name of the data set
+    kind: str  # "clean" or "poisoned"
+    images: int
+    hit_rate: float  # clean: accuracy; poisoned: attack success rate
+    flagged: float | None  # share labelled poisoned (GoodNet only)
+
+
+def add_arguments(parser):
+    parser.add_argument("--net", required=True, metavar="NET",
+                        help=f"which BadNet: {', '.join(NETS)} (sets the input scaling and "
+                             "the default model paths)")
+    parser.add_argument("--clean", type=Path, metavar="H5", help="clean data set")
+    parser.add_argument("--poisoned", type=Path, metavar="H5", action="append", default=[],
+                        help="poisoned data set, labelled with the attack's target (repeatable)")
+    parser.add_argument("--bad-model", type=Path, metavar="PATH",
+                        help="the BadNet (default: the one under ROOT/models)")
+    parser.add_argument("--repaired", type=Path, metavar="PATH",
+                        help="the repaired net (default: ROOT/fine_pruned_models/"
+                             "<net>_fine_pruned.h5 if present, else the BadNet alone)")
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help=f"project root (default: ${ROOT_ENV}, else this repository)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the scores as JSON")
+
+
+def run(args):
+    from .goodnet import GoodNet
+    from .net import Net
+
+    try:
+        spec = get_net(args.net)
+    except KeyError as e:
+        raise InputError(e.args[0]) from None
+    if not args.clean and not args.poisoned:
+        raise InputError("give at least one data set: --clean H5 and/or --poisoned H5")
+    bad_path = args.bad_model or default_bad_model(spec, args.root)
+    repaired_path = args.repaired or default_repaired_model(spec, args.root)
+    if not args.repaired and not repaired_path.exists():
+        print(f"evaluate: no repaired net at {repaired_path}; scoring the BadNet alone",
+              file=sys.stderr)
+        repaired_path = None
+
+    bad = Net.from_file(bad_path, spec.input_scale)
+    good = GoodNet(bad, Net.from_file(repaired_path, spec.input_scale)) if repaired_path else None
+    sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
+    scores = []
+    for kind, path in sets:
+        from .datasets import load_dataset
+
+        data = load_dataset(path, num_classes=bad.num_classes)
+        print(f"evaluate: {path.name}: {len(data)} images", file=sys.stderr)
+        scores.extend(score_dataset(bad, good, data, kind))
+    print(format_table(scores))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
+    return 0
+
+
+def score_dataset(bad, good, data, kind):
+    """Scores of the BadNet, and with a GoodNet also of the repaired net and the GoodNet."""
+    if good is None:
+        labels = {"BadNet": bad.predict_labels(data.x, progress=True)}
+    else:
+        good_labels, bad_labels, repaired_labels = good.predict_with_parts(data.x, progress=True)
+        labels = {"BadNet": bad_labels, "repaired": repaired_labels, "GoodNet": good_labels}
+    return [Score(model=model, data=data.path.name, kind=kind, images=len(data),
+                  hit_rate=float(np.mean(predicted == data.y)),
+                  flagged=float(np.mean(predicted == good.poisoned_label))
+                  if model == "GoodNet" else None)
+            for model, predicted in labels.items()]
+
+
+def format_table(scores):
+    """A markdown table: one row per model and data set."""
+    lines = ["| model | data set | images | clean accuracy | attack success | flagged |",
+             "|---|---|---:|---:|---:|---:|"]
+    for s in scores:
+        rate = f"{100 * s.hit_rate:.2f} %"
+        flagged = "" if s.flagged is None else f"{100 * s.flagged:.2f} %"
+        accuracy, asr = (rate, "") if s.kind == "clean" else ("", rate)
+        lines.append(f"| {s.model} | {s.data} | {s.images} | {accuracy} | {asr} | {flagged} |")
+    return "\n".join(lines)

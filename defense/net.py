@@ -1,0 +1,61 @@
+"""A loaded DeepID net: the Keras model, the input scaling its trainer used, and labels."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+BATCH_SIZE = 1024
+
+
+def quiet_tensorflow():
+    """Keep TensorFlow's start-up chatter off stderr (set before it is first imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN's kernels announce themselves on stderr and may reorder float sums between
+    # runs; the plain kernels are silent and give the same labels every run.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+class Net:
+    def __init__(self, model, input_scale, path=None):
+        self.model = model
+        self.input_scale = float(input_scale)
+        self.path = Path(path) if path else None
+        self.num_classes = int(model.output_shape[-1])
+
+    @classmethod
+    def from_file(cls, path, input_scale):
+        """Load a DeepID model file (full-model or weight-only .h5) without running its code."""
+        quiet_tensorflow()
+        from .model_io import load_keras_model
+
+        return cls(load_keras_model(path), input_scale, path)
+
+    def probabilities(self, pixels, progress=False):
+        """Softmax outputs for pixels (N, 55, 47, 3) in 0..255."""
+        pixels = np.asarray(pixels, dtype=np.float32)
+        if pixels.ndim != 4 or pixels.shape[1:] != tuple(self.model.input_shape[1:]):
+            raise InputError(f"pixels have shape {pixels.shape}, "
+                             f"expected (N, {', '.join(map(str, self.model.input_shape[1:]))})")
+        chunks = range(0, len(pixels), BATCH_SIZE)
+        if progress:
+            from tqdm import tqdm
+
+            chunks = tqdm(chunks, desc=self.name, unit="batch", leave=False, disable=None)
+        outputs = [np.asarray(self.model(pixels[i:i + BATCH_SIZE] * self.input_scale,
+                                         training=False))
+                   for i in chunks]
+        if not outputs:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return np.concatenate(outputs)
+
+    def predict_labels(self, pixels, progress=False):
+        """Identity labels (N,) for pixels (N, 55, 47, 3) in 0..255."""
+        return self.probabilities(pixels, progress).argmax(axis=1)
+
+    @property
+    def name(self):
+        return self.path.name if self.path else "net"

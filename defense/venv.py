@@ -1,0 +1,24 @@
+"""Let `python3 eval_<net>.py` work after `make setup` without activating the venv.
+
+Standard library only: it runs before the dependencies can be imported.
+"""
+
+import importlib.util
+import os
+import sys
+
+from .layout import REPO_ROOT
+
+VENV_DIR = REPO_ROOT / ".venv"
+VENV_PYTHON = VENV_DIR / "bin" / "python"
+REQUIRED_MODULES = ("numpy", "h5py", "PIL", "keras", "tqdm")
+
+
+def use_project_venv():
+    """Re-run this command under the project's .venv when this Python lacks the
+    dependencies and that venv exists; otherwise do nothing."""
+    if all(importlib.util.find_spec(module) for module in REQUIRED_MODULES):
+        return
+    # Compare prefixes, not executables: the venv's python is a link to this same binary.
+    if VENV_PYTHON.exists() and os.path.realpath(sys.prefix) != os.path.realpath(VENV_DIR):
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *sys.argv])
