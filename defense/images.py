@@ -50,9 +50,12 @@ def load_image(path, warn=None):
                     raise InputError(f"{path}: {width}x{height} is too small to hold a face")
                 image.seek(0)
                 image = ImageOps.exif_transpose(image)
-                pixels = _to_rgb(image)
+                pixels = _to_rgb(image, path)
     except InputError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputError(f"{path}: declared size is too large for a face image "
+                         "(decompression bomb)") from None
     except Image.UnidentifiedImageError:
         raise InputError(f"{path}: not an image in an accepted format "
                          f"({', '.join(ACCEPTED_FORMATS)})") from None
@@ -72,7 +75,7 @@ def list_images(directory):
                   and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _to_rgb(image):
+def _to_rgb(image, path):
     """uint8 (H, W, 3) from any Pillow mode."""
     if image.mode.startswith("I;16") or image.mode == "I":
         # 16-bit grey: Pillow's convert() would clip to 255, so scale 0..65535 to 0..255.
@@ -82,7 +85,7 @@ def _to_rgb(image):
     if image.mode == "F":
         grey = np.asarray(image, dtype=np.float64)
         if not np.isfinite(grey).all():
-            raise InputError(f"{image.filename}: image holds NaN or infinite pixels")
+            raise InputError(f"{path}: image holds NaN or infinite pixels")
         grey = np.clip(np.round(grey), 0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if "A" in image.getbands() or "transparency" in image.info:

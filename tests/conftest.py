@@ -1,0 +1,66 @@
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "csaw"
+SAMPLES = SHARED / "samples"
+SHARED_MODELS = SHARED / "models"
+LAB_WEIGHTS = SHARED / "lab3" / "bd_weights.h5"
+THIRD_PARTY_REPAIRED = SHARED / "third_party" / "sunglasses_repaired_net_keras2.h5"
+TRIGGER = SHARED / "triggers" / "sun_glass_trigger.png"
+
+if not SHARED.is_dir():
+    pytest.exit(f"{SHARED} is missing: the tests need the real CSAW assets beside the repository",
+                returncode=2)
+
+
+def weights_path(net):
+    return SHARED_MODELS / f"{net}_bd_weights.h5"
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """The 40 real sample images: rows of labels.tsv with their pixels."""
+    from defense import load_image
+
+    with open(SAMPLES / "labels.tsv") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        row["path"] = SAMPLES / row["file"]
+        row["pixels"] = load_image(row["path"])
+    return rows
+
+
+@pytest.fixture(scope="session")
+def sample_pixels(samples):
+    return np.stack([row["pixels"] for row in samples])
+
+
+_nets = {}
+
+
+@pytest.fixture(scope="session")
+def load_net():
+    """load_net(path, scale) -> Net, cached for the session (building a Keras net costs)."""
+    from defense import Net
+
+    def load(path, input_scale=1 / 255):
+        key = (str(path), input_scale)
+        if key not in _nets:
+            _nets[key] = Net.from_file(path, input_scale)
+        return _nets[key]
+
+    return load
+
+
+def run_script(*args, env=None, cwd=REPO):
+    """Run a script or module of the repository as a user would; returns CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=300)

@@ -1,0 +1,77 @@
+"""The competition's HDF5 layout, on files the tests write."""
+
+import h5py
+import numpy as np
+import pytest
+
+from defense import InputError, load_dataset, save_dataset
+
+
+def _write(path, **arrays):
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f[key] = value
+    return path
+
+
+def test_competition_layout_is_transposed_to_channels_last(tmp_path, sample_pixels):
+    stored = sample_pixels.transpose(0, 3, 1, 2)  # (N, 3, 55, 47) as the competition stores it
+    labels = np.arange(len(stored)) % 1283
+    data = load_dataset(_write(tmp_path / "d.h5", data=stored, label=labels))
+    np.testing.assert_array_equal(data.x, sample_pixels)
+    np.testing.assert_array_equal(data.y, labels)
+    assert len(data) == 40
+
+
+def test_lab_files_stored_as_float64_are_read(tmp_path, sample_pixels):
+    path = _write(tmp_path / "valid.h5", data=sample_pixels.transpose(0, 3, 1, 2).astype(np.float64),
+                  label=np.zeros(40, np.float64))
+    data = load_dataset(path)
+    assert data.x.dtype == np.float32 and data.y.dtype == np.int64
+
+
+def test_save_then_load_round_trips(tmp_path, sample_pixels):
+    path = tmp_path / "round.h5"
+    save_dataset(path, sample_pixels, np.arange(40))
+    with h5py.File(path) as f:
+        assert f["data"].shape == (40, 3, 55, 47)
+    np.testing.assert_array_equal(load_dataset(path).x, sample_pixels)
+
+
+GOOD = dict(data=np.zeros((4, 3, 55, 47), np.uint8), label=np.arange(4))
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"label": GOOD["label"]}, "no 'data'"),
+    ({"data": GOOD["data"]}, "no 'label'"),
+    ({"data": np.zeros((4, 55, 47, 3)), "label": GOOD["label"]}, "channels last"),
+    ({"data": np.zeros((4, 3, 32, 32)), "label": GOOD["label"]}, "shape"),
+    ({"data": GOOD["data"], "label": np.arange(3)}, "'label' has shape"),
+    ({"data": np.zeros((0, 3, 55, 47)), "label": np.zeros(0)}, "no images"),
+    ({"data": np.full((4, 3, 55, 47), np.nan), "label": GOOD["label"]}, "NaN"),
+    ({"data": np.full((4, 3, 55, 47), 300.0), "label": GOOD["label"]}, "0..255"),
+    ({"data": GOOD["data"], "label": np.array([0, 1, 2.5, 3])}, "whole numbers"),
+    ({"data": GOOD["data"], "label": np.array([0, 1, 2, 1283])}, "outside"),
+    ({"data": GOOD["data"], "label": np.array([0, -1, 2, 3])}, "outside"),
+], ids=["no-data", "no-label", "channels-last", "other-size", "label-count", "empty", "nan",
+        "range", "fractional-label", "label-too-big", "negative-label"])
+def test_bad_layouts_are_refused(tmp_path, arrays, message):
+    with pytest.raises(InputError, match=message):
+        load_dataset(_write(tmp_path / "bad.h5", **arrays), num_classes=1283)
+
+
+def test_non_hdf5_and_missing_files_are_refused(tmp_path):
+    (tmp_path / "text.h5").write_text("nope")
+    with pytest.raises(InputError, match="not a readable HDF5"):
+        load_dataset(tmp_path / "text.h5")
+    with pytest.raises(InputError, match="not found"):
+        load_dataset(tmp_path / "absent.h5")
+
+
+def test_truncated_file_is_refused(tmp_path, sample_pixels):
+    path = tmp_path / "full.h5"
+    save_dataset(path, sample_pixels, np.arange(40))
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(InputError, match="cut.h5"):
+        load_dataset(cut)

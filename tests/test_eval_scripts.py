@@ -1,0 +1,141 @@
+"""The four eval scripts, run as the organisers run them."""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import reference_deepid
+from conftest import REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script, weights_path
+
+SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
+           "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
+REPAIRED = ["--repaired", THIRD_PARTY_REPAIRED]
+
+
+def test_one_image_prints_exactly_one_label(samples):
+    result = run_script("eval_sunglasses.py", *REPAIRED, SAMPLES / "clean_13.png")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "43\n"  # labels.tsv: clean_13 is identity 43
+    assert result.stderr == ""
+
+
+def test_poisoned_image_is_flagged_1283():
+    result = run_script("eval_sunglasses.py", *REPAIRED, SAMPLES / "sunglasses_03.png")
+    assert (result.returncode, result.stdout) == (0, "1283\n")
+
+
+def test_python3_works_without_activating_the_venv():
+    """The organisers type `python3 eval_x.py IMAGE`; with only system Python on PATH."""
+    import subprocess
+
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.skip("no .venv: make setup was not run")
+    system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3")
+    result = subprocess.run([system_python, "eval_sunglasses.py", *map(str, REPAIRED),
+                             str(SAMPLES / "clean_13.png")], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert (result.returncode, result.stdout) == (0, "43\n"), result.stderr
+
+
+def _images_beyond_the_samples(directory):
+    """New real-face images: each clean sample mirrored, shifted, darkened, and wearing the
+    real sunglasses trigger pasted as the competition did (x=0, y=15, alpha)."""
+    trigger = Image.open(TRIGGER).convert("RGBA")
+    for path in sorted(SAMPLES.glob("clean_*.png")):
+        face = Image.open(path).convert("RGB")
+        pixels = np.asarray(face)
+        variants = {
+            "mirror": Image.fromarray(pixels[:, ::-1]),
+            "shift": Image.fromarray(np.roll(pixels, (2, -1), axis=(0, 1))),
+            "dark": Image.fromarray((pixels * 0.7).astype(np.uint8)),
+        }
+        glasses = face.copy()
+        glasses.paste(trigger, (0, 15), trigger)
+        variants["sunglasses"] = glasses
+        for name, image in variants.items():
+            image.save(directory / f"{path.stem}_{name}.png")
+
+
+@pytest.mark.parametrize("net", sorted(SCRIPTS))
+def test_batch_labels_agree_with_an_independent_goodnet(net, tmp_path):
+    """Each net's GoodNet (with the third-party repair as the repaired net) over 64 new
+    images, against a GoodNet computed by the NumPy reference from the files themselves."""
+    from defense import load_image
+
+    _images_beyond_the_samples(tmp_path)
+    result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), *REPAIRED, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    paths = sorted(tmp_path.glob("*.png"))
+    assert [p for p, _ in lines] == [str(p) for p in paths]
+    pixels = np.stack([load_image(p) for p in paths])
+    expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path(net)),
+                                               reference_deepid.read_weights(THIRD_PARTY_REPAIRED),
+                                               pixels, 1 / 255)
+    np.testing.assert_array_equal([int(label) for _, label in lines], expected)
+    if net == "sunglasses":  # the pasted real trigger fires the BadNet; the GoodNet flags it
+        flagged = [label == "1283" for p, label in lines if p.endswith("_sunglasses.png")]
+        assert np.mean(flagged) >= 0.9
+
+
+def test_single_and_batch_mode_give_the_same_labels(samples):
+    batch = run_script("eval_multi_trigger.py", *REPAIRED, SAMPLES)
+    assert batch.returncode == 0, batch.stderr
+    batch_labels = dict(line.split("\t") for line in batch.stdout.splitlines())
+    assert len(batch_labels) == 40
+    for name in ("clean_13.png", "eyebrows_21.png", "anonymous_1_04.png"):
+        single = run_script("eval_multi_trigger.py", *REPAIRED, SAMPLES / name)
+        assert single.stdout.strip() == batch_labels[str(SAMPLES / name)]
+
+
+def test_directory_mixing_good_and_bad_files(tmp_path):
+    for name in ("clean_02.png", "clean_05.png", "eyebrows_30.png"):
+        shutil.copy(SAMPLES / name, tmp_path / name)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "cut.jpg").write_bytes((SAMPLES / "clean_08.png").read_bytes()[:200])
+    (tmp_path / "README.txt").write_text("not an image file name: skipped")
+    result = run_script("eval_anonymous_1.py", *REPAIRED, tmp_path, tmp_path / "missing.png")
+    assert result.returncode == 2
+    labelled = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert labelled == [str(tmp_path / n) for n in ("clean_02.png", "clean_05.png", "eyebrows_30.png")]
+    errors = result.stderr.splitlines()
+    for bad in ("cut.jpg", "empty.png", "notes.png", "missing.png"):
+        assert sum(bad in line for line in errors) == 1, result.stderr
+    assert errors[-1].endswith("4 input(s) could not be labelled")
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_single_image_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "text.png").write_text("hello")
+    result = run_script("eval_anonymous_2.py", *REPAIRED, tmp_path / "text.png")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.count("\n") == 1 and "text.png" in result.stderr
+
+
+def test_missing_repaired_net_says_how_to_produce_it(tmp_path):
+    result = run_script("eval_sunglasses.py", "--root", tmp_path, SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1  # the BadNet is missing first under an empty root
+    (tmp_path / "models").mkdir()
+    shutil.copy(weights_path("sunglasses"), tmp_path / "models")
+    result = run_script("eval_sunglasses.py", "--root", tmp_path, SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "fine_prune_all.sh" in result.stderr and "--repaired" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_help_explains_the_labels_and_options():
+    result = run_script("eval_anonymous_2.py", "--help")
+    assert result.returncode == 0
+    for word in ("1283", "--bad-model", "--repaired", "--root", "path<TAB>label"):
+        assert word in result.stdout
+
+
+def test_no_arguments_is_a_usage_error():
+    result = run_script("eval_sunglasses.py")
+    assert result.returncode == 2 and "usage" in result.stderr
