@@ -39,7 +39,8 @@ def load_image(path, warn=None):
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as decoder_warnings:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path, formats=ACCEPTED_FORMATS) as image:
                 width, height = image.size
@@ -61,6 +62,8 @@ def load_image(path, warn=None):
                          f"({', '.join(ACCEPTED_FORMATS)})") from None
     except Exception as e:  # Pillow's decoders raise many types on damaged data
         raise InputError(f"{path}: cannot decode image ({_reason(e)})") from None
+    for message in {str(w.message) for w in decoder_warnings}:  # damaged but decodable
+        warn(f"warning: {path}: {message}")
     if pixels.shape[:2] != (HEIGHT, WIDTH):
         warn(f"warning: {path}: resized from {pixels.shape[1]}x{pixels.shape[0]} "
              f"to {WIDTH}x{HEIGHT} (width x height)")

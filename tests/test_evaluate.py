@@ -1,0 +1,66 @@
+"""`python3 -m defense evaluate` on HDF5 files the tests write from the real samples."""
+
+import json
+
+import numpy as np
+
+import reference_deepid
+from conftest import THIRD_PARTY_REPAIRED, run_script, weights_path
+from defense import save_dataset
+
+
+def test_evaluate_reports_accuracy_asr_and_flagged_like_an_independent_count(samples, tmp_path):
+    clean = [r for r in samples if r["kind"] == "clean"]
+    poisoned = [r for r in samples if r["kind"] == "sunglasses-poisoned"]
+    clean_x = np.stack([r["pixels"] for r in clean])
+    poisoned_x = np.stack([r["pixels"] for r in poisoned])
+    save_dataset(tmp_path / "clean.h5", clean_x, [int(r["true_label"]) for r in clean])
+    save_dataset(tmp_path / "sunglasses_poisoned_data.h5", poisoned_x, np.zeros(len(poisoned)))
+
+    result = run_script("-m", "defense", "evaluate", "--net", "sunglasses",
+                        "--bad-model", weights_path("sunglasses"), "--repaired", THIRD_PARTY_REPAIRED,
+                        "--clean", tmp_path / "clean.h5",
+                        "--poisoned", tmp_path / "sunglasses_poisoned_data.h5",
+                        "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert "| GoodNet | clean.h5 | 16 |" in result.stdout
+    scores = {(s["model"], s["kind"]): s for s in json.loads((tmp_path / "scores.json").read_text())}
+
+    bad_w = reference_deepid.read_weights(weights_path("sunglasses"))
+    fixed_w = reference_deepid.read_weights(THIRD_PARTY_REPAIRED)
+    y = np.array([int(r["true_label"]) for r in clean])
+    good_clean = reference_deepid.goodnet_labels(bad_w, fixed_w, clean_x, 1 / 255)
+    good_poisoned = reference_deepid.goodnet_labels(bad_w, fixed_w, poisoned_x, 1 / 255)
+    expect = {
+        ("BadNet", "clean"): np.mean(reference_deepid.labels(bad_w, clean_x, 1 / 255) == y),
+        ("repaired", "clean"): np.mean(reference_deepid.labels(fixed_w, clean_x, 1 / 255) == y),
+        ("GoodNet", "clean"): np.mean(good_clean == y),
+        ("BadNet", "poisoned"): np.mean(reference_deepid.labels(bad_w, poisoned_x, 1 / 255) == 0),
+        ("GoodNet", "poisoned"): np.mean(good_poisoned == 0),
+    }
+    for key, value in expect.items():
+        assert scores[key]["hit_rate"] == value, key
+    assert scores[("BadNet", "poisoned")]["hit_rate"] == 1.0  # the backdoor fires on all 8
+    assert scores[("GoodNet", "poisoned")]["hit_rate"] == 0.0
+    assert scores[("GoodNet", "poisoned")]["flagged"] == np.mean(good_poisoned == 1283) == 1.0
+    assert scores[("GoodNet", "clean")]["flagged"] == np.mean(good_clean == 1283)
+
+
+def test_evaluate_without_a_repaired_net_scores_the_badnet_alone(samples, tmp_path):
+    clean = [r for r in samples if r["kind"] == "clean"]
+    save_dataset(tmp_path / "clean.h5", np.stack([r["pixels"] for r in clean]),
+                 [int(r["true_label"]) for r in clean])
+    result = run_script("-m", "defense", "evaluate", "--net", "anonymous_1", "--root", tmp_path,
+                        "--bad-model", weights_path("anonymous_1"), "--clean", tmp_path / "clean.h5")
+    assert result.returncode == 0, result.stderr
+    assert "scoring the BadNet alone" in result.stderr
+    assert "| BadNet | clean.h5 | 16 | 100.00 % |" in result.stdout  # 16/16, measured
+    assert "GoodNet" not in result.stdout
+
+
+def test_evaluate_refuses_bad_data_in_one_line(tmp_path):
+    (tmp_path / "clean.h5").write_text("not hdf5")
+    result = run_script("-m", "defense", "evaluate", "--net", "sunglasses",
+                        "--bad-model", weights_path("sunglasses"), "--clean", tmp_path / "clean.h5")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 1
+    assert "not a readable HDF5" in result.stderr and "Traceback" not in result.stderr
