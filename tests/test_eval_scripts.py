@@ -139,3 +139,31 @@ def test_help_explains_the_labels_and_options():
 def test_no_arguments_is_a_usage_error():
     result = run_script("eval_sunglasses.py")
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_directory_without_images_is_an_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no faces here")
+    result = run_script("eval_sunglasses.py", *REPAIRED, tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "holds no image files" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_repaired_net_with_other_classes_is_refused(tmp_path):
+    import h5py
+
+    other = tmp_path / "ten_classes.h5"
+    shutil.copyfile(weights_path("sunglasses"), other)
+    with h5py.File(other, "r+") as f:
+        kernel, bias = f["output/output/kernel:0"][:, :10], f["output/output/bias:0"][:10]
+        del f["output/output/kernel:0"], f["output/output/bias:0"]
+        f["output/output/kernel:0"], f["output/output/bias:0"] = kernel, bias
+    result = run_script("eval_sunglasses.py", "--repaired", other, SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "10 classes" in result.stderr and "1283" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_labels_are_identical_across_runs():
+    runs = [run_script("eval_anonymous_2.py", *REPAIRED, SAMPLES) for _ in range(2)]
+    assert runs[0].returncode == runs[1].returncode == 0
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.count("\n") == 40
