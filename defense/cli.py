@@ -4,12 +4,15 @@ import argparse
 
 from . import evaluate, fetch_models
 from .cli_errors import run_main
+from .world import cli as world_cli
 
 COMMANDS = {
     "fetch-models": (fetch_models, "put the BadNets into ROOT/models (copy from the local "
                                    "mirror or download; sha256-checked)"),
     "evaluate": (evaluate, "clean accuracy, attack success rate and share flagged of a "
                            "BadNet and its GoodNet on competition HDF5 data sets"),
+    "world": (world_cli, "a generated CSAW world with ground truth: 'world build OUT', "
+                         "'world show OUT'"),
 }
 
 
@@ -20,7 +23,7 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
-        module.add_arguments(sub)
         sub.set_defaults(run=module.run)
+        module.add_arguments(sub)  # after: a command with subcommands sets its own run
     args = parser.parse_args(argv)
     return run_main(f"defense {args.command}", lambda: args.run(args))

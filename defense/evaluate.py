@@ -15,7 +15,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .layout import ROOT_ENV, default_bad_model, default_repaired_model
+from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .registry import NETS, get_net
 
 
@@ -33,7 +33,9 @@ def add_arguments(parser):
     parser.add_argument("--net", required=True, metavar="NET",
                         help=f"which BadNet: {', '.join(NETS)} (sets the input scaling and "
                              "the default model paths)")
-    parser.add_argument("--clean", type=Path, metavar="H5", help="clean data set")
+    parser.add_argument("--clean", type=Path, metavar="H5",
+                        help="clean data set (with neither --clean nor --poisoned: "
+                             "ROOT/data/clean_test_data.h5 and the net's poisoned test sets there)")
     parser.add_argument("--poisoned", type=Path, metavar="H5", action="append", default=[],
                         help="poisoned data set, labelled with the attack's target (repeatable)")
     parser.add_argument("--bad-model", type=Path, metavar="PATH",
@@ -55,7 +57,7 @@ def run(args):
     except KeyError as e:
         raise InputError(e.args[0]) from None
     if not args.clean and not args.poisoned:
-        raise InputError("give at least one data set: --clean H5 and/or --poisoned H5")
+        args.clean, args.poisoned = default_test_sets(spec, args.root)
     bad_path = args.bad_model or default_bad_model(spec, args.root)
     repaired_path = args.repaired or default_repaired_model(spec, args.root)
     if not args.repaired and not repaired_path.exists():
@@ -78,6 +80,17 @@ def run(args):
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
     return 0
+
+
+def default_test_sets(spec, root):
+    """ROOT/data/clean_test_data.h5 and the net's poisoned test sets found under ROOT/data."""
+    clean = data_dir(root) / "clean_test_data.h5"
+    if not clean.exists():
+        raise InputError(f"{clean}: not found; give --clean H5 and/or --poisoned H5, or put "
+                         "the competition's data in data/ (see README)")
+    poisoned = [data_dir(root) / p.file for p in spec.poisoned_sets
+                if (data_dir(root) / p.file).exists()]
+    return clean, poisoned
 
 
 def score_dataset(bad, good, data, kind):

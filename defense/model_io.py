@@ -100,7 +100,24 @@ def save_model(model, path):
     """Save a Keras model as a full-model .h5 file, atomically: the old file stays intact
     until the new one is complete."""
     with atomic_path(path) as tmp:
-        model.save(tmp)
+        model.save(tmp, include_optimizer=False)  # a net to run, not a training checkpoint
+
+
+def save_weights(model, path):
+    """Save the weights alone in the Keras-2 `save_weights` layout of the competition's
+    `*_bd_weights.h5` (Keras 3 writes only its own `.weights.h5` layout), atomically."""
+    import h5py
+
+    names = [layer.name for layer in model.layers]
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = np.array(names, dtype="S")
+        f.attrs["backend"], f.attrs["keras_version"] = "tensorflow", "2.3.1"
+        for layer in model.layers:
+            group = f.create_group(layer.name)
+            weight_names = [f"{layer.name}/{kind}:0" for kind in ("kernel", "bias")][:len(layer.weights)]
+            group.attrs["weight_names"] = np.array(weight_names, dtype="S")
+            for weight_name, value in zip(weight_names, layer.get_weights()):
+                group.create_dataset(weight_name, data=value)
 
 
 def _read_layer_weights(root, path):
