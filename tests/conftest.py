@@ -64,3 +64,13 @@ def run_script(*args, env=None, cwd=REPO):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def mini_world(tmp_path_factory):
+    """A mini world (40 identities, BadNets trained), built once per test session."""
+    from defense.world.build import build_world
+
+    out = tmp_path_factory.mktemp("world") / "mini"
+    record = build_world(out, "mini", seed=0, log=lambda line: None)
+    return out, record
