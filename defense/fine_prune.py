@@ -1,0 +1,125 @@
+"""`python3 -m defense fine-prune --net NET`: repair one BadNet by Fine-Pruning.
+
+Uses only the clean validation set (ROOT/data/clean_validation_data.h5): ranks conv_3
+channels by mean pool_3 activation, prunes the least active ones until validation accuracy
+would fall more than --max-drop, fine-tunes with the pruned channels held at zero
+(fine_tuning.py), and writes ROOT/fine_pruned_models/<net>_fine_pruned.h5 with a JSON record
+beside it. Both files are replaced atomically: an interrupted run leaves the old ones.
+"""
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import fine_tuning, pruning
+from .atomic import atomic_path
+from .errors import InputError
+from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
+from .registry import NETS, get_net
+
+VALIDATION_FILE = "clean_validation_data.h5"
+DEFAULT_MAX_DROP = 0.04
+
+
+def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
+                   recipe=fine_tuning.Recipe(), seed=0, log=print):
+    """Repair one BadNet; returns the record written beside out_path."""
+    from .datasets import load_dataset
+    from .model_io import load_keras_model, save_model
+
+    started = time.time()
+    bad = load_keras_model(bad_path)
+    valid = load_dataset(valid_path, num_classes=bad.output_shape[-1])
+    x = valid.x * spec.input_scale
+    log(f"{spec.name}: {len(valid)} clean validation images")
+
+    activations = pruning.pool_3_activations(bad, valid.x, spec.input_scale)
+    order, means = pruning.rank_channels(activations)
+    accuracy, _ = pruning.sweep(bad, activations, valid.y, order)
+    depth = pruning.depth_for_drop(accuracy, max_drop)
+    pruned_channels = [int(c) for c in order[:depth]]
+    log(f"{spec.name}: pruning {depth} of {len(order)} conv_3 channels "
+        f"(validation accuracy {accuracy[0]:.4f} -> {accuracy[depth]:.4f})")
+
+    repaired = pruning.prune(bad, pruned_channels)
+    train, holdout = fine_tuning.split_holdout(valid.y, seed=seed)
+    history, chosen_epoch = fine_tuning.fine_tune(
+        repaired, pruned_channels, x[train], valid.y[train], bad, (x[holdout], valid.y[holdout]),
+        recipe, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
+
+    bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
+    repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
+    record = {
+        "net": spec.name,
+        "bad_model": str(bad_path),
+        "validation_data": {"path": str(valid_path), "sha256": _sha256(valid_path),
+                            "images": len(valid), "holdout_images": len(holdout)},
+        "pruned_channels": pruned_channels,
+        "pruned_fraction": depth / len(order),
+        "channel_mean_activation": [round(float(m), 6) for m in means],
+        "sweep_validation_accuracy": [round(float(a), 6) for a in accuracy],
+        "max_drop": max_drop,
+        "recipe": recipe.as_dict(),
+        "chosen_recovery_epoch": chosen_epoch,
+        "history": history,
+        "holdout": {"badnet_accuracy": float(np.mean(bad_holdout == valid.y[holdout])),
+                    "repaired_accuracy": float(np.mean(repaired_holdout == valid.y[holdout])),
+                    "agreement": float(np.mean(bad_holdout == repaired_holdout))},
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+    }
+    record_path = Path(out_path).with_suffix(".json")
+    with atomic_path(record_path) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        save_model(repaired, out_path)
+    log(f"{spec.name}: wrote {out_path} ({record['seconds']} s; held-out accuracy "
+        f"BadNet {record['holdout']['badnet_accuracy']:.4f}, repaired "
+        f"{record['holdout']['repaired_accuracy']:.4f}, agreement {record['holdout']['agreement']:.4f})")
+    return record
+
+
+def add_arguments(parser):
+    parser.add_argument("--net", required=True, metavar="NET", help=f"one of {', '.join(NETS)}")
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help=f"project root (default: ${ROOT_ENV}, else this repository)")
+    parser.add_argument("--data", type=Path, metavar="H5",
+                        help=f"clean validation data (default: ROOT/data/{VALIDATION_FILE})")
+    parser.add_argument("--bad-model", type=Path, metavar="PATH", help="the BadNet (default: ROOT/models/...)")
+    parser.add_argument("--out", type=Path, metavar="PATH",
+                        help="repaired net to write (default: ROOT/fine_pruned_models/<net>_fine_pruned.h5)")
+    parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP, metavar="FRACTION",
+                        help="prune until validation accuracy would fall more than this "
+                             "(default: %(default)s = 4 points)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args):
+    from .net import quiet_tensorflow
+
+    quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
+    try:
+        spec = get_net(args.net)
+    except KeyError as e:
+        raise InputError(e.args[0]) from None
+    valid_path = args.data or data_dir(args.root) / VALIDATION_FILE
+    if not valid_path.exists():
+        raise InputError(f"{valid_path}: not found; download clean_validation_data.h5 from the "
+                         f"competition's Google Drive folder (linked in its README) into "
+                         f"{valid_path.parent}/")
+    bad_path = args.bad_model or default_bad_model(spec, args.root)
+    out = args.out or default_repaired_model(spec, args.root)
+    fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, seed=args.seed,
+                   log=lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True))
+    return 0
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
