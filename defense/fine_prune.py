@@ -29,11 +29,12 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
                    recipe=fine_tuning.Recipe(), seed=0, log=print):
     """Repair one BadNet; returns the record written beside out_path."""
     from .datasets import load_dataset
-    from .model_io import load_keras_model, save_model
+    from .model_io import load_keras_model, read_weights, save_model
 
     started = time.time()
+    # Check both inputs (h5py only) before the slow TensorFlow start.
+    valid = load_dataset(valid_path, num_classes=read_weights(bad_path)["output"][1].shape[0])
     bad = load_keras_model(bad_path)
-    valid = load_dataset(valid_path, num_classes=bad.output_shape[-1])
     x = valid.x * spec.input_scale
     log(f"{spec.name}: {len(valid)} clean validation images")
 

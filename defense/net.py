@@ -1,6 +1,8 @@
 """A loaded DeepID net: the Keras model, the input scaling its trainer used, and labels."""
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,27 @@ def quiet_tensorflow(onednn=False):
     commands ask for oneDNN (onednn=True): it trains about twice as fast on CPU.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if onednn:
+    if onednn and "tensorflow" not in sys.modules:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        # The oneDNN banner is written by C++ to fd 2 as the library loads, past every log
+        # setting; a failing import still raises a Python exception with its message.
+        with _fd2_silenced():
+            import tensorflow  # noqa: F401
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+@contextlib.contextmanager
+def _fd2_silenced():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 

@@ -1,0 +1,124 @@
+"""Fine-Pruning on the mini world: the backdoor goes, clean accuracy stays."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_script
+from defense import get_net, load_dataset, load_keras_model
+from defense.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
+from defense.registry import COMPETITION_NETS
+
+
+@pytest.fixture(scope="module")
+def fine_pruned_world(mini_world):
+    out, _ = mini_world
+    result = _run_shell(out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+def _run_shell(out):
+    import subprocess
+
+    return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out)],
+                          capture_output=True, text=True, timeout=1800)
+
+
+def test_sweep_on_cached_pool_3_equals_pruning_the_whole_net(mini_world):
+    """The speed-up is exact: head-only recomputation = the pruned net run end to end."""
+    out, _ = mini_world
+    model = load_keras_model(out / "models" / "sunglasses_bd_net.h5")
+    valid = load_dataset(out / "data" / "clean_validation_data.h5")
+    activations = pool_3_activations(model, valid.x, 1 / 255)
+    order, means = rank_channels(activations)
+    assert np.all(np.diff(means[order]) >= 0)
+    for k in (0, 7, 20, 45):
+        full = prune(model, order[:k]).predict(valid.x / 255, verbose=0).argmax(axis=1)
+        np.testing.assert_array_equal(Head(model).labels(activations, order[:k]), full)
+    accuracy, _ = sweep(model, activations, valid.y, order)
+    assert len(accuracy) == 61 and accuracy[-1] < 0.1 < 0.8 < accuracy[0]
+
+
+def test_depth_for_drop_stops_before_the_first_larger_drop():
+    accuracy = np.array([0.95, 0.95, 0.94, 0.92, 0.90, 0.96, 0.5])
+    assert depth_for_drop(accuracy, 0.04) == 3  # 0.90 is 5 points down: stop at 3
+    assert depth_for_drop(accuracy, 0.5) == 6
+
+
+def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_world):
+    out = fine_pruned_world
+    for net in COMPETITION_NETS:
+        record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
+        assert record["pruned_channels"] and record["validation_data"]["sha256"]
+        repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
+        kernel, bias = repaired.get_layer("conv_3").get_weights()
+        assert not kernel[..., record["pruned_channels"]].any()  # still exactly zero
+        assert not bias[record["pruned_channels"]].any()
+
+    result = run_script("-m", "defense", "grade", "--root", out)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((out / "reports" / "grade.json").read_text())
+    for net, rows in scores.items():
+        by = {(s["model"], s["data"]): s for s in rows}
+        clean_bad = by[("BadNet", "clean_test_data.h5")]["hit_rate"]
+        clean_good = by[("GoodNet", "clean_test_data.h5")]
+        assert clean_good["hit_rate"] >= clean_bad - 0.10, net  # clean accuracy holds
+        assert clean_good["flagged"] <= 0.15, net
+        for (model, data), s in by.items():
+            if s["kind"] == "poisoned" and model == "GoodNet":
+                bad_asr = by[("BadNet", data)]["hit_rate"]
+                assert bad_asr >= 0.9 and s["hit_rate"] <= 0.35, (net, data)  # well below
+                assert s["hit_rate"] <= bad_asr / 3, (net, data)
+    assert "| sunglasses | clean_test_data.h5 (accuracy) | 400 |" in result.stdout
+
+
+def test_eval_scripts_use_the_fine_pruned_nets_with_root(fine_pruned_world):
+    from PIL import Image
+
+    out = fine_pruned_world
+    poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
+    for i in range(3):
+        Image.fromarray(poisoned.x[i].astype(np.uint8)).save(out / f"p{i}.png")
+    result = run_script("eval_sunglasses.py", "--root", out, *[out / f"p{i}.png" for i in range(3)])
+    assert result.returncode == 0, result.stderr
+    labels = [line.split("\t")[1] for line in result.stdout.splitlines()]
+    assert labels.count("40") >= 2  # a 40-identity world flags poisoned images as 40
+
+
+def test_an_interrupted_run_leaves_the_previous_files(fine_pruned_world, tmp_path):
+    out = fine_pruned_world
+    model_file = out / "fine_pruned_models" / "anonymous_2_fine_pruned.h5"
+    before = model_file.read_bytes()
+    (tmp_path / "bad.h5").write_text("not data")
+    result = run_script("-m", "defense", "fine-prune", "--net", "anonymous_2", "--root", out,
+                        "--data", tmp_path / "bad.h5")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert model_file.read_bytes() == before
+    assert not [p for p in model_file.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_without_data_fine_prune_all_says_where_to_get_it(tmp_path):
+    result = _run_shell(tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Google Drive" in result.stderr
+
+
+def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):
+    from PIL import Image
+
+    out, _ = mini_world
+    result = run_script("-m", "defense", "lab", "--root", out)
+    assert result.returncode == 0, result.stderr
+    lab = out / "lab_results"
+    report = json.loads((lab / "lab_report.json").read_text())
+    depths = [r["channels_pruned"] for r in report["thresholds"]]
+    assert depths == sorted(depths) and len(set(depths)) == 4
+    for r in report["thresholds"]:
+        assert (lab / f"pruned_net_{r['drop_points']}.h5").is_file()
+        assert r["validation_accuracy"] <= report["sweep"]["validation_accuracy"][0] - r["drop_points"] / 100
+    assert Image.open(lab / "pruning_curve.png").size == (840, 540)
+    assert "| 30 % |" in (lab / "lab_report.md").read_text()
+    spec = get_net("bd_net")
+    assert spec.input_scale == 1.0
