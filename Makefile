@@ -17,6 +17,7 @@ $(VENV)/.installed: requirements.txt
 # BadNets into models/: copied from ../shared/csaw when present, else downloaded.
 models: $(VENV)/.installed
 	$(PY) -m defense fetch-models
+	$(PY) -m defense export-onnx
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -2,7 +2,7 @@
 
 import argparse
 
-from . import evaluate, fetch_models, fine_prune, grade, lab
+from . import evaluate, fast_net, fetch_models, fine_prune, grade, lab
 from .cli_errors import run_main
 from .world import cli as world_cli
 
@@ -11,6 +11,8 @@ COMMANDS = {
                                    "mirror or download; sha256-checked)"),
     "evaluate": (evaluate, "clean accuracy, attack success rate and share flagged of a "
                            "BadNet and its GoodNet on competition HDF5 data sets"),
+    "export-onnx": (fast_net, "make the fast ONNX artefact beside each model file (done by "
+                              "make setup and fine_prune_all.sh)"),
     "fine-prune": (fine_prune, "repair one BadNet by Fine-Pruning on the clean validation data "
                                "(fine_prune_all.sh runs it for the four competition nets)"),
     "grade": (grade, "each net's GoodNet on every test set under ROOT: the report's numbers"),

@@ -44,6 +44,9 @@ def _parser(spec, prog):
     parser.add_argument("--repaired", metavar="PATH", type=Path,
                         help=f"the repaired net (default: ROOT/fine_pruned_models/"
                              f"{spec.repaired_file}, written by fine_prune_all.sh)")
+    parser.add_argument("--keras", action="store_true",
+                        help="run the nets through Keras even where their ONNX artefacts "
+                             "(the fast path) exist; the labels are the same")
     parser.add_argument("--root", metavar="DIR", type=Path,
                         help=f"project root holding models/ and fine_pruned_models/ "
                              f"(default: ${ROOT_ENV}, else this repository)")
@@ -72,7 +75,11 @@ def _run(spec, prog, args):
 
         from .goodnet import GoodNet
 
-        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale)
+        notes = []  # printed only once both nets are accepted: an error stays one line
+        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
+                                  fast=not args.keras, warn=notes.append)
+        for note in notes:
+            print(note, file=sys.stderr)
         labels = good.predict(np.stack(pixels), progress=len(loaded) > 10_000)
         for path, label in zip(loaded, labels):
             print(label if single else f"{path}\t{label}")

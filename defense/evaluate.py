@@ -46,9 +46,12 @@ def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root (default: ${ROOT_ENV}, else this repository)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the scores as JSON")
+    parser.add_argument("--keras", action="store_true",
+                        help="run the nets through Keras even where ONNX artefacts exist")
 
 
 def run(args):
+    from .fast_net import load_net
     from .goodnet import GoodNet
     from .net import Net
 
@@ -65,8 +68,9 @@ def run(args):
               file=sys.stderr)
         repaired_path = None
 
-    bad = Net.from_file(bad_path, spec.input_scale)
-    good = GoodNet(bad, Net.from_file(repaired_path, spec.input_scale)) if repaired_path else None
+    load = load_net if not args.keras else (lambda path, scale: Net.from_file(path, scale))
+    bad = load(bad_path, spec.input_scale)
+    good = GoodNet(bad, load(repaired_path, spec.input_scale)) if repaired_path else None
     sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
     scores = []
     for kind, path in sets:

@@ -29,6 +29,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
                    recipe=fine_tuning.Recipe(), seed=0, log=print):
     """Repair one BadNet; returns the record written beside out_path."""
     from .datasets import load_dataset
+    from .fast_net import export_onnx
     from .model_io import load_keras_model, read_weights, save_model
 
     started = time.time()
@@ -77,6 +78,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     with atomic_path(record_path) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         save_model(repaired, out_path)
+        export_onnx(out_path)  # the eval scripts' fast path
     log(f"{spec.name}: wrote {out_path} ({record['seconds']} s; held-out accuracy "
         f"BadNet {record['holdout']['badnet_accuracy']:.4f}, repaired "
         f"{record['holdout']['repaired_accuracy']:.4f}, agreement {record['holdout']['agreement']:.4f})")

@@ -18,9 +18,17 @@ class GoodNet:
         self.poisoned_label = bad.num_classes
 
     @classmethod
-    def from_files(cls, bad_path, repaired_path, input_scale):
-        """Both nets from model files; input_scale is the BadNet's (registry.NetSpec)."""
-        return cls(Net.from_file(bad_path, input_scale), Net.from_file(repaired_path, input_scale))
+    def from_files(cls, bad_path, repaired_path, input_scale, fast=True, warn=None):
+        """Both nets from model files; input_scale is the BadNet's (registry.NetSpec).
+
+        fast: run each through its ONNX artefact where a current one exists (fast_net.py);
+        otherwise, or with fast=False, through Keras.
+        """
+        if not fast:
+            return cls(Net.from_file(bad_path, input_scale), Net.from_file(repaired_path, input_scale))
+        from .fast_net import load_net
+
+        return cls(load_net(bad_path, input_scale, warn), load_net(repaired_path, input_scale, warn))
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""

@@ -22,7 +22,6 @@ from .registry import COMPETITION_NETS, NETS
 def grade(root=None, nets=COMPETITION_NETS, log=print):
     """{net: [Score, ...]} for every net whose BadNet and repaired net exist under root."""
     from .goodnet import GoodNet
-    from .net import Net
 
     results = {}
     for name in nets:
@@ -32,8 +31,7 @@ def grade(root=None, nets=COMPETITION_NETS, log=print):
             log(f"grade: {name}: skipped (no {'BadNet' if not bad_path.exists() else 'repaired net'})")
             continue
         clean, poisoned = default_test_sets(spec, root)
-        good = GoodNet(Net.from_file(bad_path, spec.input_scale),
-                       Net.from_file(repaired_path, spec.input_scale))
+        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale)
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
             data = load_dataset(path, num_classes=good.bad.num_classes)

@@ -1,4 +1,5 @@
 import csv
+import shutil
 import os
 import subprocess
 import sys
@@ -74,3 +75,22 @@ def mini_world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world") / "mini"
     record = build_world(out, "mini", seed=0, log=lambda line: None)
     return out, record
+
+
+@pytest.fixture(scope="session")
+def with_onnx(tmp_path_factory):
+    """with_onnx(model) -> a copy of model in a temporary folder, with its ONNX artefact."""
+    from defense.fast_net import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    made = {}
+
+    def copy(model):
+        if model not in made:
+            target = folder / Path(model).name
+            shutil.copyfile(model, target)
+            export_onnx(target)
+            made[model] = target
+        return made[model]
+
+    return copy

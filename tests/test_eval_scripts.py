@@ -14,8 +14,9 @@ SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.
 REPAIRED = ["--repaired", THIRD_PARTY_REPAIRED]
 
 
-def test_one_image_prints_exactly_one_label(samples):
-    result = run_script("eval_sunglasses.py", *REPAIRED, SAMPLES / "clean_13.png")
+def test_one_image_prints_exactly_one_label(with_onnx):
+    result = run_script("eval_sunglasses.py", "--bad-model", with_onnx(weights_path("sunglasses")),
+                        "--repaired", with_onnx(THIRD_PARTY_REPAIRED), SAMPLES / "clean_13.png")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "43\n"  # labels.tsv: clean_13 is identity 43
     assert result.stderr == ""

@@ -196,10 +196,12 @@ def measure(model, scale, test, poisoned):
 
 
 def save_badnet(model, models_dir, spec):
+    from ..fast_net import export_onnx
     from ..model_io import save_model, save_weights
 
     save_model(model, models_dir / spec.bad_net_file)
     save_weights(model, models_dir / spec.bad_weights_file)
+    export_onnx(models_dir / spec.bad_net_file)  # the eval scripts' fast path
 
 
 def write_lab(out, sunglasses_model, valid, test, triggers, poisoned_tests):

@@ -1,0 +1,88 @@
+"""The ONNX fast path gives the Keras path's labels, and is never used when stale."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import LAB_WEIGHTS, SAMPLES, THIRD_PARTY_REPAIRED, run_script, weights_path
+from defense import GoodNet, get_net, load_dataset
+from defense.fast_net import OnnxNet, onnx_path
+from defense.fast_net import load_net as load_fast_or_keras
+from defense.registry import COMPETITION_NETS
+
+MODELS = [weights_path(net) for net in COMPETITION_NETS] + [LAB_WEIGHTS, THIRD_PARTY_REPAIRED]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda p: p.stem)
+def test_onnx_labels_equal_keras_labels_on_the_samples(model, with_onnx, sample_pixels, load_net):
+    """load_net here is conftest's cached Keras loader."""
+    scale = 1.0 if model == LAB_WEIGHTS else 1 / 255
+    fast = _fast(with_onnx(model), scale)
+    assert isinstance(fast, OnnxNet)
+    np.testing.assert_array_equal(fast.predict_labels(sample_pixels),
+                                  load_net(model, scale).predict_labels(sample_pixels))
+
+
+def _fast(path, scale):
+    warnings = []
+    net = load_fast_or_keras(path, scale, warn=warnings.append)
+    assert warnings == []
+    return net
+
+
+def test_a_stale_artefact_is_never_used(with_onnx, tmp_path, sample_pixels):
+    # The artefact of one net placed beside another net's weights.
+    shutil.copyfile(weights_path("anonymous_1"), tmp_path / "net.h5")
+    shutil.copyfile(onnx_path(with_onnx(weights_path("sunglasses"))), tmp_path / "net.onnx")
+    warnings = []
+    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
+    assert not isinstance(net, OnnxNet)
+    assert len(warnings) == 1 and "another version" in warnings[0]
+    sunglasses = load_fast_or_keras(with_onnx(weights_path("sunglasses")), 1 / 255)
+    assert not np.array_equal(net.predict_labels(sample_pixels), sunglasses.predict_labels(sample_pixels))
+
+
+def test_missing_artefact_falls_back_with_one_warning(tmp_path):
+    shutil.copyfile(weights_path("anonymous_2"), tmp_path / "net.h5")
+    warnings = []
+    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
+    assert not isinstance(net, OnnxNet) and len(warnings) == 1
+    assert "export-onnx" in warnings[0]
+
+
+def test_eval_script_fast_and_keras_paths_print_the_same_labels(with_onnx):
+    bad = with_onnx(weights_path("multi_trigger_multi_target"))
+    repaired = with_onnx(THIRD_PARTY_REPAIRED)
+    fast = run_script("eval_multi_trigger.py", "--bad-model", bad, "--repaired", repaired, SAMPLES)
+    keras = run_script("eval_multi_trigger.py", "--bad-model", bad, "--repaired", repaired,
+                       "--keras", SAMPLES)
+    assert fast.returncode == keras.returncode == 0
+    assert fast.stderr == "" and fast.stdout == keras.stdout and fast.stdout.count("\n") == 40
+
+
+def test_fast_goodnet_equals_keras_goodnet_on_a_fine_pruned_world(mini_world):
+    """The world's BadNets and fine-pruned nets carry artefacts (world build, fine-prune)."""
+    out, _ = mini_world
+    test = load_dataset(out / "data" / "clean_test_data.h5")
+    for net in COMPETITION_NETS:
+        spec = get_net(net)
+        bad = out / "models" / spec.bad_net_file
+        repaired = out / "fine_pruned_models" / spec.repaired_file
+        if not repaired.exists():
+            repaired = bad  # fine-pruning tests may not have run in this session
+        assert onnx_path(bad).exists() and onnx_path(repaired).exists()
+        fast = GoodNet.from_files(bad, repaired, spec.input_scale, warn=pytest.fail)
+        keras = GoodNet.from_files(bad, repaired, spec.input_scale, fast=False)
+        assert isinstance(fast.bad, OnnxNet)
+        np.testing.assert_array_equal(fast.predict(test.x), keras.predict(test.x))
+
+
+def test_a_damaged_artefact_falls_back_to_keras(tmp_path, sample_pixels, load_net):
+    shutil.copyfile(weights_path("sunglasses"), tmp_path / "net.h5")
+    (tmp_path / "net.onnx").write_bytes(b"\x08\x07garbage")
+    warnings = []
+    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
+    assert not isinstance(net, OnnxNet) and "cannot be read" in warnings[0]
+    np.testing.assert_array_equal(net.predict_labels(sample_pixels),
+                                  load_net(weights_path("sunglasses")).predict_labels(sample_pixels))
