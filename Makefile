@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup models test clean
+.PHONY: setup models test bench clean
 
 setup: $(VENV)/.installed models
 
@@ -21,6 +21,10 @@ models: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Speed goals against the plain Keras path, as one table (about 2-3 minutes).
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) models .pytest_cache
