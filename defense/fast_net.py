@@ -7,13 +7,13 @@ artefact whose stamp does not match its model file is never used. Without a usab
 the Keras path runs instead, after one warning line.
 """
 
-import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_path
+from .digest import file_sha256
 
 BATCH_SIZE = 1024
 STAMP_KEY = "source_sha256"
@@ -85,13 +85,6 @@ def load_net(model_path, input_scale, warn=None):
                     f"(make it with: python3 -m defense export-onnx {model_path})")
     return net
 
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _session(artefact):

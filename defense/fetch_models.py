@@ -2,7 +2,6 @@
 competition's public repository, each checked (sha256 where known, always the DeepID
 structure) before it replaces anything."""
 
-import hashlib
 import shutil
 import sys
 import urllib.error
@@ -10,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from .atomic import atomic_path
+from .digest import file_sha256
 from .errors import InputError
 from .layout import REPO_ROOT, models_dir
 from .model_io import read_weights
@@ -62,7 +62,7 @@ def fetch_file(spec, file_name, sha256, destination_dir, mirror):
         else:
             origin = spec.download_url(file_name)
             _download(origin, tmp)
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
         if sha256 and digest != sha256:
             raise InputError(f"{origin}: sha256 {digest} differs from the published {sha256}")
         read_weights(tmp)  # refuses anything that is not a DeepID model file
@@ -72,7 +72,7 @@ def fetch_file(spec, file_name, sha256, destination_dir, mirror):
 
 def _is_good(path, sha256):
     if sha256:
-        return _sha256(path) == sha256
+        return file_sha256(path) == sha256
     try:
         read_weights(path)
         return True
@@ -89,10 +89,3 @@ def _download(url, path):
         raise InputError(f"cannot download {url} ({getattr(e, 'reason', e)}); copy the file "
                          "by hand into models/ or pass --mirror DIR") from None
 
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

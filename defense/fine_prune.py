@@ -7,7 +7,6 @@ would fall more than --max-drop, fine-tunes with the pruned channels held at zer
 beside it. Both files are replaced atomically: an interrupted run leaves the old ones.
 """
 
-import hashlib
 import json
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 
 from . import fine_tuning, pruning
 from .atomic import atomic_path
+from .digest import file_sha256
 from .errors import InputError
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .registry import NETS, get_net
@@ -58,7 +58,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     record = {
         "net": spec.name,
         "bad_model": str(bad_path),
-        "validation_data": {"path": str(valid_path), "sha256": _sha256(valid_path),
+        "validation_data": {"path": str(valid_path), "sha256": file_sha256(valid_path),
                             "images": len(valid), "holdout_images": len(holdout)},
         "pruned_channels": pruned_channels,
         "pruned_fraction": depth / len(order),
@@ -119,10 +119,3 @@ def run(args):
                    log=lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True))
     return 0
 
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
