@@ -51,8 +51,10 @@ def add_arguments(parser):
 
 
 def run(args):
+    from .datasets import load_dataset
     from .fast_net import load_net
     from .goodnet import GoodNet
+    from .model_io import read_weights
     from .net import Net
 
     try:
@@ -63,6 +65,10 @@ def run(args):
         args.clean, args.poisoned = default_test_sets(spec, args.root)
     bad_path = args.bad_model or default_bad_model(spec, args.root)
     repaired_path = args.repaired or default_repaired_model(spec, args.root)
+    # Every input is checked (h5py only) before anything else is said: an error is one line.
+    num_classes = read_weights(bad_path)["output"][1].shape[0]
+    sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
+    data_sets = [(kind, load_dataset(path, num_classes=num_classes)) for kind, path in sets]
     if not args.repaired and not repaired_path.exists():
         print(f"evaluate: no repaired net at {repaired_path}; scoring the BadNet alone",
               file=sys.stderr)
@@ -71,13 +77,9 @@ def run(args):
     load = load_net if not args.keras else (lambda path, scale: Net.from_file(path, scale))
     bad = load(bad_path, spec.input_scale)
     good = GoodNet(bad, load(repaired_path, spec.input_scale)) if repaired_path else None
-    sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
     scores = []
-    for kind, path in sets:
-        from .datasets import load_dataset
-
-        data = load_dataset(path, num_classes=bad.num_classes)
-        print(f"evaluate: {path.name}: {len(data)} images", file=sys.stderr)
+    for kind, data in data_sets:
+        print(f"evaluate: {data.path.name}: {len(data)} images", file=sys.stderr)
         scores.extend(score_dataset(bad, good, data, kind))
     print(format_table(scores))
     if args.json:
