@@ -30,7 +30,8 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
-        sub.set_defaults(run=module.run)
-        module.add_arguments(sub)  # after: a command with subcommands sets its own run
+        if hasattr(module, "run"):  # a command with subcommands sets run in add_arguments
+            sub.set_defaults(run=module.run)
+        module.add_arguments(sub)
     args = parser.parse_args(argv)
     return run_main(f"defense {args.command}", lambda: args.run(args))

@@ -15,6 +15,3 @@ def add_arguments(parser):
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
 
-
-def run(args):  # replaced by the subcommand's run through set_defaults
-    raise AssertionError("unreachable")
