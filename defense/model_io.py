@@ -99,8 +99,17 @@ def load_keras_model(path):
 def save_model(model, path):
     """Save a Keras model as a full-model .h5 file, atomically: the old file stays intact
     until the new one is complete."""
-    with atomic_path(path) as tmp:
-        model.save(tmp, include_optimizer=False)  # a net to run, not a training checkpoint
+    import logging
+
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    # Keras warns that .h5 is a legacy format; it is the competition's format, on purpose.
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp, include_optimizer=False)  # a net to run, not a training checkpoint
+    finally:
+        absl_logger.setLevel(level)
 
 
 def save_weights(model, path):
