@@ -7,6 +7,7 @@ real samples in ../shared/csaw; needs no competition data. Prints one markdown t
     sweep        accuracy after pruning each of 60 conv_3 channels in turn
 """
 
+import json
 import os
 import shutil
 import statistics
@@ -36,23 +37,19 @@ SWEEP_IMAGES = 1_000
 
 
 def cold_start(image, bad, repaired, keras, work):
-    """Median wall seconds and the largest peak RSS (MiB) of COLD_RUNS fresh processes.
-
-    posix_spawn, not fork: a forked child's peak RSS would start at this process's size.
-    """
+    """Median wall seconds and the largest peak RSS (MiB) of COLD_RUNS fresh processes,
+    each started and measured by the small measure_process.py (see there why)."""
     command = [sys.executable, str(REPO / "eval_sunglasses.py"), "--bad-model", str(bad),
                "--repaired", str(repaired), str(image)] + (["--keras"] if keras else [])
     output = work / "cold_start.out"
-    actions = [(os.POSIX_SPAWN_OPEN, 1, str(output), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)]
     walls, peaks = [], []
     for _ in range(COLD_RUNS):
-        started = time.perf_counter()
-        pid = os.posix_spawn(sys.executable, command, os.environ, file_actions=actions)
-        _, status, usage = os.wait4(pid, 0)
-        walls.append(time.perf_counter() - started)
-        peaks.append(usage.ru_maxrss / 1024)
-        assert os.waitstatus_to_exitcode(status) == 0 and output.read_text().strip().isdigit()
+        measured = subprocess.run([sys.executable, str(REPO / "bench" / "measure_process.py"),
+                                   str(output), *command], capture_output=True, text=True, check=True)
+        wall, peak, status = json.loads(measured.stdout)
+        assert status == 0 and output.read_text().strip().isdigit()
+        walls.append(wall)
+        peaks.append(peak)
     return statistics.median(walls), max(peaks)
 
 
