@@ -53,7 +53,7 @@ def fine_tune(model, pruned, x, y, teacher, holdout, recipe, seed=0, log=None):
     rng = np.random.default_rng(seed)
     classes = model.output_shape[-1]
     one_hot = np.eye(classes, dtype=np.float32)
-    keep_pruned = _KeepPruned(pruned)
+    keep_pruned = _keep_pruned(pruned)
     log = log or (lambda line: None)
     history = []
 
@@ -104,16 +104,15 @@ def _shifted(x, shift, rng):
     return out
 
 
-class _KeepPruned:
-    """Zero the pruned conv_3 channels after every batch, so they stay exactly zero."""
+def _keep_pruned(channels):
+    """A Keras callback zeroing the pruned conv_3 channels after every batch, so they stay
+    exactly zero (built here: Keras is imported only when training)."""
+    import keras
 
-    def __new__(cls, channels):
-        import keras
+    from .pruning import zero_channels
 
-        from .pruning import zero_channels
+    class KeepPruned(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            zero_channels(self.model, channels)
 
-        class KeepPruned(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                zero_channels(self.model, channels)
-
-        return KeepPruned()
+    return KeepPruned()

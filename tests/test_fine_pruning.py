@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_script
-from defense import get_net, load_dataset, load_keras_model
+from defense import load_dataset, load_keras_model
 from defense.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
 
@@ -120,5 +120,3 @@ def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):
         assert r["validation_accuracy"] <= report["sweep"]["validation_accuracy"][0] - r["drop_points"] / 100
     assert Image.open(lab / "pruning_curve.png").size == (840, 540)
     assert "| 30 % |" in (lab / "lab_report.md").read_text()
-    spec = get_net("bd_net")
-    assert spec.input_scale == 1.0
