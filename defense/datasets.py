@@ -10,7 +10,7 @@ import numpy as np
 
 from .architecture import INPUT_SHAPE
 from .atomic import atomic_path
-from .errors import InputError
+from .errors import InputError, reason
 
 STORED_SHAPE = (3, INPUT_SHAPE[0], INPUT_SHAPE[1])  # channels first, as the competition stores it
 
@@ -57,8 +57,7 @@ def load_dataset(path, num_classes=None):
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
-        reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise InputError(f"{path}: not a readable HDF5 data file ({reason})") from None
+        raise InputError(f"{path}: not a readable HDF5 data file ({reason(e)})") from None
     if not np.isfinite(x).all():
         raise InputError(f"{path}: 'data' holds NaN or infinite pixels")
     if x.min() < 0 or x.max() > 255:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .digest import file_sha256
+from .errors import reason
 
 BATCH_SIZE = 1024
 STAMP_KEY = "source_sha256"
@@ -73,18 +74,17 @@ def load_net(model_path, input_scale, warn=None):
     model_path = Path(model_path)
     artefact = onnx_path(model_path)
     if not (model_path.is_file() and artefact.is_file()):
-        reason = f"no {artefact.name} beside {model_path.name}"
+        why = f"no {artefact.name} beside {model_path.name}"
     else:
-        session, reason = _session(artefact)
+        session, why = _session(artefact)
         if session is not None:
             if session.get_modelmeta().custom_metadata_map.get(STAMP_KEY) == file_sha256(model_path):
                 return OnnxNet(session, input_scale, model_path)
-            reason = f"{artefact.name} was made from another version of {model_path.name}"
+            why = f"{artefact.name} was made from another version of {model_path.name}"
     net = Net.from_file(model_path, input_scale)  # a missing or bad model fails here, unwarned
-    (warn or _warn)(f"warning: {reason}; using the slower Keras path "
+    (warn or _warn)(f"warning: {why}; using the slower Keras path "
                     f"(make it with: python3 -m defense export-onnx {model_path})")
     return net
-
 
 
 def _session(artefact):
@@ -94,7 +94,7 @@ def _session(artefact):
     try:
         return onnxruntime.InferenceSession(str(artefact), providers=["CPUExecutionProvider"]), None
     except Exception as e:  # ONNX Runtime raises its own types for damaged files
-        return None, f"{artefact.name} cannot be read ({str(e).splitlines()[0][:120]})"
+        return None, f"{artefact.name} cannot be read ({reason(e, limit=120)})"
 
 
 def _warn(message):

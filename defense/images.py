@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .architecture import INPUT_SHAPE
-from .errors import InputError
+from .errors import InputError, reason
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -61,7 +61,7 @@ def load_image(path, warn=None):
         raise InputError(f"{path}: not an image in an accepted format "
                          f"({', '.join(ACCEPTED_FORMATS)})") from None
     except Exception as e:  # Pillow's decoders raise many types on damaged data
-        raise InputError(f"{path}: cannot decode image ({_reason(e)})") from None
+        raise InputError(f"{path}: cannot decode image ({reason(e)})") from None
     for message in {str(w.message) for w in decoder_warnings}:  # damaged but decodable
         warn(f"warning: {path}: {message}")
     if pixels.shape[:2] != (HEIGHT, WIDTH):
@@ -105,8 +105,3 @@ def _resize(pixels):
 
 def _warn_to_stderr(message):
     print(message, file=sys.stderr)
-
-
-def _reason(error):
-    text = str(error).splitlines()[0][:200] if str(error) else ""
-    return text or type(error).__name__

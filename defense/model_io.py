@@ -16,7 +16,7 @@ import numpy as np
 
 from .architecture import GRAPH, INPUT_SHAPE, LAYER_CONFIG, expected_weight_shapes
 from .atomic import atomic_path
-from .errors import InputError
+from .errors import InputError, reason
 
 
 def read_weights(path):
@@ -40,7 +40,7 @@ def read_weights(path):
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         # h5py reports a non-HDF5, truncated or damaged file with any of these.
-        raise InputError(f"{path}: not a readable HDF5 model file ({_short(e)})") from None
+        raise InputError(f"{path}: not a readable HDF5 model file ({reason(e)})") from None
 
 
 def check_config(config_text, path):
@@ -178,7 +178,3 @@ def _normalise(value):
 
 def _decode(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _short(error):
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
