@@ -94,3 +94,16 @@ def with_onnx(tmp_path_factory):
         return made[model]
 
     return copy
+
+
+def copy_with_classes(source, target, classes):
+    """A copy of a weight-only DeepID file whose output layer keeps only `classes` classes."""
+    import h5py
+
+    shutil.copyfile(source, target)
+    with h5py.File(target, "r+") as f:
+        kernel = f["output/output/kernel:0"][:, :classes]
+        bias = f["output/output/bias:0"][:classes]
+        del f["output/output/kernel:0"], f["output/output/bias:0"]
+        f["output/output/kernel:0"], f["output/output/bias:0"] = kernel, bias
+    return target

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 import reference_deepid
-from conftest import REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script, weights_path
+from conftest import (REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, copy_with_classes, run_script,
+                      weights_path)
 
 SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
            "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
@@ -150,14 +151,7 @@ def test_directory_without_images_is_an_error(tmp_path):
 
 
 def test_repaired_net_with_other_classes_is_refused(tmp_path):
-    import h5py
-
-    other = tmp_path / "ten_classes.h5"
-    shutil.copyfile(weights_path("sunglasses"), other)
-    with h5py.File(other, "r+") as f:
-        kernel, bias = f["output/output/kernel:0"][:, :10], f["output/output/bias:0"][:10]
-        del f["output/output/kernel:0"], f["output/output/bias:0"]
-        f["output/output/kernel:0"], f["output/output/bias:0"] = kernel, bias
+    other = copy_with_classes(weights_path("sunglasses"), tmp_path / "ten_classes.h5", 10)
     result = run_script("eval_sunglasses.py", "--repaired", other, SAMPLES / "clean_13.png")
     assert result.returncode == 2 and result.stdout == ""
     assert "10 classes" in result.stderr and "1283" in result.stderr

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import reference_deepid
-from conftest import THIRD_PARTY_REPAIRED, weights_path
+from conftest import THIRD_PARTY_REPAIRED, copy_with_classes, weights_path
 from defense import InputError, load_keras_model, read_weights, save_model
 
 
@@ -107,11 +107,5 @@ def test_nan_weights_are_refused(tmp_path):
 
 
 def test_number_of_classes_comes_from_the_file(tmp_path):
-    path = tmp_path / "ten.h5"
-    shutil.copyfile(weights_path("sunglasses"), path)
-    with h5py.File(path, "r+") as f:
-        kernel = f["output/output/kernel:0"][:, :10]
-        bias = f["output/output/bias:0"][:10]
-        del f["output/output/kernel:0"], f["output/output/bias:0"]
-        f["output/output/kernel:0"], f["output/output/bias:0"] = kernel, bias
+    path = copy_with_classes(weights_path("sunglasses"), tmp_path / "ten.h5", 10)
     assert load_keras_model(path).output_shape == (None, 10)
