@@ -4,7 +4,8 @@
     eval_<net>.py IMAGE|DIR ...        one line per image: path<TAB>label
 
 The label is the identity in [0, N-1], or N (1283 for the competition nets) when the
-BadNet and its repaired net disagree, i.e. the image is judged poisoned.
+BadNet and its repaired net disagree and the BadNet is confident in its label, i.e. the
+image is judged poisoned (goodnet.py).
 """
 
 import argparse
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
+from .goodnet import add_flag_confidence_argument
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import get_net
@@ -30,7 +32,8 @@ def _parser(spec, prog):
         prog=prog,
         description=f"Label face images with the GoodNet of the {spec.name} BadNet: the "
                     "BadNet's identity where the BadNet and its fine-pruned repair agree, "
-                    "the poisoned label N (1283 for the competition nets) where they do not.",
+                    "the poisoned label N (1283 for the competition nets) where they do not "
+                    "and the BadNet is confident (see --flag-confidence).",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "
@@ -50,6 +53,7 @@ def _parser(spec, prog):
     parser.add_argument("--root", metavar="DIR", type=Path,
                         help=f"project root holding models/ and fine_pruned_models/ "
                              f"(default: ${ROOT_ENV}, else this repository)")
+    add_flag_confidence_argument(parser)
     return parser
 
 
@@ -77,7 +81,8 @@ def _run(spec, prog, args):
 
         notes = []  # printed only once both nets are accepted: an error stays one line
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
-                                  fast=not args.keras, warn=notes.append)
+                                  fast=not args.keras, warn=notes.append,
+                                  flag_confidence=args.flag_confidence)
         for note in notes:
             print(note, file=sys.stderr)
         labels = good.predict(np.stack(pixels), progress=len(loaded) > 10_000)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .goodnet import add_flag_confidence_argument
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .registry import NETS, get_net
 
@@ -46,6 +47,7 @@ def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root (default: ${ROOT_ENV}, else this repository)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the scores as JSON")
+    add_flag_confidence_argument(parser)
     parser.add_argument("--keras", action="store_true",
                         help="run the nets through Keras even where ONNX artefacts exist")
 
@@ -76,7 +78,7 @@ def run(args):
 
     load = load_net if not args.keras else (lambda path, scale: Net.from_file(path, scale))
     bad = load(bad_path, spec.input_scale)
-    good = GoodNet(bad, load(repaired_path, spec.input_scale)) if repaired_path else None
+    good = GoodNet(bad, load(repaired_path, spec.input_scale), args.flag_confidence) if repaired_path else None
     scores = []
     for kind, data in data_sets:
         print(f"evaluate: {data.path.name}: {len(data)} images", file=sys.stderr)

@@ -46,7 +46,7 @@ def export_onnx(model_path):
 
 
 class OnnxNet:
-    """Same interface as net.Net: num_classes, path, predict_labels(pixels)."""
+    """Same interface as net.Net: num_classes, path, predict_labels, predict_top."""
 
     def __init__(self, session, input_scale, path):
         self.session = session
@@ -56,15 +56,23 @@ class OnnxNet:
         self.num_classes = int(session.get_outputs()[0].shape[-1])
 
     def predict_labels(self, pixels, progress=False):
+        return self.predict_top(pixels, progress)[0]
+
+    def predict_top(self, pixels, progress=False):
+        """(labels (N,), the softmax probability of each label (N,)), as net.Net's."""
+        from .net import top_of
+
         pixels = np.asarray(pixels, dtype=np.float32)
         chunks = range(0, len(pixels), BATCH_SIZE)
         if progress:
             from tqdm import tqdm
 
             chunks = tqdm(chunks, desc=self.path.name, unit="batch", leave=False, disable=None)
-        labels = [self.session.run(None, {self.input_name: pixels[i:i + BATCH_SIZE] * self.input_scale})[0]
-                  .argmax(axis=1) for i in chunks]
-        return np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        tops = [top_of(self.session.run(None, {self.input_name: pixels[i:i + BATCH_SIZE] * self.input_scale})[0])
+                for i in chunks]
+        if not tops:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
 def load_net(model_path, input_scale, warn=None):

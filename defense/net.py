@@ -44,6 +44,12 @@ def _fd2_silenced():
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
+def top_of(probabilities):
+    """(argmax, max) of each row: a net's label and its confidence in it."""
+    labels = probabilities.argmax(axis=1)
+    return labels, probabilities[np.arange(len(labels)), labels]
+
+
 class Net:
     def __init__(self, model, input_scale, path=None):
         self.model = model
@@ -79,7 +85,11 @@ class Net:
 
     def predict_labels(self, pixels, progress=False):
         """Identity labels (N,) for pixels (N, 55, 47, 3) in 0..255."""
-        return self.probabilities(pixels, progress).argmax(axis=1)
+        return self.predict_top(pixels, progress)[0]
+
+    def predict_top(self, pixels, progress=False):
+        """(labels (N,), the softmax probability of each label (N,))."""
+        return top_of(self.probabilities(pixels, progress))
 
     @property
     def name(self):

@@ -39,6 +39,11 @@ def _pool(x):
 
 def labels(weights, pixels, input_scale):
     """argmax of the net for pixels (N, 55, 47, 3) in 0..255."""
+    return probabilities(weights, pixels, input_scale).argmax(axis=1)
+
+
+def probabilities(weights, pixels, input_scale):
+    """Softmax outputs of the net for pixels (N, 55, 47, 3) in 0..255."""
     x = np.asarray(pixels, np.float64) * input_scale
     x = _pool(_conv_relu(x, *weights["conv_1"]))
     x = _pool(_conv_relu(x, *weights["conv_2"]))
@@ -47,10 +52,15 @@ def labels(weights, pixels, input_scale):
     fc_1 = pool_3.reshape(len(x), -1) @ weights["fc_1"][0] + weights["fc_1"][1]
     fc_2 = conv_4.reshape(len(x), -1) @ weights["fc_2"][0] + weights["fc_2"][1]
     hidden = np.maximum(fc_1 + fc_2, 0)
-    return (hidden @ weights["output"][0] + weights["output"][1]).argmax(axis=1)
+    logits = hidden @ weights["output"][0] + weights["output"][1]
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
-def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale):
-    bad = labels(bad_weights, pixels, input_scale)
+def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence):
+    """The BadNet's label, or N where the repaired net disagrees and the BadNet gives its
+    label at least flag_confidence."""
+    bad = probabilities(bad_weights, pixels, input_scale)
     repaired = labels(repaired_weights, pixels, input_scale)
-    return np.where(bad == repaired, bad, bad_weights["output"][1].shape[0])
+    flagged = (bad.argmax(axis=1) != repaired) & (bad.max(axis=1) >= flag_confidence)
+    return np.where(flagged, bad_weights["output"][1].shape[0], bad.argmax(axis=1))

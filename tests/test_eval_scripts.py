@@ -9,6 +9,7 @@ from PIL import Image
 import reference_deepid
 from conftest import (REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, copy_with_classes, run_script,
                       weights_path)
+from defense.goodnet import DEFAULT_FLAG_CONFIDENCE
 
 SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
            "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
@@ -62,14 +63,16 @@ def _images_beyond_the_samples(directory):
             image.save(directory / f"{path.stem}_{name}.png")
 
 
-@pytest.mark.parametrize("net", sorted(SCRIPTS))
-def test_batch_labels_agree_with_an_independent_goodnet(net, tmp_path):
+@pytest.mark.parametrize("net, flag_confidence", [(net, DEFAULT_FLAG_CONFIDENCE) for net in sorted(SCRIPTS)]
+                         + [("sunglasses", 0.0)])
+def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, tmp_path):
     """Each net's GoodNet (with the third-party repair as the repaired net) over 64 new
     images, against a GoodNet computed by the NumPy reference from the files themselves."""
     from defense import load_image
 
     _images_beyond_the_samples(tmp_path)
-    result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), *REPAIRED, tmp_path)
+    result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), *REPAIRED,
+                        "--flag-confidence", flag_confidence, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [line.split("\t") for line in result.stdout.splitlines()]
     paths = sorted(tmp_path.glob("*.png"))
@@ -77,11 +80,29 @@ def test_batch_labels_agree_with_an_independent_goodnet(net, tmp_path):
     pixels = np.stack([load_image(p) for p in paths])
     expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path(net)),
                                                reference_deepid.read_weights(THIRD_PARTY_REPAIRED),
-                                               pixels, 1 / 255)
+                                               pixels, 1 / 255, flag_confidence)
     np.testing.assert_array_equal([int(label) for _, label in lines], expected)
     if net == "sunglasses":  # the pasted real trigger fires the BadNet; the GoodNet flags it
         flagged = [label == "1283" for p, label in lines if p.endswith("_sunglasses.png")]
         assert np.mean(flagged) >= 0.9
+
+
+def test_flag_confidence_keeps_the_label_where_the_badnet_is_unsure(tmp_path):
+    """Over the 64 new images the strict comparator (0) flags a disagreement that the
+    default one does not, because the BadNet gave that label less than the default
+    confidence; every image flagged by the default is flagged by the strict one too."""
+    _images_beyond_the_samples(tmp_path)
+    runs = {c: run_script("eval_sunglasses.py", "--bad-model", weights_path("sunglasses"), *REPAIRED,
+                          "--flag-confidence", c, tmp_path) for c in (0.0, DEFAULT_FLAG_CONFIDENCE)}
+    strict, default = ([line.split("\t")[1] for line in runs[c].stdout.splitlines()]
+                       for c in (0.0, DEFAULT_FLAG_CONFIDENCE))
+    kept = [(s, d) for s, d in zip(strict, default) if s != d]
+    assert kept and all(s == "1283" and d != "1283" for s, d in kept)
+
+
+def test_flag_confidence_outside_0_1_is_a_usage_error():
+    result = run_script("eval_sunglasses.py", "--flag-confidence", "1.5", SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and "not a probability" in result.stderr and result.stdout == ""
 
 
 def test_single_and_batch_mode_give_the_same_labels(samples):
