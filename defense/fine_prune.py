@@ -50,8 +50,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     repaired = pruning.prune(bad, pruned_channels)
     train, holdout = fine_tuning.split_holdout(valid.y, seed=seed)
     history, chosen_epoch = fine_tuning.fine_tune(
-        repaired, pruned_channels, x[train], valid.y[train], bad, (x[holdout], valid.y[holdout]),
-        recipe, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
+        repaired, pruned_channels, x[train], valid.y[train], (x[holdout], valid.y[holdout]),
+        recipe, max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -66,7 +66,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         "sweep_validation_accuracy": [round(float(a), 6) for a in accuracy],
         "max_drop": max_drop,
         "recipe": recipe.as_dict(),
-        "chosen_recovery_epoch": chosen_epoch,
+        "chosen_epoch": chosen_epoch,
         "history": history,
         "holdout": {"badnet_accuracy": float(np.mean(bad_holdout == valid.y[holdout])),
                     "repaired_accuracy": float(np.mean(repaired_holdout == valid.y[holdout])),
