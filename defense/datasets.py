@@ -52,16 +52,19 @@ def load_dataset(path, num_classes=None):
             if not (np.issubdtype(data.dtype, np.number) and np.issubdtype(label.dtype, np.number)):
                 raise InputError(f"{path}: 'data' and 'label' must be numeric "
                                  f"(found {data.dtype}, {label.dtype})")
-            x = data.astype(np.float32)[()]
+            stored = data[()]
             raw_labels = np.asarray(label[()])
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise InputError(f"{path}: not a readable HDF5 data file ({reason(e)})") from None
-    if not np.isfinite(x).all():
+    # Whole numbers (the competition's uint8) are checked as stored: a byte per pixel.
+    x = stored if np.issubdtype(stored.dtype, np.integer) else stored.astype(np.float32)
+    if not np.issubdtype(x.dtype, np.integer) and not np.isfinite(x).all():
         raise InputError(f"{path}: 'data' holds NaN or infinite pixels")
     if x.min() < 0 or x.max() > 255:
         raise InputError(f"{path}: pixel values span {x.min():g}..{x.max():g}, expected 0..255")
+    x = x.astype(np.float32, copy=False)
     y = _integer_labels(raw_labels, path)
     if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
         raise InputError(f"{path}: labels span {y.min()}..{y.max()}, "

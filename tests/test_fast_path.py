@@ -24,6 +24,34 @@ def test_onnx_labels_equal_keras_labels_on_the_samples(model, with_onnx, sample_
                                   load_net(model, scale).predict_labels(sample_pixels))
 
 
+def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(tmp_path, sample_pixels):
+    """export_onnx cuts Keras' leading transpose (input (N, 3, 55, 47)); an artefact
+    exported as Keras writes it, as this package did before, gives the same labels."""
+    import onnx
+
+    from defense import load_keras_model
+    from defense.digest import file_sha256
+    from defense.fast_net import STAMP_KEY, export_onnx
+
+    model = tmp_path / "net.h5"
+    shutil.copyfile(weights_path("anonymous_2"), model)
+    export_onnx(model)
+    channels_first = _fast(model, 1 / 255)
+    assert channels_first.channels_first and channels_first.session.get_inputs()[0].shape[1:] == [3, 55, 47]
+    labels = channels_first.predict_labels(sample_pixels)
+
+    keras_model = load_keras_model(model)
+    keras_model(sample_pixels[:1] / 255)
+    keras_model.export(str(onnx_path(model)), format="onnx", verbose=False)
+    graph = onnx.load(str(onnx_path(model)))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = STAMP_KEY, file_sha256(model)
+    onnx.save(graph, str(onnx_path(model)))
+    channels_last = _fast(model, 1 / 255)
+    assert not channels_last.channels_first
+    np.testing.assert_array_equal(channels_last.predict_labels(sample_pixels), labels)
+
+
 def _fast(path, scale):
     warnings = []
     net = load_fast_or_keras(path, scale, warn=warnings.append)
