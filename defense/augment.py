@@ -2,9 +2,10 @@
 
 A backdoor lives in units that clean faces never drive; fine-tuning on clean faces sends
 them no gradient, so it leaves them as they are. Editing random regions of the clean
-training faces (a rectangle painted a random colour, or its colours scaled by random
-per-channel gains, as make-up or light would) drives such units while the training target
-stays the face's identity, so fine-tuning unlearns "this local colour means that class".
+training faces (a rectangle painted a random colour, its colours scaled by random
+per-channel gains as make-up or light would, or filled with random pixels) drives such units
+while the training target stays the face's identity, so fine-tuning unlearns "this local
+colour or pattern means that class".
 Nothing here knows a trigger: positions, sizes and colours are drawn uniformly.
 """
 
@@ -19,7 +20,8 @@ class RegionEdits:
     most_per_image: int = 3  # an edited image gets 1..most_per_image rectangles
     height: tuple = (2, 15)  # rectangle sizes in pixels, inclusive
     width: tuple = (3, 20)
-    gain_share: float = 0.5  # share of rectangles recoloured by gains rather than painted
+    gain_share: float = 1 / 3  # share of rectangles recoloured by gains
+    noise_share: float = 1 / 3  # share filled with random pixels; the rest are painted
     max_gain: float = 2.0  # per-channel gains drawn from [0, max_gain]
 
     def as_dict(self):
@@ -35,8 +37,11 @@ class RegionEdits:
                 w = min(rng.integers(self.width[0], self.width[1] + 1), cols)
                 top, left = rng.integers(0, rows - h + 1), rng.integers(0, cols - w + 1)
                 region = out[i, top:top + h, left:left + w]
-                if rng.random() < self.gain_share:
+                kind = rng.random()
+                if kind < self.gain_share:
                     region[:] = np.clip(region * rng.uniform(0, self.max_gain, channels), 0, max_value)
+                elif kind < self.gain_share + self.noise_share:
+                    region[:] = rng.uniform(0, max_value, region.shape)
                 else:
                     alpha = rng.uniform(0.5, 1.0)
                     region[:] = (1 - alpha) * region + alpha * rng.uniform(0, max_value, channels)

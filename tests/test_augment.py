@@ -45,3 +45,13 @@ def test_probability_zero_edits_nothing_and_seeds_repeat():
     a = RegionEdits().apply(x, np.random.default_rng(7), 1.0)
     b = RegionEdits().apply(x, np.random.default_rng(7), 1.0)
     np.testing.assert_array_equal(a, b)
+
+
+def test_noise_rectangles_hold_many_colours():
+    x = np.full((20, 55, 47, 3), 0.5, np.float32)
+    out = RegionEdits(gain_share=0.0, noise_share=1.0, height=(4, 4), width=(4, 4), most_per_image=1) \
+        .apply(x, np.random.default_rng(0), max_value=1.0)
+    for face in out:
+        changed = (face != 0.5).any(axis=2)
+        assert changed.sum() == 16  # one 4 x 4 rectangle
+        assert len(np.unique(face[changed], axis=0)) == 16  # every pixel its own random colour
