@@ -25,10 +25,11 @@ def test_edits_stay_in_range_and_inside_a_few_rectangles():
 
 
 def test_painted_rectangles_are_flat_colours_over_raw_pixel_scale():
-    """With gain_share 0 every edit is a painted rectangle; on a flat grey face of the lab
+    """With no gain or noise share every edit is a painted rectangle; on a flat grey face of the lab
     net's raw 0..255 scale, an edited pixel takes a colour within the 0..255 range."""
     x = np.full((50, 55, 47, 3), 128.0, np.float32)
-    out = RegionEdits(gain_share=0.0, most_per_image=1).apply(x, np.random.default_rng(0), max_value=255)
+    out = RegionEdits(gain_share=0.0, noise_share=0.0, most_per_image=1).apply(x, np.random.default_rng(0),
+                                                                         max_value=255)
     assert out.max() <= 255 and out.min() >= 0
     for face in out:
         changed = (face != 128).any(axis=2)
