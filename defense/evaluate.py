@@ -78,7 +78,9 @@ def run(args):
 
     load = load_net if not args.keras else (lambda path, scale: Net.from_file(path, scale))
     bad = load(bad_path, spec.input_scale)
-    good = GoodNet(bad, load(repaired_path, spec.input_scale), args.flag_confidence) if repaired_path else None
+    good = None
+    if repaired_path:
+        good = GoodNet(bad, load(repaired_path, spec.input_scale), args.flag_confidence)
     scores = []
     for kind, data in data_sets:
         print(f"evaluate: {data.path.name}: {len(data)} images", file=sys.stderr)

@@ -68,7 +68,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    results = grade(args.root, flag_confidence=args.flag_confidence, log=lambda line: print(line, file=sys.stderr))
+    results = grade(args.root, flag_confidence=args.flag_confidence,
+                    log=lambda line: print(line, file=sys.stderr))
     report = format_report(results)
     print(report)
     reports = resolve_root(args.root) / "reports"
