@@ -66,6 +66,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         "sweep_validation_accuracy": [round(float(a), 6) for a in accuracy],
         "max_drop": max_drop,
         "recipe": recipe.as_dict(),
+        "copies_per_epoch": fine_tuning.copies_per_epoch(recipe, len(train)),
         "chosen_epoch": chosen_epoch,
         "history": history,
         "holdout": {"badnet_accuracy": float(np.mean(bad_holdout == valid.y[holdout])),
@@ -97,6 +98,11 @@ def add_arguments(parser):
     parser.add_argument("--max-drop", type=float, default=DEFAULT_MAX_DROP, metavar="FRACTION",
                         help="prune until validation accuracy would fall more than this "
                              "(default: %(default)s = 4 points)")
+    parser.add_argument("--samples-per-epoch", type=int, default=fine_tuning.Recipe.min_samples_per_epoch,
+                        metavar="N",
+                        help="fine-tune on at least N shifted, edited faces per epoch (default: "
+                             "%(default)s, four copies of the competition's validation set less "
+                             "its held-out slice); smaller sets are copied more often")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -115,7 +121,10 @@ def run(args):
                          f"{valid_path.parent}/")
     bad_path = args.bad_model or default_bad_model(spec, args.root)
     out = args.out or default_repaired_model(spec, args.root)
-    fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, seed=args.seed,
+    if args.samples_per_epoch < 1:
+        raise InputError(f"--samples-per-epoch must be at least 1, not {args.samples_per_epoch}")
+    recipe = fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch)
+    fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                    log=lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True))
     return 0
 

@@ -23,7 +23,11 @@ from .augment import RegionEdits
 class Recipe:
     epochs: int = 10
     learning_rate: float = 1e-3  # at the start; decays to 0 along a cosine
-    copies: int = 4  # randomly shifted copies of the training faces per epoch
+    copies: int = 4  # randomly shifted copies of the training faces per epoch, at least
+    # An epoch trains on at least this many faces: 4 copies of the 8,981 training faces of
+    # the competition's validation set; a smaller set is copied more often, so that its repair
+    # gets as many updates (the mini world's 280 faces at 4 copies left backdoors in place).
+    min_samples_per_epoch: int = 32_000
     shift: int = 2  # pixels each way
     batch_size: int = 64
     edits: RegionEdits = field(default_factory=RegionEdits)
@@ -55,16 +59,17 @@ def fine_tune(model, pruned, x, y, holdout, recipe, max_value, seed=0, log=None)
     rng = np.random.default_rng(seed)
     one_hot = np.eye(model.output_shape[-1], dtype=np.float32)
     log = log or (lambda line: None)
-    steps_per_epoch = -(-recipe.copies * len(x) // recipe.batch_size)
+    copies = copies_per_epoch(recipe, len(x))
+    steps_per_epoch = -(-copies * len(x) // recipe.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, recipe.epochs * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.CategoricalCrossentropy())
     keep_pruned = _keep_pruned(pruned)
 
     history, best = [], (-1.0, None, 0)
     for epoch in range(1, recipe.epochs + 1):
-        inputs = np.concatenate([_shifted(x, recipe.shift, rng) for _ in range(recipe.copies)])
+        inputs = np.concatenate([_shifted(x, recipe.shift, rng) for _ in range(copies)])
         inputs = recipe.edits.apply(inputs, rng, max_value)
-        model.fit(inputs, one_hot[np.tile(y, recipe.copies)], batch_size=recipe.batch_size,
+        model.fit(inputs, one_hot[np.tile(y, copies)], batch_size=recipe.batch_size,
                   epochs=1, shuffle=True, verbose=0, callbacks=[keep_pruned])
         accuracy = _accuracy(model, holdout)
         history.append({"epoch": epoch, "holdout_accuracy": accuracy})
@@ -73,6 +78,10 @@ def fine_tune(model, pruned, x, y, holdout, recipe, max_value, seed=0, log=None)
             best = (accuracy, model.get_weights(), epoch)
     model.set_weights(best[1])
     return history, best[2]
+
+
+def copies_per_epoch(recipe, faces):
+    return max(recipe.copies, -(-recipe.min_samples_per_epoch // faces))
 
 
 def _accuracy(model, data):

@@ -20,9 +20,12 @@ def fine_pruned_world(mini_world):
 
 
 def _run_shell(out):
+    """fine_prune_all.sh on a world; 8,000 faces per epoch instead of 32,000 keeps the
+    mini world's four repairs to a few minutes (they remove its backdoors less completely)."""
     import subprocess
 
-    return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out)],
+    return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out),
+                           "--samples-per-epoch", "8000"],
                           capture_output=True, text=True, timeout=1800)
 
 
@@ -52,6 +55,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     for net in COMPETITION_NETS:
         record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
+        assert record["copies_per_epoch"] == 8000 // 280 + 1  # 280 training faces
         repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
         kernel, bias = repaired.get_layer("conv_3").get_weights()
         assert not kernel[..., record["pruned_channels"]].any()  # still exactly zero
@@ -65,11 +69,11 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         clean_bad = by[("BadNet", "clean_test_data.h5")]["hit_rate"]
         clean_good = by[("GoodNet", "clean_test_data.h5")]
         assert clean_good["hit_rate"] >= clean_bad - 0.10, net  # clean accuracy holds
-        assert clean_good["flagged"] <= 0.15, net
+        assert clean_good["flagged"] <= 0.06, net
         for (model, data), s in by.items():
             if s["kind"] == "poisoned" and model == "GoodNet":
                 bad_asr = by[("BadNet", data)]["hit_rate"]
-                assert bad_asr >= 0.9 and s["hit_rate"] <= 0.35, (net, data)  # well below
+                assert bad_asr >= 0.9 and s["hit_rate"] <= 0.25, (net, data)  # well below
                 assert s["hit_rate"] <= bad_asr / 3, (net, data)
     assert "| sunglasses | clean_test_data.h5 (accuracy) | 400 |" in result.stdout
 
