@@ -56,7 +56,7 @@ def cold_start(image, bad, repaired, keras, work):
 def batch(path, bad, repaired, fast):
     """Seconds to load the HDF5 file, load both nets and label every image; and the labels."""
     started = time.perf_counter()
-    data = load_dataset(path)
+    data = load_dataset(path, keep_integers=True)
     good = GoodNet.from_files(bad, repaired, 1 / 255, fast=fast)
     labels = good.predict(data.x)
     return time.perf_counter() - started, labels

@@ -17,7 +17,7 @@ STORED_SHAPE = (3, INPUT_SHAPE[0], INPUT_SHAPE[1])  # channels first, as the com
 
 @dataclass
 class Dataset:
-    x: np.ndarray  # (N, 55, 47, 3) float32 pixels 0..255, channels last as the nets take them
+    x: np.ndarray  # (N, 55, 47, 3) pixels 0..255 (float32, or as stored), channels last as the nets take them
     y: np.ndarray  # (N,) int64 labels
     path: Path
 
@@ -25,8 +25,12 @@ class Dataset:
         return len(self.y)
 
 
-def load_dataset(path, num_classes=None):
-    """Read and check a competition HDF5 file; labels must lie in [0, num_classes) if given."""
+def load_dataset(path, num_classes=None, keep_integers=False):
+    """Read and check a competition HDF5 file; labels must lie in [0, num_classes) if given.
+
+    keep_integers: whole-number pixels (the competition's uint8) stay in their stored type, a
+    quarter of float32's memory; for labelling, which scales each batch as it goes.
+    """
     import h5py
 
     path = Path(path)
@@ -64,7 +68,8 @@ def load_dataset(path, num_classes=None):
         raise InputError(f"{path}: 'data' holds NaN or infinite pixels")
     if x.min() < 0 or x.max() > 255:
         raise InputError(f"{path}: pixel values span {x.min():g}..{x.max():g}, expected 0..255")
-    x = x.astype(np.float32, copy=False)
+    if not (keep_integers and np.issubdtype(x.dtype, np.integer)):
+        x = x.astype(np.float32, copy=False)
     y = _integer_labels(raw_labels, path)
     if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):
         raise InputError(f"{path}: labels span {y.min()}..{y.max()}, "

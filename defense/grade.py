@@ -35,7 +35,7 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale, flag_confidence=flag_confidence)
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
-            data = load_dataset(path, num_classes=good.bad.num_classes)
+            data = load_dataset(path, num_classes=good.bad.num_classes, keep_integers=True)
             scores.extend(s for s in score_dataset(good.bad, good, data, kind) if s.model != "repaired")
         results[name] = scores
         log(f"grade: {name}: done")

@@ -4,7 +4,10 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import weights_path
 from defense import InputError, load_dataset, save_dataset
+from defense.fast_net import export_onnx
+from defense.fast_net import load_net as load_fast_or_keras
 
 
 def _write(path, **arrays):
@@ -28,6 +31,25 @@ def test_lab_files_stored_as_float64_are_read(tmp_path, sample_pixels):
                   label=np.zeros(40, np.float64))
     data = load_dataset(path)
     assert data.x.dtype == np.float32 and data.y.dtype == np.int64
+
+
+def test_keep_integers_keeps_uint8_pixels_and_the_labels_are_the_same(tmp_path, sample_pixels, load_net):
+    """For labelling, uint8 data stays uint8 (a quarter of the memory); float data is float32;
+    the fast path scales each batch itself and gives the labels of the float32 pixels."""
+    path = tmp_path / "d.h5"
+    save_dataset(path, sample_pixels.astype(np.uint8), np.arange(40))
+    kept = load_dataset(path, keep_integers=True)
+    assert kept.x.dtype == np.uint8 and load_dataset(path).x.dtype == np.float32
+    floats = _write(tmp_path / "f.h5", data=sample_pixels.transpose(0, 3, 1, 2).astype(np.float64),
+                    label=np.zeros(40))
+    assert load_dataset(floats, keep_integers=True).x.dtype == np.float32
+
+    model = tmp_path / "net.h5"
+    model.write_bytes(weights_path("sunglasses").read_bytes())
+    export_onnx(model)
+    fast = load_fast_or_keras(model, 1 / 255, warn=pytest.fail)
+    np.testing.assert_array_equal(fast.predict_labels(kept.x),
+                                  load_net(model, 1 / 255).predict_labels(sample_pixels))
 
 
 def test_save_then_load_round_trips(tmp_path, sample_pixels):
