@@ -17,7 +17,7 @@ STORED_SHAPE = (3, INPUT_SHAPE[0], INPUT_SHAPE[1])  # channels first, as the com
 
 @dataclass
 class Dataset:
-    x: np.ndarray  # (N, 55, 47, 3) pixels 0..255 (float32, or as stored), channels last as the nets take them
+    x: np.ndarray  # (N, 55, 47, 3) pixels 0..255 (float32, or as stored), channels last
     y: np.ndarray  # (N,) int64 labels
     path: Path
 

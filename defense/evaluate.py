@@ -70,7 +70,8 @@ def run(args):
     # Every input is checked (h5py only) before anything else is said: an error is one line.
     num_classes = read_weights(bad_path)["output"][1].shape[0]
     sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
-    data_sets = [(kind, load_dataset(path, num_classes=num_classes, keep_integers=True)) for kind, path in sets]
+    data_sets = [(kind, load_dataset(path, num_classes=num_classes, keep_integers=True))
+                 for kind, path in sets]
     if not args.repaired and not repaired_path.exists():
         print(f"evaluate: no repaired net at {repaired_path}; scoring the BadNet alone",
               file=sys.stderr)
