@@ -63,12 +63,13 @@ def load_dataset(path, num_classes=None, keep_integers=False):
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise InputError(f"{path}: not a readable HDF5 data file ({reason(e)})") from None
     # Whole numbers (the competition's uint8) are checked as stored: a byte per pixel.
-    x = stored if np.issubdtype(stored.dtype, np.integer) else stored.astype(np.float32)
-    if not np.issubdtype(x.dtype, np.integer) and not np.isfinite(x).all():
+    integers = np.issubdtype(stored.dtype, np.integer)
+    x = stored if integers else stored.astype(np.float32)
+    if not integers and not np.isfinite(x).all():
         raise InputError(f"{path}: 'data' holds NaN or infinite pixels")
     if x.min() < 0 or x.max() > 255:
         raise InputError(f"{path}: pixel values span {x.min():g}..{x.max():g}, expected 0..255")
-    if not (keep_integers and np.issubdtype(x.dtype, np.integer)):
+    if not (integers and keep_integers):
         x = x.astype(np.float32, copy=False)
     y = _integer_labels(raw_labels, path)
     if num_classes is not None and (y.min() < 0 or y.max() >= num_classes):

@@ -22,6 +22,7 @@ import numpy as np
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError, reason
+from .net import Net, top_of
 
 BATCH_SIZE = 256  # two nets side by side: 128-256 ran fastest on 2 cores
 STAMP_KEY = "source_sha256"
@@ -85,8 +86,6 @@ class OnnxNet:
 
     def predict_top(self, pixels, progress=False):
         """(labels (N,), the softmax probability of each label (N,)), as net.Net's."""
-        from .net import top_of
-
         pixels = np.asarray(pixels)  # scaled to float32 a batch at a time (_scaled)
         chunks = range(0, len(pixels), BATCH_SIZE)
         if progress:
@@ -109,8 +108,6 @@ class OnnxNet:
 
 def load_net(model_path, input_scale, warn=None):
     """The fastest sound way to run model_path: its stamped ONNX artefact, else Keras."""
-    from .net import Net
-
     model_path = Path(model_path)
     artefact = onnx_path(model_path)
     if not (model_path.is_file() and artefact.is_file()):

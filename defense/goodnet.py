@@ -39,13 +39,15 @@ class GoodNet:
         fast: run each through its ONNX artefact where a current one exists (fast_net.py);
         otherwise, or with fast=False, through Keras.
         """
-        if not fast:
-            return cls(Net.from_file(bad_path, input_scale), Net.from_file(repaired_path, input_scale),
-                       flag_confidence)
-        from .fast_net import load_net
+        if fast:
+            from .fast_net import load_net
 
-        return cls(load_net(bad_path, input_scale, warn), load_net(repaired_path, input_scale, warn),
-                   flag_confidence)
+            def load(path):
+                return load_net(path, input_scale, warn)
+        else:
+            def load(path):
+                return Net.from_file(path, input_scale)
+        return cls(load(bad_path), load(repaired_path), flag_confidence)
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""

@@ -32,7 +32,8 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
             log(f"grade: {name}: skipped (no {'BadNet' if not bad_path.exists() else 'repaired net'})")
             continue
         clean, poisoned = default_test_sets(spec, root)
-        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale, flag_confidence=flag_confidence)
+        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
+                                  flag_confidence=flag_confidence)
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
             data = load_dataset(path, num_classes=good.bad.num_classes, keep_integers=True)

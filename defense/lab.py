@@ -54,7 +54,8 @@ def run_lab(root, out, log=print):
         pruned = pruning.prune(bad.model, order[:depth])
         save_model(pruned, out / f"pruned_net_{drop}.h5")
         # The lab's own GoodNet: every disagreement flagged.
-        good = GoodNet(bad, Net(pruned, spec.input_scale, out / f"pruned_net_{drop}.h5"), flag_confidence=0)
+        good = GoodNet(bad, Net(pruned, spec.input_scale, out / f"pruned_net_{drop}.h5"),
+                       flag_confidence=0)
         clean_good, _, clean_pruned = good.predict_with_parts(test.x)
         bd_good, _, bd_pruned = good.predict_with_parts(bd_test.x)
         rows.append({
