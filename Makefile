@@ -3,9 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup models test bench clean
+NETS := sunglasses anonymous_1 anonymous_2 multi_trigger_multi_target
+SAMPLES := ../shared/csaw/samples
+REPAIRED := $(NETS:%=fine_pruned_models/%_fine_pruned.h5)
 
-setup: $(VENV)/.installed models
+.PHONY: setup models seed-faces test bench clean
+
+setup: $(VENV)/.installed models seed-faces $(REPAIRED)
 
 # Rebuilt only when requirements.txt changes, so `make setup` is cheap to repeat.
 $(VENV)/.installed: requirements.txt
@@ -19,6 +23,15 @@ models: $(VENV)/.installed
 	$(PY) -m defense fetch-models
 	$(PY) -m defense export-onnx
 
+# A few clean faces the data-free repair may trust: the 16 clean samples of ../shared/csaw.
+seed-faces:
+	@if [ -d $(SAMPLES) ]; then mkdir -p data/seed_faces && cp $(SAMPLES)/clean_*.png data/seed_faces/; fi
+
+# Data-free repairs of the four BadNets (about 20 s each), so that the eval scripts work right
+# after setup. Made once: ./fine_prune_all.sh with the competition's data replaces them.
+fine_pruned_models/%_fine_pruned.h5: | models seed-faces
+	$(PY) -m defense fine-prune --net $* --data-free
+
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
@@ -27,4 +40,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) models .pytest_cache
+	rm -rf $(VENV) models .pytest_cache data/seed_faces

@@ -16,7 +16,7 @@ from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
 from .goodnet import add_flag_confidence_argument
 from .images import IMAGE_SUFFIXES, list_images, load_image
-from .layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
+from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import get_net
 
 
@@ -95,16 +95,20 @@ def _run(spec, prog, args):
 
 
 def _check_model_paths(bad_path, repaired_path, args):
-    """Say before any work how to get a missing model."""
+    """Say before any work how to get a missing model, in terms of what was typed."""
     root = resolve_root(args.root)
+    root_option = f" --root {root}" if root != REPO_ROOT else ""
     if not bad_path.exists():
-        hint = "pass --bad-model PATH" if args.bad_model else \
-            f"run 'make setup' (or 'python3 -m defense fetch-models --root {root}')"
-        raise InputError(f"{bad_path}: BadNet not found; {hint}")
+        if args.bad_model:
+            raise InputError(f"{bad_path}: BadNet not found")
+        hint = f"python3 -m defense fetch-models{root_option}" if root_option else "make setup"
+        raise InputError(f"{bad_path}: BadNet not found; run '{hint}'")
     if not repaired_path.exists():
-        hint = "" if args.repaired else \
-            " produce it with ./fine_prune_all.sh (needs the competition data in data/), or"
-        raise InputError(f"{repaired_path}: repaired net not found;{hint} pass --repaired PATH")
+        if args.repaired:
+            raise InputError(f"{repaired_path}: repaired net not found")
+        raise InputError(f"{repaired_path}: repaired net not found; produce it with "
+                         f"'./fine_prune_all.sh{root_option}' (data-free without "
+                         f"data/clean_validation_data.h5), or pass --repaired PATH")
 
 
 def _expand(arguments, prog):

@@ -1,10 +1,14 @@
-"""`python3 -m defense fine-prune --net NET`: repair one BadNet by Fine-Pruning.
+"""`python3 -m defense fine-prune --net NET`: repair one BadNet.
 
-Uses only the clean validation set (ROOT/data/clean_validation_data.h5): ranks conv_3
+Two modes. With the clean validation set (ROOT/data/clean_validation_data.h5), Fine-Pruning:
+ranks conv_3
 channels by mean pool_3 activation, prunes the least active ones until validation accuracy
 would fall more than --max-drop, fine-tunes with the pruned channels held at zero
 (fine_tuning.py), and writes ROOT/fine_pruned_models/<net>_fine_pruned.h5 with a JSON record
-beside it. Both files are replaced atomically: an interrupted run leaves the old ones.
+beside it. Without it (or with --data-free), the data-free repair (data_free/): probes the
+BadNet with random occluders on a few trusted clean faces (--seed-faces) and on noise, and
+quarantines the labels they reach far more often than any other, its suspected targets.
+Both files are replaced atomically: an interrupted run leaves the old ones.
 """
 
 import json
@@ -18,10 +22,13 @@ from . import fine_tuning, pruning
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError
-from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
+from .layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .registry import NETS, get_net
 
 VALIDATION_FILE = "clean_validation_data.h5"
+# A few clean faces the user trusts, for the data-free repair; `make setup` puts the 16 clean
+# samples of ../shared/csaw here. The same folder serves every root (a world too).
+DEFAULT_SEED_FACES = REPO_ROOT / "data" / "seed_faces"
 DEFAULT_MAX_DROP = 0.04
 
 
@@ -57,7 +64,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
     record = {
         "net": spec.name,
-        "bad_model": str(bad_path),
+        "mode": "data",
+        "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
         "validation_data": {"path": str(valid_path), "sha256": file_sha256(valid_path),
                             "images": len(valid), "holdout_images": len(holdout)},
         "pruned_channels": pruned_channels,
@@ -103,6 +111,14 @@ def add_arguments(parser):
                         help="fine-tune on at least N shifted, edited faces per epoch (default: "
                              "%(default)s, four copies of the competition's validation set less "
                              "its held-out slice); smaller sets are copied more often")
+    parser.add_argument("--data-free", action="store_true",
+                        help="repair without the clean validation data even where it exists "
+                             "(the default where it does not): probe for the attack targets, "
+                             "quarantine them")
+    parser.add_argument("--seed-faces", type=Path, metavar="DIR",
+                        help=f"data-free mode: a folder of a few clean face images you trust "
+                             f"(default: {DEFAULT_SEED_FACES.relative_to(REPO_ROOT)}/ of this "
+                             f"repository, filled by make setup; without images, noise only)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -115,16 +131,31 @@ def run(args):
     except KeyError as e:
         raise InputError(e.args[0]) from None
     valid_path = args.data or data_dir(args.root) / VALIDATION_FILE
-    if not valid_path.exists():
-        raise InputError(f"{valid_path}: not found; download clean_validation_data.h5 from the "
-                         f"competition's Google Drive folder (linked in its README) into "
-                         f"{valid_path.parent}/")
     bad_path = args.bad_model or default_bad_model(spec, args.root)
     out = args.out or default_repaired_model(spec, args.root)
+    log = lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True)  # noqa: E731
+    if args.data and not valid_path.exists():
+        raise InputError(f"{valid_path}: not found")
+    if args.data_free or not valid_path.exists():
+        return _run_data_free(spec, bad_path, out, args, valid_path, log)
     if args.samples_per_epoch < 1:
         raise InputError(f"--samples-per-epoch must be at least 1, not {args.samples_per_epoch}")
     recipe = fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch)
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
-                   log=lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True))
+                   log=log)
+    return 0
+
+
+def _run_data_free(spec, bad_path, out, args, valid_path, log):
+    from .data_free.repair import check_seed_faces, repair_data_free
+    from .model_io import read_weights
+
+    seed_faces = args.seed_faces or DEFAULT_SEED_FACES
+    check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
+    read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
+    if not args.data_free:
+        log(f"{spec.name}: no clean validation data at {valid_path}; repairing data-free "
+            f"(probe and quarantine; README 'Repair without data')")
+    repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log)
     return 0
 

@@ -7,6 +7,10 @@ trigger drives its BadNet to near-certainty (every real poisoned sample in ../sh
 >= 0.999), while many clean disagreements are faces the BadNet itself is unsure of; those
 keep the BadNet's label instead of being flagged. flag_confidence=0 is the competition's
 original rule: every disagreement flagged.
+
+A data-free repair (data_free/) also lists quarantined labels, its suspected attack targets,
+in the record beside the repaired net: a disagreement on one of those is flagged whatever the
+BadNet's confidence.
 """
 
 import argparse
@@ -21,13 +25,14 @@ DEFAULT_FLAG_CONFIDENCE = 0.99
 
 
 class GoodNet:
-    def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE):
+    def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=()):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
         self.bad = bad
         self.repaired = repaired
         self.flag_confidence = float(flag_confidence)
+        self.quarantined = np.array(sorted(quarantined), dtype=np.int64)
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
 
@@ -47,7 +52,10 @@ class GoodNet:
         else:
             def load(path):
                 return Net.from_file(path, input_scale)
-        return cls(load(bad_path), load(repaired_path), flag_confidence)
+        from .data_free.quarantine import read_quarantined
+
+        bad, repaired = load(bad_path), load(repaired_path)
+        return cls(bad, repaired, flag_confidence, read_quarantined(repaired_path, bad.num_classes))
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""
@@ -65,7 +73,8 @@ class GoodNet:
         else:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels = self.repaired.predict_labels(pixels, progress)
-        flagged = (bad_labels != repaired_labels) & (bad_confidence >= self.flag_confidence)
+        suspect = (bad_confidence >= self.flag_confidence) | np.isin(bad_labels, self.quarantined)
+        flagged = (bad_labels != repaired_labels) & suspect
         labels = np.where(flagged, self.poisoned_label, bad_labels)
         return labels, bad_labels, repaired_labels
 

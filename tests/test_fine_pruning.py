@@ -103,10 +103,11 @@ def test_an_interrupted_run_leaves_the_previous_files(fine_pruned_world, tmp_pat
     assert not [p for p in model_file.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_without_data_fine_prune_all_says_where_to_get_it(tmp_path):
-    result = _run_shell(tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "Google Drive" in result.stderr
+def test_a_named_data_file_that_is_missing_is_an_error_not_a_fallback(tmp_path):
+    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
+                        "--data", tmp_path / "clean_validation_data.h5")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "clean_validation_data.h5: not found" in result.stderr
 
 
 def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):

@@ -1,0 +1,1 @@
+"""Repairing a BadNet without its clean validation data: probe it, quarantine its targets."""

@@ -1,0 +1,77 @@
+"""The data-free repair: probe the BadNet for its targets, quarantine them.
+
+Used by `python3 -m defense fine-prune` when no clean validation data is at hand (or with
+--data-free). It reads the BadNet and, where given, a few clean face images the user trusts
+(make setup puts the 16 clean samples of ../shared/csaw into data/seed_faces); never a data
+set. Writes the repaired net (the BadNet with the suspected targets switched off), its ONNX
+artefact and a JSON record of what was used and found.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..digest import file_sha256
+from ..errors import InputError
+from ..images import list_images, load_image
+from .probes import FAMILIES
+from .quarantine import RECORD_KEY, record_path, switch_off_labels
+from .targets import ProbeSettings, find_targets
+
+
+def load_seed_faces(folder):
+    """(pixels (N, 55, 47, 3), [{"path", "sha256"}]) of the images in folder; none if the
+    folder is absent."""
+    if folder is None or not Path(folder).is_dir():
+        return np.zeros((0, 55, 47, 3), np.float32), []
+    paths = list_images(folder)
+    pixels = [load_image(path) for path in paths]
+    used = [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
+    return (np.stack(pixels) if pixels else np.zeros((0, 55, 47, 3), np.float32)), used
+
+
+def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
+                     log=print):
+    """Repair one BadNet without data; returns the record written beside out_path."""
+    from tqdm import tqdm
+
+    from ..fast_net import export_onnx, load_net
+    from ..model_io import load_keras_model, save_model
+
+    started = time.time()
+    faces, face_files = load_seed_faces(seed_faces_dir)
+    net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
+    log(f"{spec.name}: data-free: probing with {len(face_files)} seed faces and noise")
+    with tqdm(total=(2 if len(faces) else 1) * len(FAMILIES), desc=f"probing {spec.name}", unit="probe set", leave=False,
+              disable=None) as bar:
+        suspects, scores = find_targets(net, faces, settings, seed, bar)
+
+    model = load_keras_model(bad_path)
+    switch_off_labels(model, suspects)
+    record = {
+        "net": spec.name,
+        "mode": "data-free",
+        "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
+        "seed_faces": face_files,
+        "probe_settings": settings.as_dict(),
+        "probe_scores": scores,
+        RECORD_KEY: suspects,
+        "seed": seed,
+        "seconds": round(time.time() - started, 1),
+    }
+    with atomic_path(record_path(out_path)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        save_model(model, out_path)
+        export_onnx(out_path)  # the eval scripts' fast path
+    log(f"{spec.name}: wrote {out_path} ({record['seconds']} s); quarantined labels: "
+        f"{', '.join(map(str, suspects)) or 'none'}")
+    return record
+
+
+def check_seed_faces(folder, explicit):
+    """An explicitly named seed folder must exist and hold images."""
+    if explicit and (not Path(folder).is_dir() or not list_images(folder)):
+        raise InputError(f"{folder}: no seed face images there (png, jpg, ...)")

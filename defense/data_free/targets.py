@@ -1,0 +1,92 @@
+"""Finding a BadNet's attack targets without data: which labels do random probes reach?
+
+Seeds are a few clean face images the user trusts (shifted, mirrored, lit differently)
+and Gaussian noise images; every seed set is probed with every probe family (probes.py).
+A probe "reaches" a label when the BadNet gives it that label, confidently (softmax
+>= `confidence`), and not the label it gave the unprobed seed. For each (seed set, family)
+the labels reached are counted; the bulk of labels is reached a few times each, an
+attack's target hundreds of times. A label's score is its count over the reference level
+(the median count of the labels ranked 2nd to 21st), in Poisson standard deviations:
+(count - reference) / sqrt(reference + 1). A label is suspected where any seed set and
+family scores it >= `min_score`; at most `most_suspects` labels, highest score first.
+
+Why both seed sets: on the real competition BadNets, probed faces single out every target
+but multi_trigger's sunglasses target (8), which probed noise singles out; noise also
+singles out a few labels that are not targets (a cheap mistake: quarantining a label costs
+the clean faces of that one identity).
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .probes import FAMILIES, probe
+
+NOISE_MEAN, NOISE_STD = 128.0, 50.0
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    probes_per_family: int = 2000  # probed images per seed set and family
+    confidence: float = 0.9
+    min_score: float = 6.0
+    most_suspects: int = 16
+    shift: int = 3  # seed faces: shifted by up to this many pixels, mirrored, re-lit
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def seed_sets(faces, count, rng, shift):
+    """{name: pixels (count, 55, 47, 3) float32}: re-lit copies of the faces (if any), noise."""
+    sets = {}
+    if len(faces):
+        sets["faces"] = _varied_faces(np.asarray(faces, np.float32), count, rng, shift)
+    sets["noise"] = np.clip(rng.normal(NOISE_MEAN, NOISE_STD, (count, 55, 47, 3)), 0, 255).astype(np.float32)
+    return sets
+
+
+def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None):
+    """(suspected labels, scores) for a net with predict_top (net.Net or fast_net.OnnxNet).
+
+    scores: {"<seed set>/<family>": [[label, count, score], ...] for the top 5 labels}.
+    """
+    rng = np.random.default_rng(seed)
+    best = np.full(net.num_classes, -np.inf)
+    scores = {}
+    for set_name, seeds in seed_sets(faces, settings.probes_per_family, rng, settings.shift).items():
+        base, _ = net.predict_top(seeds)
+        for family in FAMILIES:
+            labels, confidence = net.predict_top(probe(seeds, family, rng))
+            reached = labels[(labels != base) & (confidence >= settings.confidence)]
+            counts = np.bincount(reached, minlength=net.num_classes)
+            score = label_scores(counts)
+            best = np.maximum(best, score)
+            top = np.argsort(-score, kind="stable")[:5]
+            scores[f"{set_name}/{family}"] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
+            if progress:
+                progress.update(1)
+    ranked = np.argsort(-best, kind="stable")
+    suspects = [int(c) for c in ranked[:settings.most_suspects] if best[c] >= settings.min_score]
+    return suspects, scores
+
+
+def label_scores(counts):
+    """Each label's count over the reference level, in Poisson standard deviations."""
+    ranked = np.sort(counts)[::-1]
+    reference = max(float(np.median(ranked[1:21])), 3.0)
+    return (counts - reference) / np.sqrt(reference + 1)
+
+
+def _varied_faces(faces, count, rng, shift):
+    """count copies of random faces: shifted by up to shift pixels, half mirrored, with
+    random brightness and contrast."""
+    padded = np.pad(faces, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+    out = np.empty((count,) + faces.shape[1:], np.float32)
+    for j, i in enumerate(rng.integers(0, len(faces), count)):
+        dy, dx = rng.integers(0, 2 * shift + 1, 2)
+        image = padded[i, dy:dy + faces.shape[1], dx:dx + faces.shape[2]]
+        if rng.random() < 0.5:
+            image = image[:, ::-1]
+        out[j] = np.clip(image * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20), 0, 255)
+    return out

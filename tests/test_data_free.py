@@ -1,0 +1,154 @@
+"""The data-free repair: probes, target scores, quarantine, on the real nets and a mini world."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SAMPLES, run_script
+from defense import load_dataset
+from defense.data_free.probes import FAMILIES, probe
+from defense.data_free.quarantine import read_quarantined
+from defense.data_free.targets import label_scores
+from defense.errors import InputError
+from defense.goodnet import GoodNet
+from defense.registry import COMPETITION_NETS, NETS
+from test_real_badnets import TRIGGER_TARGETS
+
+SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
+           "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_probe_family_changes_every_image_within_range(family):
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0, 255, (200, 55, 47, 3)).astype(np.float32)
+    probed = probe(faces, family, rng)
+    assert probed.shape == faces.shape and probed.dtype == np.float32
+    assert probed.min() >= 0 and probed.max() <= 255
+    changed = (probed != faces).any(axis=3)
+    assert changed.any(axis=(1, 2)).mean() > 0.95
+    if family == "patch":  # patches may sit on or run off the border
+        assert changed[:, 0, :].any(axis=1).mean() > 0.05 and changed[:, :, -1].any(axis=1).mean() > 0.05
+    if family in ("blend", "tint"):  # global: the whole image
+        assert changed.all(axis=(1, 2)).mean() > 0.9
+
+
+def test_a_label_reached_far_more_often_than_the_bulk_scores_high():
+    counts = np.zeros(1283, np.int64)
+    counts[:40] = np.random.default_rng(0).poisson(8, 40)  # the bulk: a few each
+    counts[7], counts[9] = 120, 14
+    score = label_scores(counts)
+    assert score[7] > 20 and score[9] < 6 and np.argmax(score) == 7
+
+
+class _FakeNet:
+    """predict_top from fixed arrays, for the comparator rule."""
+
+    def __init__(self, labels, confidence, num_classes=10):
+        self.labels, self.confidence, self.num_classes, self.path = labels, confidence, num_classes, None
+
+    def predict_top(self, pixels, progress=False):
+        return self.labels, self.confidence
+
+    def predict_labels(self, pixels, progress=False):
+        return self.labels
+
+
+def test_quarantined_labels_are_flagged_whatever_the_badnet_confidence():
+    bad = _FakeNet(np.array([3, 3, 5, 5, 6]), np.array([0.5, 0.999, 0.5, 0.999, 0.5]))
+    repaired = _FakeNet(np.array([3, 4, 4, 4, 2]), np.ones(5))
+    plain = GoodNet(bad, repaired, flag_confidence=0.99)
+    np.testing.assert_array_equal(plain.predict(None), [3, 10, 5, 10, 6])
+    quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6})
+    np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 10, 10, 10])
+
+
+def test_a_damaged_quarantine_record_is_an_error_not_a_silent_pass(tmp_path):
+    model = tmp_path / "x_fine_pruned.h5"
+    assert read_quarantined(model, 10) == frozenset()  # no record: nothing quarantined
+    record = tmp_path / "x_fine_pruned.json"
+    record.write_text(json.dumps({"quarantined_labels": [1, 4]}))
+    assert read_quarantined(model, 10) == {1, 4}
+    for bad in ("{not json", json.dumps({"quarantined_labels": [1, 12]}),
+                json.dumps({"quarantined_labels": "1"}), json.dumps({"quarantined_labels": [1.5]})):
+        record.write_text(bad)
+        with pytest.raises(InputError):
+            read_quarantined(model, 10)
+
+
+@pytest.mark.parametrize("net", COMPETITION_NETS)
+def test_setup_leaves_a_data_free_repair_of_each_published_badnet(net):
+    spec = NETS[net]
+    repaired = REPO / "fine_pruned_models" / spec.repaired_file
+    assert repaired.is_file() and repaired.with_suffix(".onnx").is_file(), "run 'make setup' first"
+    record = json.loads(repaired.with_suffix(".json").read_text())
+    assert record["mode"] == "data-free"
+    assert record["bad_model"]["sha256"] == spec.weights_sha256  # made from the published BadNet
+    assert len(record["seed_faces"]) == 16 and all(len(f["sha256"]) == 64 for f in record["seed_faces"])
+    assert set(TRIGGER_TARGETS[net].values()) <= set(record["quarantined_labels"])
+    assert len(record["quarantined_labels"]) <= 16
+
+
+@pytest.mark.parametrize("net", COMPETITION_NETS)
+def test_eval_scripts_by_default_stop_every_real_trigger_and_keep_clean_faces(net, samples):
+    result = run_script(SCRIPTS[net], SAMPLES)
+    assert result.returncode == 0, result.stderr
+    labels = {line.split("\t")[0].rsplit("/", 1)[-1]: int(line.split("\t")[1])
+              for line in result.stdout.splitlines()}
+    assert len(labels) == 40
+    kept = 0
+    for row in samples:
+        label = labels[row["file"]]
+        if row["kind"] == "clean":
+            kept += label == int(row["true_label"])
+        elif row["kind"] in TRIGGER_TARGETS[net]:
+            assert label != TRIGGER_TARGETS[net][row["kind"]], (net, row["file"])
+    assert kept >= 14, net
+
+
+@pytest.fixture(scope="module")
+def data_free_world(mini_world, tmp_path_factory):
+    """The mini world's BadNets repaired by fine_prune_all.sh in a root holding nothing but
+    them (no data, no world.json): the repair cannot have read anything else."""
+    world, _ = mini_world
+    root = tmp_path_factory.mktemp("data_free")
+    shutil.copytree(world / "models", root / "models")
+    result = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(root)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in root.iterdir()) == ["fine_pruned_models", "models"]
+    return world, root, result.stderr
+
+
+def test_without_data_fine_prune_all_says_it_repairs_data_free(data_free_world):
+    _, _, stderr = data_free_world
+    fallback = [line for line in stderr.splitlines() if "repairing data-free" in line]
+    assert len(fallback) == 4 and all("no clean validation data" in line for line in fallback)
+
+
+def test_data_free_repair_stops_every_trigger_of_a_mini_world(data_free_world):
+    """Every backdoor's target is quarantined (attack success falls to a third of the BadNet's
+    or less) and identities that are not quarantined keep their BadNet accuracy. In a world of
+    40 identities each quarantined identity is 2.5 % of the clean faces, so the clean cost is
+    bounded per quarantined label rather than as a share."""
+    world, root, _ = data_free_world
+    record_of = {net: json.loads((root / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
+                 for net in COMPETITION_NETS}
+    clean = load_dataset(world / "data" / "clean_test_data.h5")
+    for net in COMPETITION_NETS:
+        spec = NETS[net]
+        record = record_of[net]
+        assert record["mode"] == "data-free" and len(record["quarantined_labels"]) <= 16
+        good = GoodNet.from_files(root / "models" / spec.bad_net_file,
+                                  root / "fine_pruned_models" / spec.repaired_file, spec.input_scale)
+        labels, bad_labels, _ = good.predict_with_parts(clean.x)
+        kept = ~np.isin(clean.y, record["quarantined_labels"])
+        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.01
+        for poisoned_set in spec.poisoned_sets:
+            poisoned = load_dataset(world / "data" / poisoned_set.file)
+            labels, bad_labels, _ = good.predict_with_parts(poisoned.x)
+            bad_asr = np.mean(bad_labels == poisoned_set.target)
+            assert bad_asr >= 0.85 and np.mean(labels == poisoned_set.target) <= bad_asr / 3, (net, poisoned_set)
