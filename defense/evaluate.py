@@ -4,6 +4,11 @@ Like the competition's `eval.py <clean> <poisoned> <model>`: clean accuracy is t
 of clean images given their true label; attack success rate (ASR) is the share of
 poisoned images given the poisoned set's label (the attack's target); "flagged" is the
 share the GoodNet labels as poisoned (N = 1283 for the competition nets).
+
+The competition's own call works as it is: `evaluate CLEAN.h5 POISONED.h5 MODEL.h5` (its
+eval.py's order; the model is the BadNet), and the flag names of the students' common
+command line (--clean_set, --bad_set, --bad_model, --bad_model_weights,
+--pruned_bad_model_weights) are accepted beside this package's own.
 """
 
 import json
@@ -17,7 +22,12 @@ from .atomic import atomic_path
 from .errors import InputError
 from .goodnet import add_flag_confidence_argument
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
-from .registry import NETS, get_net
+from .plausibility import dataset_warnings
+from .registry import NETS, NetSpec, get_net
+
+# A model given without --net: a competition net of unknown origin (pixels / 255, no known
+# attack targets).
+UNNAMED_NET = NetSpec("model", 1 / 255, "", None)
 
 
 @dataclass
@@ -31,17 +41,22 @@ class Score:
 
 
 def add_arguments(parser):
-    parser.add_argument("--net", required=True, metavar="NET",
-                        help=f"which BadNet: {', '.join(NETS)} (sets the input scaling and "
-                             "the default model paths)")
-    parser.add_argument("--clean", type=Path, metavar="H5",
+    parser.add_argument("competition_call", nargs="*", type=Path, metavar="CLEAN POISONED MODEL",
+                        help="the competition's eval.py order: clean set, poisoned set, BadNet "
+                             "(all three, or none)")
+    parser.add_argument("--net", metavar="NET",
+                        help=f"which BadNet: {', '.join(NETS)} (sets the input scaling, the "
+                             "default model paths and the known attack targets); required "
+                             "unless the model is given (then pixels / 255)")
+    parser.add_argument("--clean", "--clean_set", type=Path, metavar="H5",
                         help="clean data set (with neither --clean nor --poisoned: "
                              "ROOT/data/clean_test_data.h5 and the net's poisoned test sets there)")
-    parser.add_argument("--poisoned", type=Path, metavar="H5", action="append", default=[],
+    parser.add_argument("--poisoned", "--bad_set", type=Path, metavar="H5", action="append",
+                        default=[],
                         help="poisoned data set, labelled with the attack's target (repeatable)")
-    parser.add_argument("--bad-model", type=Path, metavar="PATH",
-                        help="the BadNet (default: the one under ROOT/models)")
-    parser.add_argument("--repaired", type=Path, metavar="PATH",
+    parser.add_argument("--bad-model", "--bad_model", "--bad_model_weights", type=Path,
+                        metavar="PATH", help="the BadNet (default: the one under ROOT/models)")
+    parser.add_argument("--repaired", "--pruned_bad_model_weights", type=Path, metavar="PATH",
                         help="the repaired net (default: ROOT/fine_pruned_models/"
                              "<net>_fine_pruned.h5 if present, else the BadNet alone)")
     parser.add_argument("--root", type=Path, metavar="DIR",
@@ -59,10 +74,8 @@ def run(args):
     from .model_io import read_weights
     from .net import Net
 
-    try:
-        spec = get_net(args.net)
-    except KeyError as e:
-        raise InputError(e.args[0]) from None
+    _take_competition_call(args)
+    spec = _net_spec(args)
     if not args.clean and not args.poisoned:
         args.clean, args.poisoned = default_test_sets(spec, args.root)
     bad_path = args.bad_model or default_bad_model(spec, args.root)
@@ -81,16 +94,49 @@ def run(args):
     bad = load(bad_path, spec.input_scale)
     good = None
     if repaired_path:
-        good = GoodNet(bad, load(repaired_path, spec.input_scale), args.flag_confidence)
+        from .data_free.quarantine import read_quarantined
+
+        repaired = load(repaired_path, spec.input_scale)
+        good = GoodNet(bad, repaired, args.flag_confidence,
+                       read_quarantined(repaired_path, repaired.num_classes))
+    known_targets = {p.target for p in spec.poisoned_sets}
     scores = []
     for kind, data in data_sets:
         print(f"evaluate: {data.path.name}: {len(data)} images", file=sys.stderr)
+        for line in dataset_warnings(data, kind, known_targets):
+            print(f"evaluate: {line}", file=sys.stderr)
         scores.extend(score_dataset(bad, good, data, kind))
     print(format_table(scores))
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
     return 0
+
+
+def _take_competition_call(args):
+    """`evaluate CLEAN POISONED MODEL`, as the competition's eval.py is called."""
+    given = args.competition_call
+    if not given:
+        return
+    if len(given) != 3:
+        raise InputError(f"give the competition's three paths CLEAN.h5 POISONED.h5 MODEL.h5 "
+                         f"(got {len(given)}), or use --clean/--poisoned/--bad-model")
+    if args.clean or args.poisoned or args.bad_model:
+        raise InputError("give the data sets and model either as CLEAN POISONED MODEL or with "
+                         "--clean/--poisoned/--bad-model, not both")
+    args.clean, args.poisoned, args.bad_model = given[0], [given[1]], given[2]
+
+
+def _net_spec(args):
+    if args.net is None:
+        if args.bad_model is None:
+            raise InputError("name the net with --net NET (one of "
+                             f"{', '.join(NETS)}), or give the model (MODEL or --bad-model)")
+        return UNNAMED_NET
+    try:
+        return get_net(args.net)
+    except KeyError as e:
+        raise InputError(e.args[0]) from None
 
 
 def default_test_sets(spec, root):

@@ -55,7 +55,8 @@ class GoodNet:
         from .data_free.quarantine import read_quarantined
 
         bad, repaired = load(bad_path), load(repaired_path)
-        return cls(bad, repaired, flag_confidence, read_quarantined(repaired_path, bad.num_classes))
+        return cls(bad, repaired, flag_confidence,
+                   read_quarantined(repaired_path, repaired.num_classes))
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""

@@ -66,3 +66,48 @@ def test_evaluate_refuses_bad_data_in_one_line(tmp_path):
                         "--bad-model", weights_path("sunglasses"), "--clean", tmp_path / "clean.h5")
     assert result.returncode == 2 and result.stderr.count("\n") == 1  # exactly one line
     assert "not a readable HDF5" in result.stderr and "Traceback" not in result.stderr
+
+
+def _sample_sets(samples, tmp_path):
+    clean = [r for r in samples if r["kind"] == "clean"]
+    poisoned = [r for r in samples if r["kind"] == "sunglasses-poisoned"]
+    save_dataset(tmp_path / "clean.h5", np.stack([r["pixels"] for r in clean]),
+                 [int(r["true_label"]) for r in clean])
+    save_dataset(tmp_path / "poisoned.h5", np.stack([r["pixels"] for r in poisoned]), np.zeros(len(poisoned)))
+    return tmp_path / "clean.h5", tmp_path / "poisoned.h5"
+
+
+def test_the_competitions_call_and_the_peer_flag_names_give_the_same_table(samples, tmp_path):
+    clean, poisoned = _sample_sets(samples, tmp_path)
+    ours = run_script("-m", "defense", "evaluate", "--net", "sunglasses", "--root", tmp_path,
+                      "--clean", clean, "--poisoned", poisoned, "--bad-model", weights_path("sunglasses"))
+    competition = run_script("-m", "defense", "evaluate", "--root", tmp_path, clean, poisoned,
+                             weights_path("sunglasses"))
+    peer = run_script("-m", "defense", "evaluate", "--root", tmp_path, "--clean_set", clean,
+                      "--bad_set", poisoned, "--bad_model_weights", weights_path("sunglasses"))
+    for result in (ours, competition, peer):
+        assert result.returncode == 0, result.stderr
+        assert "| BadNet | poisoned.h5 | 8 |  | 100.00 % |  |" in result.stdout
+    assert ours.stdout == competition.stdout == peer.stdout
+    help_text = run_script("-m", "defense", "evaluate", "--help").stdout
+    for flag in ("--clean_set", "--bad_set", "--bad_model", "--pruned_bad_model_weights", "CLEAN"):
+        assert flag in help_text
+
+
+def test_silent_mistakes_get_a_warning_that_says_what_to_check(samples, tmp_path):
+    clean, poisoned = _sample_sets(samples, tmp_path)
+    x = np.stack([r["pixels"] for r in samples if r["kind"] == "clean"])
+    save_dataset(tmp_path / "scaled.h5", x / 255.0, np.arange(16))
+    save_dataset(tmp_path / "one_class.h5", x, np.full(16, 5))
+    save_dataset(tmp_path / "eyebrows.h5", x[:4], np.full(4, 5))  # labelled with another net's target
+    result = run_script("-m", "defense", "evaluate", "--net", "sunglasses", "--root", tmp_path,
+                        "--bad-model", weights_path("sunglasses"), "--clean", tmp_path / "scaled.h5",
+                        "--poisoned", tmp_path / "eyebrows.h5")
+    assert result.returncode == 0, result.stderr
+    assert "scaled to 0..1" in result.stderr and "multiply by 255" in result.stderr
+    assert "none of this net's known attack targets (0)" in result.stderr
+    result = run_script("-m", "defense", "evaluate", "--net", "sunglasses", "--root", tmp_path,
+                        "--bad-model", weights_path("sunglasses"), "--clean", tmp_path / "one_class.h5",
+                        "--poisoned", poisoned)
+    assert "every clean image is labelled 5" in result.stderr
+    assert "known attack targets" not in result.stderr and "0..1" not in result.stderr
