@@ -23,7 +23,7 @@ from .errors import InputError
 from .goodnet import add_flag_confidence_argument
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .plausibility import dataset_warnings
-from .registry import NETS, NetSpec, get_net
+from .registry import COMPETITION_DATA_URL, NETS, NetSpec, get_net
 
 # A model given without --net: a competition net of unknown origin (pixels / 255, no known
 # attack targets).
@@ -143,8 +143,9 @@ def default_test_sets(spec, root):
     """ROOT/data/clean_test_data.h5 and the net's poisoned test sets found under ROOT/data."""
     clean = data_dir(root) / "clean_test_data.h5"
     if not clean.exists():
-        raise InputError(f"{clean}: not found; give --clean H5 and/or --poisoned H5, or put "
-                         "the competition's data in data/ (see README)")
+        raise InputError(f"{clean}: not found; download the competition's data from "
+                         f"{COMPETITION_DATA_URL} into {clean.parent}/ (evaluate also takes "
+                         f"--clean H5 / --poisoned H5)")
     poisoned = [data_dir(root) / p.file for p in spec.poisoned_sets
                 if (data_dir(root) / p.file).exists()]
     return clean, poisoned

@@ -41,8 +41,9 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
         results[name] = scores
         log(f"grade: {name}: done")
     if not results:
+        root_option = f" --root {root}" if root else ""
         raise InputError(f"{resolve_root(root)}: no net has both a BadNet and a repaired net; "
-                         "run ./fine_prune_all.sh first")
+                         f"run 'make setup' or './fine_prune_all.sh{root_option}' first")
     return results
 
 

@@ -17,9 +17,11 @@ import numpy as np
 from . import pruning
 from .atomic import atomic_path
 from .layout import ROOT_ENV, data_dir, default_bad_model, resolve_root
-from .registry import NETS
+from .errors import InputError
+from .registry import LAB_DATA_URL, NETS
 
 DROPS = (2, 4, 10, 30)  # accuracy drops, percentage points
+LAB_FILES = ("cl/valid.h5", "bd/bd_valid.h5", "cl/test.h5", "bd/bd_test.h5")
 
 
 def first_depth_with_drop(accuracy, drop):
@@ -37,7 +39,7 @@ def run_lab(root, out, log=print):
     spec = NETS["bd_net"]
     bad = Net.from_file(default_bad_model(spec, root), spec.input_scale)
     data = {name: load_dataset(data_dir(root) / name, num_classes=bad.num_classes)
-            for name in ("cl/valid.h5", "bd/bd_valid.h5", "cl/test.h5", "bd/bd_test.h5")}
+            for name in LAB_FILES}
     valid, bd_valid = data["cl/valid.h5"], data["bd/bd_valid.h5"]
     activations = pruning.pool_3_activations(bad.model, valid.x, spec.input_scale)
     order, _ = pruning.rank_channels(activations)
@@ -130,6 +132,11 @@ def add_arguments(parser):
 
 
 def run(args):
+    # Say what is missing before TensorFlow's slow start.
+    missing = [name for name in LAB_FILES if not (data_dir(args.root) / name).is_file()]
+    if missing:
+        raise InputError(f"{data_dir(args.root) / missing[0]}: not found; download the lab's data "
+                         f"from {LAB_DATA_URL} into {data_dir(args.root)}/ (cl/, bd/)")
     out = args.out or resolve_root(args.root) / "lab_results"
     record = run_lab(args.root, out, log=lambda line: print(line, file=sys.stderr))
     print(format_table(record))

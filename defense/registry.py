@@ -3,6 +3,9 @@
 from dataclasses import dataclass
 
 _COMPETITION_RAW = "https://raw.githubusercontent.com/csaw-hackml/CSAW-HackML-2020/master"
+# Where users download the data sets (these machines cannot): the competition's and the lab's.
+COMPETITION_DATA_URL = "https://drive.google.com/drive/folders/13o2ybRJ1BkGUvfmQEeZqDo1kskyFywab"
+LAB_DATA_URL = "https://drive.google.com/drive/folders/1Rs68uH8Xqa4j6UxG53wzD0uyI8347dSq"
 
 
 @dataclass(frozen=True)
