@@ -3,8 +3,13 @@
 Importing TensorFlow and building Keras nets costs seconds per process; ONNX Runtime starts
 in a fraction of that. Each model file X.h5 gets X.onnx beside it (made by `make setup`,
 `fine_prune_all.sh` and `python3 -m defense export-onnx`), stamped with X.h5's sha256: an
-artefact whose stamp does not match its model file is never used. Without a usable artefact
-the Keras path runs instead, after one warning line.
+artefact whose stamp does not match its model file is never used. A model file without one
+beside it (a file the user brings, in a folder that may be read-only) gets its artefact in a
+cache folder instead, keyed by the file's sha256 ($DEFENSE_CACHE_DIR, else
+$XDG_CACHE_HOME/csaw-defense, else ~/.cache/csaw-defense): made once, by the first call, and
+used from then on. Entries are written to a temporary file and renamed, so concurrent calls
+and interrupted ones never leave half an artefact; one that cannot be read is made anew. Where
+no artefact can be had, the Keras path runs, after one warning line.
 
 The artefact takes channels-first input (N, 3, 55, 47), the layout of the competition's
 HDF5 files: Keras' export begins with a transpose to that layout, which is cut off here, so
@@ -32,8 +37,21 @@ def onnx_path(model_path):
     return Path(model_path).with_suffix(".onnx")
 
 
-def export_onnx(model_path):
-    """Write model_path's .onnx artefact (loads the model through the safe loader)."""
+def cache_dir():
+    """Where artefacts of model files without one beside them go (XDG cache convention)."""
+    if os.environ.get("DEFENSE_CACHE_DIR"):
+        return Path(os.environ["DEFENSE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "csaw-defense"
+
+
+def cached_onnx_path(sha256):
+    return cache_dir() / "onnx" / f"{sha256}.onnx"
+
+
+def export_onnx(model_path, target=None):
+    """Write model_path's .onnx artefact, beside it unless target is given (loads the model
+    through the safe loader)."""
     import warnings
 
     import onnx
@@ -42,7 +60,7 @@ def export_onnx(model_path):
 
     model = load_keras_model(model_path)
     model(np.zeros((1, 55, 47, 3), np.float32))  # Keras exports only a net that has run
-    target = onnx_path(model_path)
+    target = Path(target) if target else onnx_path(model_path)
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation chatter
         model.export(str(tmp), format="onnx", verbose=False)
@@ -107,21 +125,38 @@ class OnnxNet:
 
 
 def load_net(model_path, input_scale, warn=None):
-    """The fastest sound way to run model_path: its stamped ONNX artefact, else Keras."""
+    """The fastest sound way to run model_path: its stamped ONNX artefact (beside it, else in
+    the cache, made there on first use), else Keras."""
     model_path = Path(model_path)
-    artefact = onnx_path(model_path)
-    if not (model_path.is_file() and artefact.is_file()):
-        why = f"no {artefact.name} beside {model_path.name}"
-    else:
-        session, why = _session(artefact)
+    if not model_path.is_file():
+        return Net.from_file(model_path, input_scale)  # fails with the loader's one-line error
+    sha256 = file_sha256(model_path)
+    for artefact in (onnx_path(model_path), cached_onnx_path(sha256)):
+        session = _stamped_session(artefact, sha256)
         if session is not None:
-            if session.get_modelmeta().custom_metadata_map.get(STAMP_KEY) == file_sha256(model_path):
-                return OnnxNet(session, input_scale, model_path)
-            why = f"{artefact.name} was made from another version of {model_path.name}"
-    net = Net.from_file(model_path, input_scale)  # a missing or bad model fails here, unwarned
-    (warn or _warn)(f"warning: {why}; using the slower Keras path "
-                    f"(make it with: python3 -m defense export-onnx {model_path})")
-    return net
+            return OnnxNet(session, input_scale, model_path)
+    net = Net.from_file(model_path, input_scale)  # a bad model fails here, unwarned
+    artefact = cached_onnx_path(sha256)
+    try:
+        export_onnx(model_path, artefact)
+    except (OSError, InputError) as e:
+        (warn or _warn)(f"warning: no fast-path artefact for {model_path.name} ({reason(e, 120)}); "
+                        f"using the slower Keras path")
+        return net
+    session = _stamped_session(artefact, sha256)
+    (warn or _warn)(f"note: made the fast-path artefact of {model_path.name} in {artefact.parent} "
+                    f"(once; later calls start in a fraction of a second)")
+    return OnnxNet(session, input_scale, model_path) if session is not None else net
+
+
+def _stamped_session(artefact, sha256):
+    """A session of artefact if it exists, reads, and was made from the file with sha256."""
+    if not artefact.is_file():
+        return None
+    session, _ = _session(artefact)
+    if session is not None and session.get_modelmeta().custom_metadata_map.get(STAMP_KEY) == sha256:
+        return session
+    return None
 
 
 def _session(artefact):

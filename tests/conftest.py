@@ -3,6 +3,7 @@ import shutil
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ SHARED_MODELS = SHARED / "models"
 LAB_WEIGHTS = SHARED / "lab3" / "bd_weights.h5"
 THIRD_PARTY_REPAIRED = SHARED / "third_party" / "sunglasses_repaired_net_keras2.h5"
 TRIGGER = SHARED / "triggers" / "sun_glass_trigger.png"
+
+# Fast-path artefacts of model files the tests bring go to a cache of this session, not ~/.cache.
+os.environ["DEFENSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="defense-cache-")
 
 if not SHARED.is_dir():
     pytest.exit(f"{SHARED} is missing: the tests need the real CSAW assets beside the repository",

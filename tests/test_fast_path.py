@@ -7,6 +7,7 @@ import pytest
 
 from conftest import LAB_WEIGHTS, SAMPLES, THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import GoodNet, get_net, load_dataset
+from defense.digest import file_sha256
 from defense.fast_net import OnnxNet, onnx_path
 from defense.fast_net import load_net as load_fast_or_keras
 from defense.registry import COMPETITION_NETS
@@ -59,24 +60,53 @@ def _fast(path, scale):
     return net
 
 
-def test_a_stale_artefact_is_never_used(with_onnx, tmp_path, sample_pixels):
-    # The artefact of one net placed beside another net's weights.
+def test_a_stale_artefact_is_never_used(with_onnx, tmp_path, sample_pixels, load_net):
+    # The artefact of one net placed beside another net's weights: the cache serves instead.
     shutil.copyfile(weights_path("anonymous_1"), tmp_path / "net.h5")
     shutil.copyfile(onnx_path(with_onnx(weights_path("sunglasses"))), tmp_path / "net.onnx")
-    warnings = []
-    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
-    assert not isinstance(net, OnnxNet)
-    assert len(warnings) == 1 and "another version" in warnings[0]
-    sunglasses = load_fast_or_keras(with_onnx(weights_path("sunglasses")), 1 / 255)
-    assert not np.array_equal(net.predict_labels(sample_pixels), sunglasses.predict_labels(sample_pixels))
+    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=lambda line: None)
+    assert isinstance(net, OnnxNet)
+    np.testing.assert_array_equal(net.predict_labels(sample_pixels),
+                                  load_net(weights_path("anonymous_1")).predict_labels(sample_pixels))
 
 
-def test_missing_artefact_falls_back_with_one_warning(tmp_path):
+def test_a_brought_model_gets_a_cached_artefact_on_first_use(tmp_path, monkeypatch, sample_pixels):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DEFENSE_CACHE_DIR", str(cache))
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    shutil.copyfile(weights_path("anonymous_2"), folder / "net.h5")
+    folder.chmod(0o555)  # nothing may be written beside the user's file
+    try:
+        first_notes, second_notes = [], []
+        first = load_fast_or_keras(folder / "net.h5", 1 / 255, warn=first_notes.append)
+        second = load_fast_or_keras(folder / "net.h5", 1 / 255, warn=second_notes.append)
+    finally:
+        folder.chmod(0o755)
+    assert isinstance(first, OnnxNet) and isinstance(second, OnnxNet)
+    assert len(first_notes) == 1 and "once" in first_notes[0] and second_notes == []
+    assert sorted(p.name for p in folder.iterdir()) == ["net.h5"]
+    assert [p.name for p in (cache / "onnx").iterdir()] == [f"{file_sha256(folder / 'net.h5')}.onnx"]
+    np.testing.assert_array_equal(first.predict_labels(sample_pixels), second.predict_labels(sample_pixels))
+
+
+def test_a_damaged_cache_entry_is_made_anew(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFENSE_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copyfile(weights_path("sunglasses"), tmp_path / "net.h5")
+    entry = tmp_path / "cache" / "onnx" / f"{file_sha256(tmp_path / 'net.h5')}.onnx"
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"\x08\x07garbage")
+    assert isinstance(load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=lambda line: None), OnnxNet)
+    assert entry.stat().st_size > 100_000
+
+
+def test_without_a_writable_cache_the_keras_path_runs_with_one_warning(tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("DEFENSE_CACHE_DIR", str(tmp_path / "cache"))
     shutil.copyfile(weights_path("anonymous_2"), tmp_path / "net.h5")
     warnings = []
     net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
-    assert not isinstance(net, OnnxNet) and len(warnings) == 1
-    assert "export-onnx" in warnings[0]
+    assert not isinstance(net, OnnxNet) and len(warnings) == 1 and "Keras" in warnings[0]
 
 
 def test_eval_script_fast_and_keras_paths_print_the_same_labels(with_onnx):
@@ -106,11 +136,10 @@ def test_fast_goodnet_equals_keras_goodnet_on_a_fine_pruned_world(mini_world):
         np.testing.assert_array_equal(fast.predict(test.x), keras.predict(test.x))
 
 
-def test_a_damaged_artefact_falls_back_to_keras(tmp_path, sample_pixels, load_net):
+def test_a_damaged_artefact_beside_the_model_is_passed_over(tmp_path, sample_pixels, load_net):
     shutil.copyfile(weights_path("sunglasses"), tmp_path / "net.h5")
     (tmp_path / "net.onnx").write_bytes(b"\x08\x07garbage")
-    warnings = []
-    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=warnings.append)
-    assert not isinstance(net, OnnxNet) and "cannot be read" in warnings[0]
+    net = load_fast_or_keras(tmp_path / "net.h5", 1 / 255, warn=lambda line: None)
+    assert isinstance(net, OnnxNet)
     np.testing.assert_array_equal(net.predict_labels(sample_pixels),
                                   load_net(weights_path("sunglasses")).predict_labels(sample_pixels))
