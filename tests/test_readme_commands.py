@@ -1,0 +1,112 @@
+"""Every command in the README's shell blocks, run as written with the machine's plain
+`python3` (not the venv's), or skipped for a stated reason. A README command this file does not
+know fails the first test, so README and behaviour cannot drift apart unnoticed."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO
+
+NO_DATA = "needs the competition's data: here it must fail in one line, no traceback"
+
+
+def readme_commands():
+    """Commands of the ```sh blocks, continuation lines joined, comments cut."""
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+        pending = ""
+        for line in block.splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).rstrip()
+            if line.endswith("\\"):
+                pending += line[:-1].strip() + " "
+                continue
+            command = (pending + line.strip()).strip()
+            pending = ""
+            if command:
+                commands.append(command)
+    return commands
+
+
+# command -> ("run", check) or ("skip", reason). Checks get the CompletedProcess.
+def _label(expected, quiet=True):
+    return lambda r: r.returncode == 0 and r.stdout == f"{expected}\n" and (r.stderr == "" or not quiet)
+
+
+def _one_line_or_success(r):
+    return r.returncode == 0 or (r.returncode == 2 and r.stderr.count("\n") == 1
+                                 and "Traceback" not in r.stderr)
+
+
+def _needs_data(r):
+    return _one_line_or_success(r) and (r.returncode == 0 or "not found" in r.stderr)
+
+
+COMMANDS = {
+    "make setup": ("skip", "CI runs it before the tests (it is idempotent)"),
+    "make test": ("skip", "this is the suite make test runs"),
+    "python3 eval_sunglasses.py data/seed_faces/clean_13.png": ("run", _label(43)),
+    "python3 eval_multi_trigger.py data/seed_faces/ ../shared/csaw/samples/eyebrows_21.png":
+        ("run", lambda r: r.returncode == 0 and len(r.stdout.splitlines()) == 17
+         and r.stdout.splitlines()[-1].endswith("eyebrows_21.png\t1283")),
+    "python3 eval_anonymous_2.py --help": ("run", lambda r: r.returncode == 0 and "--repaired" in r.stdout),
+    "python3 eval_sunglasses.py --repaired ../shared/csaw/third_party/sunglasses_repaired_net_keras2.h5 "
+    "../shared/csaw/samples/clean_13.png": ("run", _label(43, quiet=False)),  # first use: a note
+    "./fine_prune_all.sh": ("skip", "rewrites fine_pruned_models/ as make setup did; "
+                                    "test_data_free runs it on a mini world"),
+    "python3 -m defense grade": ("run", _needs_data),
+    "python3 -m defense fine-prune --net anonymous_2 --data-free": ("run", None),  # own test below
+    "python3 -m defense lab": ("run", _needs_data),
+    "python3 -m defense world build worlds/mini --preset mini":
+        ("skip", "slow (minutes); the mini_world fixture builds the same preset for other tests"),
+    "python3 -m defense world show worlds/mini": ("skip", "needs worlds/mini (above); test_world "
+                                                          "runs world show on the fixture's world"),
+    "./fine_prune_all.sh --root worlds/mini && python3 -m defense grade --root worlds/mini":
+        ("skip", "slow (four 10-epoch fine-tunings); test_fine_pruning runs both on a mini world "
+                 "with --samples-per-epoch 8000"),
+    "python3 eval_sunglasses.py --root worlds/mini data/seed_faces/clean_13.png":
+        ("run", lambda r: _one_line_or_success(r) and (r.returncode == 0 or "worlds/mini" in r.stderr)),
+    "python3 -m defense evaluate --net sunglasses --clean data/clean_test_data.h5 "
+    "--poisoned data/sunglasses_poisoned_data.h5 --json scores.json": ("run", _needs_data),
+    "python3 -m defense evaluate data/clean_test_data.h5 data/sunglasses_poisoned_data.h5 "
+    "models/sunglasses_bd_weights.h5": ("run", _needs_data),
+}
+
+
+def run_as_written(command):
+    """The command in a shell at the repository root, `python3` being the machine's own."""
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                           if not p.startswith(str(REPO / ".venv")))
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": path}
+    return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_every_readme_command_is_known_here():
+    unknown = [c for c in readme_commands() if c not in COMMANDS]
+    assert not unknown, f"README commands with no entry in COMMANDS: {unknown}"
+
+
+@pytest.mark.parametrize("command", [c for c, (how, _) in COMMANDS.items() if how == "run" and _])
+def test_readme_command_runs_as_written(command):
+    result = run_as_written(command)
+    assert COMMANDS[command][1](result), (result.returncode, result.stdout[-500:], result.stderr[-1000:])
+
+
+def test_readme_data_free_repair_runs_as_written_and_finds_the_same_targets():
+    record_path = REPO / "fine_pruned_models" / "anonymous_2_fine_pruned.json"
+    before = json.loads(record_path.read_text())["quarantined_labels"]
+    result = run_as_written("python3 -m defense fine-prune --net anonymous_2 --data-free")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert json.loads(record_path.read_text())["quarantined_labels"] == before
+
+
+def test_readme_data_commands_give_the_download_address_when_data_is_missing():
+    if (REPO / "data" / "clean_test_data.h5").exists():
+        pytest.skip("the competition's data is present")
+    result = run_as_written("python3 -m defense grade")
+    assert "drive.google.com" in result.stderr
