@@ -27,7 +27,7 @@ import numpy as np
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError, reason
-from .net import Net, top_of
+from .net import Net, fd2_silenced, top_of
 
 BATCH_SIZE = 256  # two nets side by side: 128-256 ran fastest on 2 cores
 STAMP_KEY = "source_sha256"
@@ -138,7 +138,8 @@ def load_net(model_path, input_scale, warn=None):
     net = Net.from_file(model_path, input_scale)  # a bad model fails here, unwarned
     artefact = cached_onnx_path(sha256)
     try:
-        export_onnx(model_path, artefact)
+        with fd2_silenced():  # TensorFlow's C++ log lines while exporting
+            export_onnx(model_path, artefact)
     except (OSError, InputError) as e:
         (warn or _warn)(f"warning: no fast-path artefact for {model_path.name} ({reason(e, 120)}); "
                         f"using the slower Keras path")

@@ -24,13 +24,13 @@ def quiet_tensorflow(onednn=False):
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
         # The oneDNN banner is written by C++ to fd 2 as the library loads, past every log
         # setting; a failing import still raises a Python exception with its message.
-        with _fd2_silenced():
+        with fd2_silenced():
             import tensorflow  # noqa: F401
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
 @contextlib.contextmanager
-def _fd2_silenced():
+def fd2_silenced():
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
