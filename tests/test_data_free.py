@@ -15,10 +15,8 @@ from defense.data_free.targets import label_scores
 from defense.errors import InputError
 from defense.goodnet import GoodNet
 from defense.registry import COMPETITION_NETS, NETS
+from test_eval_scripts import SCRIPTS
 from test_real_badnets import TRIGGER_TARGETS
-
-SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
-           "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
