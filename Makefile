@@ -7,7 +7,7 @@ NETS := sunglasses anonymous_1 anonymous_2 multi_trigger_multi_target
 SAMPLES := ../shared/csaw/samples
 REPAIRED := $(NETS:%=fine_pruned_models/%_fine_pruned.h5)
 
-.PHONY: setup models seed-faces test bench clean
+.PHONY: setup models seed-faces test test-quick bench clean
 
 setup: $(VENV)/.installed models seed-faces $(REPAIRED)
 
@@ -32,8 +32,13 @@ seed-faces:
 fine_pruned_models/%_fine_pruned.h5: | models seed-faces
 	$(PY) -m defense fine-prune --net $* --data-free
 
+# The whole suite (about 15 minutes on 2 cores, most of it a mini world and its repairs), with
+# the slowest tests listed at the end; test-quick leaves out what needs a generated world.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
+
+test-quick: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not world"
 
 # Speed goals against the plain Keras path, as one table (about 2-3 minutes).
 bench: $(VENV)/.installed

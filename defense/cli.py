@@ -34,4 +34,5 @@ def main(argv=None):
             sub.set_defaults(run=module.run)
         module.add_arguments(sub)
     args = parser.parse_args(argv)
-    return run_main(f"defense {args.command}", lambda: args.run(args))
+    # The same prefix as argparse's usage errors: the command as the user typed it.
+    return run_main(f"python3 -m defense {args.command}", lambda: args.run(args))

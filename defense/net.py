@@ -26,7 +26,9 @@ def quiet_tensorflow(onednn=False):
         # setting; a failing import still raises a Python exception with its message.
         with fd2_silenced():
             import tensorflow  # noqa: F401
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    elif "tensorflow" not in sys.modules:
+        # Set, not defaulted: a training process's "1" reaches the processes it starts.
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 
 @contextlib.contextmanager

@@ -111,3 +111,11 @@ def copy_with_classes(source, target, classes):
         del f["output/output/kernel:0"], f["output/output/bias:0"]
         f["output/output/kernel:0"], f["output/output/bias:0"] = kernel, bias
     return target
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need a generated world (minutes to build) get the `world` marker, so that
+    `make test-quick` can leave them out."""
+    for item in items:
+        if "mini_world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.world)
