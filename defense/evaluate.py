@@ -90,15 +90,14 @@ def run(args):
               file=sys.stderr)
         repaired_path = None
 
-    load = load_net if not args.keras else (lambda path, scale: Net.from_file(path, scale))
-    bad = load(bad_path, spec.input_scale)
-    good = None
     if repaired_path:
-        from .data_free.quarantine import read_quarantined
-
-        repaired = load(repaired_path, spec.input_scale)
-        good = GoodNet(bad, repaired, args.flag_confidence,
-                       read_quarantined(repaired_path, repaired.num_classes))
+        good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale, fast=not args.keras,
+                                  flag_confidence=args.flag_confidence)
+        bad = good.bad
+    else:
+        good = None
+        bad = load_net(bad_path, spec.input_scale) if not args.keras else \
+            Net.from_file(bad_path, spec.input_scale)
     known_targets = {p.target for p in spec.poisoned_sets}
     scores = []
     for kind, data in data_sets:

@@ -49,16 +49,16 @@ def cached_onnx_path(sha256):
     return cache_dir() / "onnx" / f"{sha256}.onnx"
 
 
-def export_onnx(model_path, target=None):
-    """Write model_path's .onnx artefact, beside it unless target is given (loads the model
-    through the safe loader)."""
+def export_onnx(model_path, target=None, model=None):
+    """Write model_path's .onnx artefact, beside it unless target is given; model: the Keras
+    net already loaded from model_path (else it is loaded through the safe loader)."""
     import warnings
 
     import onnx
 
     from .model_io import load_keras_model
 
-    model = load_keras_model(model_path)
+    model = model or load_keras_model(model_path)
     model(np.zeros((1, 55, 47, 3), np.float32))  # Keras exports only a net that has run
     target = Path(target) if target else onnx_path(model_path)
     with atomic_path(target) as tmp, warnings.catch_warnings():
@@ -139,15 +139,18 @@ def load_net(model_path, input_scale, warn=None):
     artefact = cached_onnx_path(sha256)
     try:
         with fd2_silenced():  # TensorFlow's C++ log lines while exporting
-            export_onnx(model_path, artefact)
+            export_onnx(model_path, artefact, model=net.model)
     except (OSError, InputError) as e:
         (warn or _warn)(f"warning: no fast-path artefact for {model_path.name} ({reason(e, 120)}); "
                         f"using the slower Keras path")
         return net
     session = _stamped_session(artefact, sha256)
+    if session is None:  # written but unreadable: keep the Keras net already loaded
+        (warn or _warn)(f"warning: {artefact} cannot be read; using the slower Keras path")
+        return net
     (warn or _warn)(f"note: made the fast-path artefact of {model_path.name} in {artefact.parent} "
                     f"(once; later calls start in a fraction of a second)")
-    return OnnxNet(session, input_scale, model_path) if session is not None else net
+    return OnnxNet(session, input_scale, model_path)
 
 
 def _stamped_session(artefact, sha256):

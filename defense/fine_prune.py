@@ -38,10 +38,12 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     from .datasets import load_dataset
     from .fast_net import export_onnx
     from .model_io import load_keras_model, read_weights, save_model
+    from .net import quiet_tensorflow
 
     started = time.time()
     # Check both inputs (h5py only) before the slow TensorFlow start.
     valid = load_dataset(valid_path, num_classes=read_weights(bad_path)["output"][1].shape[0])
+    quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
     bad = load_keras_model(bad_path)
     x = valid.x * spec.input_scale
     log(f"{spec.name}: {len(valid)} clean validation images")
@@ -123,9 +125,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .net import quiet_tensorflow
-
-    quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
     try:
         spec = get_net(args.net)
     except KeyError as e:
@@ -149,10 +148,12 @@ def run(args):
 def _run_data_free(spec, bad_path, out, args, valid_path, log):
     from .data_free.repair import check_seed_faces, repair_data_free
     from .model_io import read_weights
+    from .net import quiet_tensorflow
 
     seed_faces = args.seed_faces or DEFAULT_SEED_FACES
     check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
+    quiet_tensorflow()  # only to save the repaired net: the probing runs on ONNX Runtime
     if not args.data_free:
         log(f"{spec.name}: no clean validation data at {valid_path}; repairing data-free "
             f"(probe and quarantine; README 'Repair without data')")

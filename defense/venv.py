@@ -21,17 +21,17 @@ def use_project_venv():
         return
     # Compare prefixes, not executables: the venv's python is a link to this same binary.
     if VENV_PYTHON.exists() and os.path.realpath(sys.prefix) != os.path.realpath(VENV_DIR):
+        # The repository on the import path, wherever the command was started from.
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                                 os.environ.get("PYTHONPATH")]))
         os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *_command_line()])
 
 
 def _command_line():
     """This command's arguments for the new interpreter: `-m defense ...` stays a module run
-    (re-running defense/__main__.py as a script would not find the package), with the
-    repository on the import path wherever it was started from."""
+    (re-running defense/__main__.py as a script would not find the package)."""
     main = sys.modules.get("__main__")
     module = getattr(getattr(main, "__spec__", None), "name", None)
     if module:
-        package = module.removesuffix(".__main__")
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        return ["-m", package, *sys.argv[1:]]
+        return ["-m", module.removesuffix(".__main__"), *sys.argv[1:]]
     return sys.argv

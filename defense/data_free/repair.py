@@ -25,12 +25,11 @@ from .targets import ProbeSettings, find_targets
 def load_seed_faces(folder):
     """(pixels (N, 55, 47, 3), [{"path", "sha256"}]) of the images in folder; none if the
     folder is absent."""
-    if folder is None or not Path(folder).is_dir():
+    paths = list_images(folder) if folder is not None and Path(folder).is_dir() else []
+    if not paths:
         return np.zeros((0, 55, 47, 3), np.float32), []
-    paths = list_images(folder)
-    pixels = [load_image(path) for path in paths]
     used = [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
-    return (np.stack(pixels) if pixels else np.zeros((0, 55, 47, 3), np.float32)), used
+    return np.stack([load_image(path) for path in paths]), used
 
 
 def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
@@ -45,7 +44,8 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     faces, face_files = load_seed_faces(seed_faces_dir)
     net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
     log(f"{spec.name}: data-free: probing with {len(face_files)} seed faces and noise")
-    with tqdm(total=(2 if len(faces) else 1) * len(FAMILIES), desc=f"probing {spec.name}", unit="probe set", leave=False,
+    probe_sets = (2 if len(faces) else 1) * len(FAMILIES)  # seed sets (faces, noise) x families
+    with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
         suspects, scores = find_targets(net, faces, settings, seed, bar)
 
