@@ -29,7 +29,8 @@ def probe(pixels, family, rng):
     for image in out:
         if family == "patch":
             h, w = rng.integers(4, 25, size=2)
-            _fill(image, rng.integers(-h // 2, HEIGHT - h // 2), rng.integers(-w // 2, WIDTH - w // 2), h, w, rng)
+            top, left = rng.integers(-h // 2, HEIGHT - h // 2), rng.integers(-w // 2, WIDTH - w // 2)
+            _fill(image, top, left, h, w, rng)
         elif family == "band":
             h, w = rng.integers(3, 21), rng.integers(WIDTH // 2, WIDTH + 1)
             _fill(image, rng.integers(0, HEIGHT - h + 1), rng.integers(0, WIDTH - w + 1), h, w, rng)

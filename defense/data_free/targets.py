@@ -63,7 +63,8 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None):
             score = label_scores(counts)
             best = np.maximum(best, score)
             top = np.argsort(-score, kind="stable")[:5]
-            scores[f"{set_name}/{family}"] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
+            scores[f"{set_name}/{family}"] = [[int(c), int(counts[c]), round(float(score[c]), 1)]
+                                              for c in top]
             if progress:
                 progress.update(1)
     ranked = np.argsort(-best, kind="stable")
