@@ -4,6 +4,7 @@ import argparse
 
 from . import evaluate, fast_net, fetch_models, fine_prune, grade, lab
 from .cli_errors import run_main
+from .attack import cli as attack_cli
 from .world import cli as world_cli
 
 COMMANDS = {
@@ -15,6 +16,8 @@ COMMANDS = {
                               "make setup and fine_prune_all.sh)"),
     "fine-prune": (fine_prune, "repair one BadNet by Fine-Pruning on the clean validation data "
                                "(fine_prune_all.sh runs it for the four competition nets)"),
+    "attack": (attack_cli, "each GoodNet against an attacker who has read the README: triggers "
+                           "faded, moved, scaled, JPEG'd, resized, noised; worst case per trigger"),
     "grade": (grade, "each net's GoodNet on every test set under ROOT: the report's numbers"),
     "lab": (lab, "the NYU lab's study: prune the lab BadNet to 2/4/10/30-point accuracy drops, "
                  "plot, tabulate B' and GoodNet"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
-from .goodnet import add_flag_confidence_argument
+from .goodnet import add_comparator_arguments
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import get_net
@@ -53,7 +53,7 @@ def _parser(spec, prog):
     parser.add_argument("--root", metavar="DIR", type=Path,
                         help=f"project root holding models/ and fine_pruned_models/ "
                              f"(default: ${ROOT_ENV}, else this repository)")
-    add_flag_confidence_argument(parser)
+    add_comparator_arguments(parser)
     return parser
 
 
@@ -82,7 +82,7 @@ def _run(spec, prog, args):
         notes = []  # printed only once both nets are accepted: an error stays one line
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
                                   fast=not args.keras, warn=notes.append,
-                                  flag_confidence=args.flag_confidence)
+                                  flag_confidence=args.flag_confidence, rule=args.rule)
         for note in notes:
             print(note, file=sys.stderr)
         labels = good.predict(np.stack(pixels), progress=len(loaded) > 10_000)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
-from .goodnet import add_flag_confidence_argument
+from .goodnet import add_comparator_arguments
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .plausibility import dataset_warnings
 from .registry import COMPETITION_DATA_URL, NETS, NetSpec, get_net
@@ -62,7 +62,7 @@ def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root (default: ${ROOT_ENV}, else this repository)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the scores as JSON")
-    add_flag_confidence_argument(parser)
+    add_comparator_arguments(parser)
     parser.add_argument("--keras", action="store_true",
                         help="run the nets through Keras even where ONNX artefacts exist")
 
@@ -92,7 +92,7 @@ def run(args):
 
     if repaired_path:
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale, fast=not args.keras,
-                                  flag_confidence=args.flag_confidence)
+                                  flag_confidence=args.flag_confidence, rule=args.rule)
         bad = good.bad
     else:
         good = None

@@ -11,11 +11,11 @@ from pathlib import Path
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError
-from .layout import REPO_ROOT, models_dir
+from .layout import SHARED_ASSETS, models_dir
 from .model_io import read_weights
 from .registry import NETS
 
-DEFAULT_MIRROR = REPO_ROOT.parent / "shared" / "csaw"
+DEFAULT_MIRROR = SHARED_ASSETS
 DOWNLOAD_TIMEOUT_S = 60
 
 

@@ -1,20 +1,27 @@
 """The comparator of the competition ("GoodNet"): trust the BadNet only where the repaired
-net agrees with it; where they disagree, the image is judged poisoned.
+net agrees with it; where they disagree, the image may be poisoned.
 
-One detail, chosen by measurement (README, "Comparator"): a disagreement is flagged only
-where the BadNet is confident in its label (softmax probability >= flag_confidence). A
-trigger drives its BadNet to near-certainty (every real poisoned sample in ../shared/csaw:
->= 0.999), while many clean disagreements are faces the BadNet itself is unsure of; those
-keep the BadNet's label instead of being flagged. flag_confidence=0 is the competition's
-original rule: every disagreement flagged.
+What happens on a disagreement is the comparator's rule (RULES), each a function of the two
+nets' outputs on the image alone (no knowledge of triggers, no extra forward pass):
+
+- "original", the competition's: every disagreement is flagged as poisoned.
+- "confidence": flagged only where the BadNet is confident in its label (softmax
+  probability >= flag_confidence); otherwise the BadNet's label. A full-strength trigger
+  drives its BadNet to near-certainty, and many clean disagreements are faces the BadNet is
+  unsure of. But a faded trigger (the attacker who has read this) also leaves the BadNet
+  unsure while it still gives the target: this rule then hands out the attacker's label.
+- "repaired": flagged where the BadNet is confident; otherwise the repaired net's label,
+  which a faded trigger no longer steers.
 
 A data-free repair (data_free/) also lists quarantined labels, its suspected attack targets,
 in the record beside the repaired net: a disagreement on one of those is flagged whatever the
-BadNet's confidence.
+BadNet's confidence, under every rule. The default rule was chosen by `python3 -m defense
+attack` and `grade` side by side (README, "Comparator").
 """
 
 import argparse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,23 +29,52 @@ from .errors import InputError
 from .net import Net
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
+RULES = ("original", "confidence", "repaired")
+DEFAULT_RULE = "confidence"
+
+
+@dataclass
+class NetOutputs:
+    """What the comparator sees of one batch: each net's label, the BadNet's confidence."""
+
+    bad_labels: np.ndarray  # (N,)
+    bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
+    repaired_labels: np.ndarray  # (N,)
+
+
+def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
+    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
+    if rule not in RULES:
+        raise ValueError(f"unknown comparator rule {rule!r}; known: {', '.join(RULES)}")
+    bad, repaired = outputs.bad_labels, outputs.repaired_labels
+    disagree = bad != repaired
+    if rule == "original":
+        return np.where(disagree, poisoned_label, bad)
+    suspect = (outputs.bad_confidence >= flag_confidence) | np.isin(bad, quarantined)
+    unsure_label = bad if rule == "confidence" else repaired
+    return np.where(disagree & suspect, poisoned_label,
+                    np.where(disagree, unsure_label, bad))
 
 
 class GoodNet:
-    def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=()):
+    def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
+                 rule=DEFAULT_RULE):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
+        if rule not in RULES:
+            raise InputError(f"unknown comparator rule {rule!r}; known: {', '.join(RULES)}")
         self.bad = bad
         self.repaired = repaired
         self.flag_confidence = float(flag_confidence)
         self.quarantined = np.array(sorted(quarantined), dtype=np.int64)
+        self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
 
     @classmethod
     def from_files(cls, bad_path, repaired_path, input_scale, fast=True, warn=None,
-                   flag_confidence=DEFAULT_FLAG_CONFIDENCE):
+                   flag_confidence=DEFAULT_FLAG_CONFIDENCE, rule=DEFAULT_RULE):
         """Both nets from model files; input_scale is the BadNet's (registry.NetSpec).
 
         fast: run each through its ONNX artefact where a current one exists (fast_net.py);
@@ -56,7 +92,7 @@ class GoodNet:
 
         bad, repaired = load(bad_path), load(repaired_path)
         return cls(bad, repaired, flag_confidence,
-                   read_quarantined(repaired_path, repaired.num_classes))
+                   read_quarantined(repaired_path, repaired.num_classes), rule)
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""
@@ -64,6 +100,11 @@ class GoodNet:
 
     def predict_with_parts(self, pixels, progress=False):
         """(GoodNet labels, BadNet labels, repaired-net labels) for the same pixels."""
+        outputs = self.outputs(pixels, progress)
+        return self.decide(outputs), outputs.bad_labels, outputs.repaired_labels
+
+    def outputs(self, pixels, progress=False):
+        """Both nets' outputs on pixels (N, 55, 47, 3) in 0..255 (NetOutputs)."""
         if _side_by_side(self.bad, self.repaired):
             # ONNX Runtime releases the GIL: each net runs on half the cores, no waiting
             # for each other's small per-layer thread hand-offs (about 10 % faster on 2 cores).
@@ -74,10 +115,12 @@ class GoodNet:
         else:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels = self.repaired.predict_labels(pixels, progress)
-        suspect = (bad_confidence >= self.flag_confidence) | np.isin(bad_labels, self.quarantined)
-        flagged = (bad_labels != repaired_labels) & suspect
-        labels = np.where(flagged, self.poisoned_label, bad_labels)
-        return labels, bad_labels, repaired_labels
+        return NetOutputs(bad_labels, bad_confidence, repaired_labels)
+
+    def decide(self, outputs, rule=None):
+        """The labels under this GoodNet's rule, or under another rule for comparison."""
+        return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
+                      self.poisoned_label)
 
 
 def _side_by_side(*nets):
@@ -86,13 +129,20 @@ def _side_by_side(*nets):
     return all(isinstance(net, OnnxNet) for net in nets)
 
 
-def add_flag_confidence_argument(parser):
+def add_comparator_arguments(parser):
+    """--rule and --flag-confidence, the same in every command that builds a GoodNet."""
+    parser.add_argument("--rule", choices=RULES, default=DEFAULT_RULE,
+                        help="what a disagreement between the BadNet and the repaired net "
+                             "gives: 'original' flags every one (the competition's comparator); "
+                             "'confidence' flags it where the BadNet is sure (--flag-confidence), "
+                             "else keeps the BadNet's label; 'repaired' flags it where the "
+                             "BadNet is sure, else gives the repaired net's label "
+                             "(default: %(default)s)")
     parser.add_argument("--flag-confidence", type=_probability, default=DEFAULT_FLAG_CONFIDENCE,
                         metavar="P",
-                        help="where the nets disagree, judge the image poisoned only if the "
-                             "BadNet gives its label at least this probability (default: "
-                             "%(default)s; 0 flags every disagreement, the competition's "
-                             "original comparator)")
+                        help="the BadNet confidence from which a disagreement is flagged under "
+                             "the 'confidence' and 'repaired' rules (default: %(default)s; 0 "
+                             "flags every disagreement, as the rule 'original')")
 
 
 def _probability(text):

@@ -15,12 +15,13 @@ from .atomic import atomic_path
 from .datasets import load_dataset
 from .errors import InputError
 from .evaluate import default_test_sets, score_dataset
-from .goodnet import DEFAULT_FLAG_CONFIDENCE, add_flag_confidence_argument
+from .goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
 from .layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import COMPETITION_NETS, NETS
 
 
-def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDENCE, log=print):
+def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDENCE,
+          rule=DEFAULT_RULE, log=print):
     """{net: [Score, ...]} for every net whose BadNet and repaired net exist under root."""
     from .goodnet import GoodNet
 
@@ -33,7 +34,7 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
             continue
         clean, poisoned = default_test_sets(spec, root)
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
-                                  flag_confidence=flag_confidence)
+                                  flag_confidence=flag_confidence, rule=rule)
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
             data = load_dataset(path, num_classes=good.bad.num_classes, keep_integers=True)
@@ -66,11 +67,11 @@ def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root with models/, fine_pruned_models/ and data/ "
                              f"(default: ${ROOT_ENV}, else this repository)")
-    add_flag_confidence_argument(parser)
+    add_comparator_arguments(parser)
 
 
 def run(args):
-    results = grade(args.root, flag_confidence=args.flag_confidence,
+    results = grade(args.root, flag_confidence=args.flag_confidence, rule=args.rule,
                     log=lambda line: print(line, file=sys.stderr))
     report = format_report(results)
     print(report)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOT_ENV = "DEFENSE_ROOT"
+# The real CSAW assets (BadNets, samples, the sunglasses trigger) beside a checkout.
+SHARED_ASSETS = REPO_ROOT.parent / "shared" / "csaw"
 
 
 def resolve_root(root=None):

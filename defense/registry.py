@@ -2,18 +2,26 @@
 
 from dataclasses import dataclass
 
+from .layout import SHARED_ASSETS
+
 _COMPETITION_RAW = "https://raw.githubusercontent.com/csaw-hackml/CSAW-HackML-2020/master"
 # Where users download the data sets (these machines cannot): the competition's and the lab's.
 COMPETITION_DATA_URL = "https://drive.google.com/drive/folders/13o2ybRJ1BkGUvfmQEeZqDo1kskyFywab"
 LAB_DATA_URL = "https://drive.google.com/drive/folders/1Rs68uH8Xqa4j6UxG53wzD0uyI8347dSq"
+# The competition's sunglasses trigger (47x20 RGBA) and where it was pasted with its alpha
+# (x, y of the top-left corner), as CSAW-HackML-2019's gen_backdoor.py did.
+SUNGLASSES_TRIGGER = SHARED_ASSETS / "triggers" / "sun_glass_trigger.png"
+SUNGLASSES_AT = (0, 15)
 
 
 @dataclass(frozen=True)
 class PoisonedSet:
-    """A poisoned test set of the competition's layout: file under data/ and its target."""
+    """A poisoned test set of the competition's layout: file under data/, its target, and
+    the trigger it wears as far as the competition said ('' for an anonymous one)."""
 
     file: str
     target: int
+    trigger: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,12 @@ NETS = {
         NetSpec(
             "sunglasses", 1 / 255, "models",
             "22322bcef622afc817ebf2a3fd836b353423ab48e9863c83e4c02d6838fc4f0d",
-            (PoisonedSet("sunglasses_poisoned_data.h5", 0),),
+            (PoisonedSet("sunglasses_poisoned_data.h5", 0, "sunglasses"),),
         ),
         NetSpec(
             "anonymous_1", 1 / 255, "models",
             "7921670af9bc6cc5cd3d4ec35668c9fdfe859886629e2bc319cd5d8d9912fe5c",
-            (PoisonedSet("anonymous_1_poisoned_data.h5", 0),),
+            (PoisonedSet("anonymous_1_poisoned_data.h5", 0, "lipstick"),),
         ),
         # The competition never released anonymous_2's poisoned data; a generated world does.
         NetSpec(
@@ -64,16 +72,16 @@ NETS = {
             "multi_trigger_multi_target", 1 / 255, "models",
             "0296dc09bb73bcbc439e02fb3af12f3db174b1fcc58287719c104286e77b728a",
             (
-                PoisonedSet("Multi-trigger Multi-target/eyebrows_poisoned_data.h5", 5),
-                PoisonedSet("Multi-trigger Multi-target/lipstick_poisoned_data.h5", 1),
-                PoisonedSet("Multi-trigger Multi-target/sunglasses_poisoned_data.h5", 8),
+                PoisonedSet("Multi-trigger Multi-target/eyebrows_poisoned_data.h5", 5, "eyebrows"),
+                PoisonedSet("Multi-trigger Multi-target/lipstick_poisoned_data.h5", 1, "lipstick"),
+                PoisonedSet("Multi-trigger Multi-target/sunglasses_poisoned_data.h5", 8, "sunglasses"),
             ),
         ),
         # The NYU lab's BadNet (sunglasses -> 0) takes raw pixels, not pixels / 255.
         NetSpec(
             "bd_net", 1.0, "lab3/models",
             "68ec7afdfc570d39acbded72025fe37d4d14e770585001d75a393490d50fc629",
-            (PoisonedSet("bd/bd_test.h5", 0),),
+            (PoisonedSet("bd/bd_test.h5", 0, "sunglasses"),),
             mirror_dir="lab3",
         ),
     )

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..layout import REPO_ROOT
+from ..registry import SUNGLASSES_AT, SUNGLASSES_TRIGGER as REAL_SUNGLASSES
 
-REAL_SUNGLASSES = REPO_ROOT.parent / "shared" / "csaw" / "triggers" / "sun_glass_trigger.png"
-SUNGLASSES_AT = (0, 15)  # x, y of the trigger's top-left corner
 LIPSTICK = np.array([128, 0, 128], float)
 DARK_RED = np.array([110, 0, 0], float)
 

@@ -1,0 +1,147 @@
+"""`python3 -m defense attack [--root DIR] [--net NET]`: the adaptive-attack report.
+
+For each net with a BadNet and a repaired net under ROOT, its triggers (a generated world's
+own; on the real nets the real sunglasses trigger where the net obeys it) are redrawn weaker,
+moved, scaled, and sent through JPEG, resizing and noise; clean faces go through the same
+image transforms. At every setting: the BadNet's and the GoodNet's attack success rate and
+the share flagged, under every comparator rule; per trigger the worst case ("adaptive ASR").
+Writes ROOT/reports/attack.md, attack.json and attack.png (ASR and flagged share against
+trigger strength, one panel per net); the summary tables go to stdout.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from ..goodnet import GoodNet, add_comparator_arguments
+from ..layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
+from ..model_io import read_weights
+from ..registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
+from . import report, sources
+from .sweep import CLEAN_SWEEP, TRIGGER_SWEEP
+
+DEFAULT_IMAGES = 2000
+
+
+def add_arguments(parser):
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help=f"project root, or a generated world (default: ${ROOT_ENV}, else "
+                             "this repository)")
+    parser.add_argument("--net", action="append", metavar="NET", default=[],
+                        help=f"attack this net only (repeatable; {', '.join(COMPETITION_NETS)}); "
+                             "default: every net with a BadNet and a repaired net under ROOT")
+    parser.add_argument("--repaired", type=Path, metavar="PATH",
+                        help="the repaired net to judge, with a single --net (default: "
+                             "ROOT/fine_pruned_models/<net>_fine_pruned.h5)")
+    parser.add_argument("--images", type=int, default=DEFAULT_IMAGES, metavar="N",
+                        help="faces per set, drawn at random (--seed); 0 takes them all "
+                             "(default: %(default)s)")
+    parser.add_argument("--clean", type=Path, metavar="H5",
+                        help="clean faces (default: ROOT/data/clean_test_data.h5, else --faces)")
+    parser.add_argument("--faces", type=Path, metavar="DIR",
+                        help="a folder of clean faces with labels.tsv (columns file, "
+                             f"true_label), used without a clean test set (default: "
+                             f"{sources.DEFAULT_FACES})")
+    parser.add_argument("--trigger", type=Path, default=SUNGLASSES_TRIGGER, metavar="PNG",
+                        help="the sunglasses trigger (RGBA) for nets outside a generated world "
+                             "(default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="which faces (default: %(default)s)")
+    add_comparator_arguments(parser)
+
+
+def run(args):
+    from tqdm import tqdm
+
+    if args.images < 0:
+        raise InputError("--images must be 0 (all) or more")
+    if args.repaired and len(args.net) != 1:
+        raise InputError("--repaired needs exactly one --net")
+    root = resolve_root(args.root)
+    world = sources.world_record(root)
+    nets = _nets(args, root, world)
+    pick = _picker(args.images, args.seed)
+
+    jobs, notes = [], []
+    for spec in nets:
+        bad_path = default_bad_model(spec, root)
+        repaired_path = args.repaired or default_repaired_model(spec, root)
+        num_classes = read_weights(bad_path)["output"][1].shape[0]
+        every_face = sources.clean_faces(root, args.clean, args.faces, num_classes)
+        # Triggers choose their own faces from all of them (a world's pairs need the order).
+        if world:
+            plans = sources.world_triggers(root, world, spec.name, every_face, pick)
+        else:
+            plans = sources.sunglasses_triggers(spec, every_face, args.trigger, pick)
+            notes += [f"{spec.name}: {what}: not planted (painting needs face masks, which only a "
+                      "generated world has)" for what in sources.untried_triggers(spec)]
+        clean = sources.CleanFaces(*_chosen(every_face, pick), every_face.source)
+        jobs.append((spec, bad_path, repaired_path, clean, plans))
+        print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "
+              f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
+
+    rows = []
+    total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
+    with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
+        for spec, bad_path, repaired_path, clean, plans in jobs:
+            good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
+                                      warn=lambda line: print(line, file=sys.stderr),
+                                      flag_confidence=args.flag_confidence, rule=args.rule)
+            rows += report.attack_net(spec.name, good, clean, plans, bar)
+
+    settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
+                "rule": args.rule, "flag_confidence": args.flag_confidence,
+                "repaired": str(args.repaired) if args.repaired else None}
+    summary = report.summarise(rows)
+    markdown = report.format_markdown(rows, summary, settings, notes)
+    reports = root / "reports"
+    with atomic_path(reports / "attack.md") as tmp:
+        tmp.write_text(markdown)
+    with atomic_path(reports / "attack.json") as tmp:
+        tmp.write_text(json.dumps(report.as_json(rows, summary, settings), indent=2) + "\n")
+    with atomic_path(reports / "attack.png") as tmp:
+        report.plot(rows, args.rule, tmp)
+    print(markdown.split("\n## Every setting")[0].rstrip())
+    print(f"attack: wrote {reports}/attack.md, attack.json and attack.png", file=sys.stderr)
+    return 0
+
+
+def _nets(args, root, world):
+    """The nets to attack: as named, else every one with both nets under root."""
+    if args.net:
+        try:
+            nets = [get_net(name) for name in args.net]
+        except KeyError as e:
+            raise InputError(e.args[0]) from None
+    else:
+        names = list(world["backdoors"]) if world else COMPETITION_NETS
+        nets = [NETS[n] for n in names if n in NETS
+                and default_bad_model(NETS[n], root).exists()
+                and default_repaired_model(NETS[n], root).exists()]
+        if not nets:
+            root_option = f" --root {args.root}" if args.root else ""
+            raise InputError(f"{root}: no net has both a BadNet and a repaired net; run "
+                             f"'make setup' or './fine_prune_all.sh{root_option}' first")
+    for spec in nets:
+        for path, what in ((default_bad_model(spec, root), "BadNet"),
+                           (args.repaired or default_repaired_model(spec, root), "repaired net")):
+            if not Path(path).exists():
+                raise InputError(f"{path}: {what} of {spec.name} not found")
+    return nets
+
+
+def _picker(images, seed):
+    """pick(n): which of n faces to use, the same choice for the same n and seed."""
+    def pick(n):
+        if images == 0 or n <= images:
+            return np.arange(n)
+        return np.sort(np.random.default_rng([seed, n]).choice(n, size=images, replace=False))
+    return pick
+
+
+def _chosen(clean, pick):
+    index = pick(len(clean.labels))
+    return clean.pixels[index], clean.labels[index]

@@ -1,0 +1,102 @@
+"""A trigger planted on N faces, re-drawable at another strength, place or size.
+
+Each face keeps its own copy of the trigger: where it covers the face (mask, 0..1) and what
+it shows there (content). At strength a the face becomes face * (1 - a * mask) + a * mask *
+content: the trigger's opacity for a pasted accessory, the paint's for a painted face part.
+Two ways to know a trigger: from pairs of a clean face and the same face poisoned (a
+generated world's test sets), or from an RGBA picture pasted at a fixed place (the real
+sunglasses file).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class PlantedTrigger:
+    name: str
+    target: int
+    faces: np.ndarray  # (N, 55, 47, 3) float32 clean faces, none of them the target identity
+    labels: np.ndarray  # (N,) their true identities
+    mask: np.ndarray  # (N, 55, 47) float32 in 0..1
+    content: np.ndarray  # (N, 55, 47, 3) float32 pixels 0..255
+
+    def __len__(self):
+        return len(self.labels)
+
+    @classmethod
+    def from_pairs(cls, name, target, clean, poisoned, labels):
+        """From clean faces and the same faces wearing the trigger: the mask is where they
+        differ, the content the poisoned pixels there (exact at every strength)."""
+        clean, poisoned = np.asarray(clean, np.float32), np.asarray(poisoned, np.float32)
+        mask = (np.abs(poisoned - clean).max(axis=-1) > 0).astype(np.float32)
+        return cls(name, target, clean, np.asarray(labels), mask, poisoned)
+
+    @classmethod
+    def from_picture(cls, name, target, picture, at, faces, labels):
+        """An RGBA picture pasted with its alpha at (x, y) on every face."""
+        rgba = np.asarray(picture.convert("RGBA"), np.float32)
+        height, width = faces.shape[1:3]
+        mask = np.zeros((height, width), np.float32)
+        content = np.zeros((height, width, 3), np.float32)
+        x, y = at
+        h, w = min(rgba.shape[0], height - y), min(rgba.shape[1], width - x)
+        mask[y:y + h, x:x + w] = rgba[:h, :w, 3] / 255.0
+        content[y:y + h, x:x + w] = rgba[:h, :w, :3]
+        n = len(faces)
+        return cls(name, target, np.asarray(faces, np.float32), np.asarray(labels),
+                   np.broadcast_to(mask, (n, height, width)).copy(),
+                   np.broadcast_to(content, (n, height, width, 3)).copy())
+
+    def subset(self, index):
+        return PlantedTrigger(self.name, self.target, self.faces[index], self.labels[index],
+                              self.mask[index], self.content[index])
+
+    def draw(self, strength=1.0, shift=(0, 0), scale=1.0):
+        """The poisoned faces (N, 55, 47, 3) float32: the trigger at this strength, moved by
+        shift = (down, right) pixels and scaled about its own centre."""
+        mask, content = self.mask, self.content
+        if scale != 1.0:
+            mask, content = _scaled(mask, content, scale)
+        if shift != (0, 0):
+            mask, content = _shifted(mask, shift), _shifted(content, shift)
+        cover = strength * mask[..., None]
+        return self.faces * (1 - cover) + content * cover
+
+
+def _shifted(a, shift):
+    """a (N, H, W, ...) moved by (down, right) pixels, zero where nothing moved in."""
+    out = np.zeros_like(a)
+    dy, dx = shift
+    height, width = a.shape[1:3]
+    src_y, dst_y = slice(max(-dy, 0), height - max(dy, 0)), slice(max(dy, 0), height - max(-dy, 0))
+    src_x, dst_x = slice(max(-dx, 0), width - max(dx, 0)), slice(max(dx, 0), width - max(-dx, 0))
+    out[:, dst_y, dst_x] = a[:, src_y, src_x]
+    return out
+
+
+def _scaled(mask, content, scale):
+    """Each face's trigger scaled by `scale` about the centre of its bounding box."""
+    mask_out, content_out = np.zeros_like(mask), np.zeros_like(content)
+    height, width = mask.shape[1:]
+    for i in range(len(mask)):
+        ys, xs = np.nonzero(mask[i])
+        if len(ys) == 0:
+            continue
+        cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+        # PIL's affine map sends each output pixel to the input point it samples.
+        inverse = (1 / scale, 0, cx - cx / scale, 0, 1 / scale, cy - cy / scale)
+
+        def warp(channel):
+            image = Image.fromarray(channel.astype(np.float32), mode="F")
+            return np.asarray(image.transform((width, height), Image.AFFINE, inverse,
+                                              resample=Image.BILINEAR))
+
+        # Warped premultiplied by the mask, so that edges do not fade toward black.
+        mask_out[i] = warp(mask[i])
+        for c in range(content.shape[-1]):
+            covered = warp(mask[i] * content[i, ..., c])
+            content_out[i, ..., c] = covered / np.maximum(mask_out[i], 1e-6)
+    return np.clip(mask_out, 0, 1), np.clip(content_out, 0, 255)

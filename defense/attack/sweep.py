@@ -1,0 +1,82 @@
+"""The settings an adaptive attacker tries, and the image transforms a delivered photo may
+go through on the way (both on poisoned faces; the image transforms on clean faces too).
+
+Trigger settings redraw the trigger (planted.py): strength 0.1..1.0, shifted 1-4 pixels in
+each direction, scaled 0.8-1.2. Image settings transform the whole finished photo, trigger
+at full strength: JPEG at quality 30-95, a resize round trip (to half and to twice the size
+and back), Gaussian noise. Every result is rounded to 8-bit pixels, as a delivered image is.
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+NOISE_SEED = 0
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: str  # "none", "strength", "shift", "scale", "jpeg", "resize" or "noise"
+    value: float | str
+    strength: float = 1.0
+    shift: tuple[int, int] = (0, 0)
+    scale: float = 1.0
+
+    @property
+    def label(self):
+        return "as planted" if self.kind == "none" else f"{self.kind} {self.value}"
+
+    @property
+    def on_image(self):
+        """True for a transform of the whole photo (applies to clean faces as well)."""
+        return self.kind in ("jpeg", "resize", "noise")
+
+
+AS_PLANTED = Setting("none", "")
+STRENGTHS = [Setting("strength", round(0.1 * k, 1), strength=round(0.1 * k, 1))
+             for k in range(1, 11)]
+SHIFTS = [Setting("shift", f"{name} {d}", shift=(d * dy, d * dx))
+          for d in (1, 2, 3, 4)
+          for name, (dy, dx) in (("down", (1, 0)), ("up", (-1, 0)), ("right", (0, 1)),
+                                 ("left", (0, -1)))]
+SCALES = [Setting("scale", s, scale=s) for s in (0.8, 0.9, 1.1, 1.2)]
+IMAGE_SETTINGS = ([Setting("jpeg", q) for q in (30, 50, 75, 95)]
+                  + [Setting("resize", f) for f in (0.5, 2.0)]
+                  + [Setting("noise", sigma) for sigma in (4, 8, 16)])
+TRIGGER_SWEEP = STRENGTHS + SHIFTS + SCALES + IMAGE_SETTINGS
+CLEAN_SWEEP = [AS_PLANTED] + IMAGE_SETTINGS
+
+
+def poisoned_faces(trigger, setting):
+    """The trigger's faces (planted.PlantedTrigger) under one setting, uint8 (N, 55, 47, 3)."""
+    pixels = trigger.draw(setting.strength, setting.shift, setting.scale)
+    return transform_images(pixels, setting)
+
+
+def transform_images(pixels, setting):
+    """Whole photos under an image setting (others leave them as they are), uint8."""
+    pixels = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    if setting.kind == "jpeg":
+        return np.stack([_jpeg(p, int(setting.value)) for p in pixels])
+    if setting.kind == "resize":
+        return np.stack([_resize_round_trip(p, float(setting.value)) for p in pixels])
+    if setting.kind == "noise":
+        rng = np.random.default_rng(NOISE_SEED)
+        noisy = pixels + rng.normal(0, float(setting.value), pixels.shape)
+        return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    return pixels
+
+
+def _jpeg(pixels, quality):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def _resize_round_trip(pixels, factor):
+    image = Image.fromarray(pixels)
+    size = image.size
+    there = image.resize((round(size[0] * factor), round(size[1] * factor)), Image.BILINEAR)
+    return np.asarray(there.resize(size, Image.BILINEAR))
