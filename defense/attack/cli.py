@@ -5,8 +5,8 @@ own; on the real nets the real sunglasses trigger where the net obeys it) are re
 moved, scaled, and sent through JPEG, resizing and noise; clean faces go through the same
 image transforms. At every setting: the BadNet's and the GoodNet's attack success rate and
 the share flagged, under every comparator rule; per trigger the worst case ("adaptive ASR").
-Writes ROOT/reports/attack.md, attack.json and attack.png (ASR and flagged share against
-trigger strength, one panel per net); the summary tables go to stdout.
+Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
+strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
 
 import json
@@ -50,6 +50,9 @@ def add_arguments(parser):
                         help="the sunglasses trigger (RGBA) for nets outside a generated world "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="which faces (default: %(default)s)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder for attack.md, attack.json and attack.png (default: "
+                             "ROOT/reports)")
     add_comparator_arguments(parser)
 
 
@@ -97,7 +100,7 @@ def run(args):
                 "repaired": str(args.repaired) if args.repaired else None}
     summary = report.summarise(rows)
     markdown = report.format_markdown(rows, summary, settings, notes)
-    reports = root / "reports"
+    reports = args.out or root / "reports"
     with atomic_path(reports / "attack.md") as tmp:
         tmp.write_text(markdown)
     with atomic_path(reports / "attack.json") as tmp:

@@ -1,0 +1,111 @@
+"""The adaptive-attack report: triggers redrawn and transformed, on a mini world and on the
+real sunglasses BadNet."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script
+from defense.attack.planted import PlantedTrigger
+from defense.attack.sweep import CLEAN_SWEEP, TRIGGER_SWEEP, transform_images
+from defense.goodnet import RULES
+
+FACES = np.random.default_rng(0).integers(0, 256, (4, 55, 47, 3)).astype(np.float32)
+
+
+def _pasted(face, picture):
+    image = Image.fromarray(face.astype(np.uint8))
+    image.paste(picture, (0, 15), picture)
+    return np.asarray(image, np.float32)
+
+
+def test_a_pasted_picture_at_full_strength_is_pil_paste():
+    picture = Image.open(TRIGGER).convert("RGBA")
+    trigger = PlantedTrigger.from_picture("sunglasses", 0, picture, (0, 15), FACES, np.arange(4))
+    expected = np.stack([_pasted(face, picture) for face in FACES])
+    assert np.abs(trigger.draw() - expected).max() <= 0.5  # PIL rounds its blend
+
+
+def test_a_trigger_from_pairs_fades_moves_and_scales():
+    poisoned = FACES.copy()
+    poisoned[:, 20:30, 10:20] = [250, 220, 0]  # a yellow square
+    trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+    np.testing.assert_array_equal(trigger.draw(), poisoned)
+    np.testing.assert_allclose(trigger.draw(0.5), (FACES + poisoned) / 2)
+    moved = trigger.draw(shift=(3, -2))
+    np.testing.assert_array_equal(moved[:, 23:33, 8:18], poisoned[:, 20:30, 10:20])
+    np.testing.assert_array_equal(moved[:, 20:23, 18:20], FACES[:, 20:23, 18:20])  # uncovered
+    grown = trigger.draw(scale=1.2)
+    changed = np.abs(grown - FACES).max(axis=-1) > 0
+    assert changed.sum(axis=(1, 2)).min() > 10 * 10  # larger than the square
+    np.testing.assert_allclose(grown[:, 24, 14], [[250, 220, 0]] * 4, atol=1)  # centre kept
+
+
+def test_image_transforms_keep_shape_and_change_pixels():
+    for setting in [s for s in CLEAN_SWEEP if s.on_image]:
+        out = transform_images(FACES, setting)
+        assert out.shape == FACES.shape and out.dtype == np.uint8, setting
+        assert np.any(out != FACES.astype(np.uint8)), setting
+
+
+@pytest.fixture(scope="module")
+def attacked_world(mini_world, tmp_path_factory):
+    """The mini world's multi-trigger net, repaired data-free in a root of its own, attacked."""
+    world, _ = mini_world
+    root = tmp_path_factory.mktemp("attack")
+    for name in ("models", "data", "world.json"):
+        os.symlink(world / name, root / name)
+    net = "multi_trigger_multi_target"
+    repair = run_script("-m", "defense", "fine-prune", "--net", net, "--data-free", "--root", root)
+    assert repair.returncode == 0, repair.stderr[-2000:]
+    result = run_script("-m", "defense", "attack", "--root", root, "--images", "150")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return root, result
+
+
+def test_attack_on_a_world_writes_the_report_and_finds_each_worst_case(attacked_world):
+    root, result = attacked_world
+    report = json.loads((root / "reports" / "attack.json").read_text())
+    assert (root / "reports" / "attack.md").read_text().startswith("# Adaptive-attack report")
+    assert Image.open(root / "reports" / "attack.png").size[0] > 100
+    assert "## Triggers" in result.stdout and "| multi_trigger_multi_target |" in result.stdout
+    rows = report["rows"]
+    triggers = report["summary"]["multi_trigger_multi_target"]["triggers"]
+    assert sorted(triggers) == ["eyebrows", "lipstick", "sunglasses"]
+    for name, entry in triggers.items():
+        sweep = [r for r in rows if r["faces"] == name]
+        # Every setting was tried, each a different picture of the attack.
+        assert [(r["kind"], r["value"]) for r in sweep] == [(s.kind, s.value) for s in TRIGGER_SWEEP]
+        assert entry["badnet_asr"] >= 0.85  # the world's trigger, redrawn, still fires
+        faint = next(r for r in sweep if r["kind"] == "strength" and r["value"] == 0.1)
+        assert faint["badnet"] < entry["badnet_asr"]
+        for rule in RULES:
+            worst = entry["rules"][rule]
+            assert worst["adaptive_asr"] == max(r["goodnet"][rule]["rate"] for r in sweep)
+            assert worst["adaptive_asr"] >= worst["asr"]
+    clean = [r for r in rows if r["faces"] == "clean"]
+    assert [r["kind"] for r in clean] == [s.kind for s in CLEAN_SWEEP]
+    assert all(r["images"] == 150 for r in rows)
+
+
+def test_attack_refuses_a_repaired_net_without_a_single_net():
+    result = run_script("-m", "defense", "attack", "--repaired", THIRD_PARTY_REPAIRED)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--repaired needs exactly one --net" in result.stderr and result.stdout == ""
+
+
+def test_the_faded_real_sunglasses_get_through_one_rule_and_not_another(tmp_path):
+    """The attack of issue 11: the real sunglasses at 60 % opacity on the 16 real clean
+    samples, the student's repaired net beside the real BadNet. The 'confidence' rule hands
+    the BadNet's unsure label (the target) to some faces; the 'repaired' rule to none."""
+    result = run_script("-m", "defense", "attack", "--net", "sunglasses", "--repaired",
+                        THIRD_PARTY_REPAIRED, "--faces", SAMPLES, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((tmp_path / "attack.json").read_text())["rows"]
+    faded = next(r for r in rows if r["kind"] == "strength" and r["value"] == 0.6)
+    assert faded["images"] == 16 and faded["badnet"] >= 0.75
+    assert faded["goodnet"]["confidence"]["rate"] > 0
+    assert faded["goodnet"]["repaired"]["rate"] == 0
