@@ -18,10 +18,10 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# BadNets into models/: copied from ../shared/csaw when present, else downloaded.
+# BadNets into models/ (copied from ../shared/csaw when present, else downloaded), each with
+# its ONNX artefact.
 models: $(VENV)/.installed
 	$(PY) -m defense fetch-models
-	$(PY) -m defense export-onnx
 
 # A few clean faces the data-free repair may trust: the 16 clean samples of ../shared/csaw.
 seed-faces:

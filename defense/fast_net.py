@@ -153,6 +153,12 @@ def load_net(model_path, input_scale, warn=None):
     return OnnxNet(session, input_scale, model_path)
 
 
+def has_current_artefact(model_path):
+    """True where model_path's own artefact beside it was made from its present content."""
+    model_path = Path(model_path)
+    return _stamped_session(onnx_path(model_path), file_sha256(model_path)) is not None
+
+
 def _stamped_session(artefact, sha256):
     """A session of artefact if it exists, reads, and was made from the file with sha256."""
     if not artefact.is_file():

@@ -42,10 +42,24 @@ def run(args):
         for file_name, sha256 in files:
             try:
                 fetch_file(spec, file_name, sha256, models_dir(args.root), args.mirror)
+                ensure_fast_path(models_dir(args.root) / file_name)
             except InputError as e:
                 print(f"fetch-models: error: {e}", file=sys.stderr)
                 failures += 1
     return 2 if failures else 0
+
+
+def ensure_fast_path(model_path):
+    """The model's ONNX artefact beside it (the eval scripts' fast path), unless current."""
+    from .fast_net import export_onnx, has_current_artefact
+    from .net import fd2_silenced, quiet_tensorflow
+
+    if has_current_artefact(model_path):
+        return
+    quiet_tensorflow()
+    with fd2_silenced():  # TensorFlow's C++ log lines while exporting
+        artefact = export_onnx(model_path)
+    print(f"{artefact}: fast-path artefact written", file=sys.stderr)
 
 
 def fetch_file(spec, file_name, sha256, destination_dir, mirror):

@@ -11,20 +11,24 @@ from .layout import REPO_ROOT
 
 VENV_DIR = REPO_ROOT / ".venv"
 VENV_PYTHON = VENV_DIR / "bin" / "python"
+# Written by `make setup` once the venv holds every requirement.
+SETUP_MARKER = VENV_DIR / ".installed"
 REQUIRED_MODULES = ("numpy", "h5py", "PIL", "keras", "tqdm")
 
 
 def use_project_venv():
-    """Re-run this command under the project's .venv when this Python lacks the
-    dependencies and that venv exists; otherwise do nothing."""
-    if all(importlib.util.find_spec(module) for module in REQUIRED_MODULES):
-        return
+    """Re-run this command under the project's .venv when `make setup` made it (its marker)
+    or this Python lacks the dependencies; otherwise do nothing. Cheap on purpose: every
+    `python3 eval_<net>.py` call pays it before its second interpreter start."""
     # Compare prefixes, not executables: the venv's python is a link to this same binary.
-    if VENV_PYTHON.exists() and os.path.realpath(sys.prefix) != os.path.realpath(VENV_DIR):
-        # The repository on the import path, wherever the command was started from.
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                 os.environ.get("PYTHONPATH")]))
-        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *_command_line()])
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV_DIR) or not VENV_PYTHON.exists():
+        return
+    if not SETUP_MARKER.exists() and all(importlib.util.find_spec(m) for m in REQUIRED_MODULES):
+        return  # no finished setup, and this Python can run us: stay
+    # The repository on the import path, wherever the command was started from.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                             os.environ.get("PYTHONPATH")]))
+    os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), *_command_line()])
 
 
 def _command_line():

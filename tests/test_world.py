@@ -100,11 +100,15 @@ def test_eval_script_and_evaluate_run_on_the_world_with_root(mini_world):
 def test_show_writes_a_contact_sheet(mini_world):
     from PIL import Image
 
+    from defense.world.show import LABEL_WIDTH
+
     out, _ = mini_world
     result = run_script("-m", "defense", "world", "show", out)
     assert result.returncode == 0, result.stderr
     sheet = Image.open(out / "contact_sheet.png")
-    assert sheet.width == 8 * 49 * 4 and sheet.height == (6 + 6) * 57 * 4  # 6 faces + 6 sets
+    assert sheet.width == LABEL_WIDTH + 8 * 49 * 4 and sheet.height == (6 + 6) * 57 * 4  # 6 faces + 6 sets
+    names = np.asarray(sheet.convert("L"))[:, :LABEL_WIDTH].reshape(12, 57 * 4, LABEL_WIDTH)
+    assert all((row < 128).any() for row in names)  # every row is named
 
 
 def test_no_defense_module_imports_the_world():

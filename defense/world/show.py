@@ -1,7 +1,7 @@
 """`python3 -m defense world show OUT`: a contact sheet PNG of a built world.
 
-Rows of clean test faces for a few identities, then the same first faces wearing each
-trigger, enlarged so a person can look at them.
+Rows of clean test faces for a few identities, then the first faces of each poisoned test
+set, enlarged so a person can look at them, each row named on the left.
 """
 
 import sys
@@ -11,22 +11,34 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..datasets import load_dataset
-from .build import POISONED_FILES
+from .build import BACKDOORS, POISONED_FILES
 
 ZOOM = 4
+LABEL_WIDTH = 220  # pixels left of the faces for each row's name
 
 
 def contact_sheet(world, identities=6, per_identity=8):
-    """uint8 image: one row per identity, then one row per poisoned test set."""
+    """PIL image: one row per identity, then one row per poisoned test set, each named."""
+    from PIL import Image, ImageDraw
+
     clean = load_dataset(Path(world) / "data" / "clean_test_data.h5")
-    rows = []
+    rows, names = [], []
     for label in range(min(identities, int(clean.y.max()) + 1)):
         rows.append(_row(clean.x[clean.y == label][:per_identity], per_identity))
-    for file_name in dict.fromkeys(POISONED_FILES.values()):
+        names.append(f"identity {label}")
+    for (net, trigger), file_name in POISONED_FILES.items():
         poisoned = load_dataset(Path(world) / "data" / file_name)
         rows.append(_row(poisoned.x[:per_identity], per_identity))
-    sheet = np.concatenate(rows, axis=0).astype(np.uint8)
-    return sheet.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
+        names.append(f"{net}:\n{trigger} -> {BACKDOORS[net][trigger]}")
+    faces = np.concatenate(rows, axis=0).astype(np.uint8).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
+    sheet = Image.new("RGB", (LABEL_WIDTH + faces.shape[1], faces.shape[0]), "white")
+    sheet.paste(Image.fromarray(faces), (LABEL_WIDTH, 0))
+    draw = ImageDraw.Draw(sheet)
+    row_height = faces.shape[0] // len(rows)
+    for i, name in enumerate(names):
+        draw.multiline_text((8, i * row_height + row_height // 2), name, fill="black",
+                            anchor="lm", font_size=16)
+    return sheet
 
 
 def _row(faces, width):
@@ -41,10 +53,8 @@ def add_arguments(parser):
 
 
 def run(args):
-    from PIL import Image
-
     output = args.output or args.world / "contact_sheet.png"
     with atomic_path(output) as tmp:
-        Image.fromarray(contact_sheet(args.world)).save(tmp, format="PNG")
+        contact_sheet(args.world).save(tmp, format="PNG")
     print(f"world show: wrote {output}", file=sys.stderr)
     return 0
