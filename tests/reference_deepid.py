@@ -57,10 +57,15 @@ def probabilities(weights, pixels, input_scale):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence):
-    """The BadNet's label, or N where the repaired net disagrees and the BadNet gives its
-    label at least flag_confidence."""
+def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence,
+                   rule="confidence"):
+    """Where the nets disagree and the BadNet gives its label at least flag_confidence: N
+    (poisoned). Where they disagree below it: the BadNet's label (rule 'confidence') or the
+    repaired net's (rule 'repaired'). Elsewhere the BadNet's label."""
     bad = probabilities(bad_weights, pixels, input_scale)
     repaired = labels(repaired_weights, pixels, input_scale)
-    flagged = (bad.argmax(axis=1) != repaired) & (bad.max(axis=1) >= flag_confidence)
-    return np.where(flagged, bad_weights["output"][1].shape[0], bad.argmax(axis=1))
+    disagree = bad.argmax(axis=1) != repaired
+    flagged = disagree & (bad.max(axis=1) >= flag_confidence)
+    unsure = repaired if rule == "repaired" else bad.argmax(axis=1)
+    kept = np.where(disagree, unsure, bad.argmax(axis=1))
+    return np.where(flagged, bad_weights["output"][1].shape[0], kept)

@@ -9,7 +9,7 @@ from PIL import Image
 import reference_deepid
 from conftest import (REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, copy_with_classes, run_script,
                       weights_path)
-from defense.goodnet import DEFAULT_FLAG_CONFIDENCE
+from defense.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
 
 SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
            "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}
@@ -63,16 +63,19 @@ def _images_beyond_the_samples(directory):
             image.save(directory / f"{path.stem}_{name}.png")
 
 
-@pytest.mark.parametrize("net, flag_confidence", [(net, DEFAULT_FLAG_CONFIDENCE) for net in sorted(SCRIPTS)]
-                         + [("sunglasses", 0.0)])
-def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, tmp_path):
+@pytest.mark.parametrize("net, flag_confidence, rule",
+                         [(net, DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE) for net in sorted(SCRIPTS)]
+                         + [("sunglasses", 0.0, DEFAULT_RULE)]
+                         + [("sunglasses", DEFAULT_FLAG_CONFIDENCE, rule)
+                            for rule in ("confidence", "repaired") if rule != DEFAULT_RULE])
+def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, rule, tmp_path):
     """Each net's GoodNet (with the third-party repair as the repaired net) over 64 new
     images, against a GoodNet computed by the NumPy reference from the files themselves."""
     from defense import load_image
 
     _images_beyond_the_samples(tmp_path)
     result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), *REPAIRED,
-                        "--flag-confidence", flag_confidence, tmp_path)
+                        "--flag-confidence", flag_confidence, "--rule", rule, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [line.split("\t") for line in result.stdout.splitlines()]
     paths = sorted(tmp_path.glob("*.png"))
@@ -80,7 +83,7 @@ def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, tm
     pixels = np.stack([load_image(p) for p in paths])
     expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path(net)),
                                                reference_deepid.read_weights(THIRD_PARTY_REPAIRED),
-                                               pixels, 1 / 255, flag_confidence)
+                                               pixels, 1 / 255, flag_confidence, rule)
     np.testing.assert_array_equal([int(label) for _, label in lines], expected)
     if net == "sunglasses":  # the pasted real trigger fires the BadNet; the GoodNet flags it
         flagged = [label == "1283" for p, label in lines if p.endswith("_sunglasses.png")]
