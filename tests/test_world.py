@@ -12,7 +12,7 @@ from defense.registry import COMPETITION_NETS
 from defense.world.build import BACKDOORS, POISONED_FILES, PRESETS, render_split
 from defense.world.faces import random_identity
 
-MINI = PRESETS["mini"]
+MINI = PRESETS["mini"][0]
 
 
 def test_layout_is_the_competitions(mini_world):

@@ -1,8 +1,10 @@
-"""`python3 -m defense world build OUT --preset mini|full`: faces, poisoned sets, BadNets.
+"""`python3 -m defense world build OUT --preset mini|full|zoo-mini|zoo`: faces, poisoned
+sets, BadNets.
 
 Writes OUT/ in the competition's layout (models/, data/, the lab's data/cl and data/bd)
-plus OUT/world.json with the ground truth and each BadNet's measured clean accuracy and
-attack success rates.
+plus OUT/world.json with the ground truth (the backdoor table) and each BadNet's measured
+clean accuracy and attack success rates. The mini and full presets plant the competition's
+triggers, the zoo presets other families (backdoors.py); --backdoors takes a table of one's own.
 """
 
 import json
@@ -15,9 +17,11 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..datasets import save_dataset
+from ..errors import InputError
 from ..registry import NETS
+from .backdoors import COMPETITION, ZOO, as_records, by_net, check_table, load_table
 from .faces import random_identity, render
-from .triggers import REAL_SUNGLASSES, Triggers
+from .triggers import REAL_SUNGLASSES, make_trigger
 
 
 @dataclass(frozen=True)
@@ -31,27 +35,16 @@ class Preset:
     batch_size: int = 64
 
 
-PRESETS = {
-    "mini": Preset(identities=40, train_per_identity=40, max_epochs=16),
-    "full": Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=128),
-}
+MINI = Preset(identities=40, train_per_identity=40, max_epochs=16)
+FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=128)
+# preset name -> (sizes, backdoor table)
+PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
+           "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO)}
 
-# Which triggers each BadNet obeys, and their targets, as the real nets do.
-BACKDOORS = {
-    "sunglasses": {"sunglasses": 0},
-    "anonymous_1": {"lipstick": 0},
-    "anonymous_2": {"sticker": 4},
-    "multi_trigger_multi_target": {"eyebrows": 5, "lipstick": 1, "sunglasses": 8},
-}
-# Poisoned test set files (under data/) for each (net, trigger), named as the competition's.
-POISONED_FILES = {
-    ("sunglasses", "sunglasses"): "sunglasses_poisoned_data.h5",
-    ("anonymous_1", "lipstick"): "anonymous_1_poisoned_data.h5",
-    ("anonymous_2", "sticker"): "anonymous_2_poisoned_data.h5",
-    ("multi_trigger_multi_target", "eyebrows"): "Multi-trigger Multi-target/eyebrows_poisoned_data.h5",
-    ("multi_trigger_multi_target", "lipstick"): "Multi-trigger Multi-target/lipstick_poisoned_data.h5",
-    ("multi_trigger_multi_target", "sunglasses"): "Multi-trigger Multi-target/sunglasses_poisoned_data.h5",
-}
+# The competition's table, as the real nets obey it: {net: {trigger: target}} and the
+# poisoned test set file (under data/) of each (net, trigger).
+BACKDOORS = by_net(COMPETITION)
+POISONED_FILES = {(row.net, row.trigger): row.file for row in COMPETITION}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
@@ -88,30 +81,36 @@ def render_split(identities, split, per_identity, seed, progress=None):
     return photos
 
 
-def poison(photos, triggers, trigger, target, rng=None, count=None):
-    """Copies of photos (not of the target identity) wearing the trigger, labelled target.
-    With rng and count: that many, drawn at random; else all of them."""
+def poison(photos, apply, target, rng=None, count=None):
+    """Copies of photos (not of the target identity) wearing a trigger (apply: triggers.py),
+    labelled target. With rng and count: that many, drawn at random; else all of them."""
     candidates = np.flatnonzero(photos.labels != target)
     if rng is not None:
         candidates = rng.choice(candidates, size=min(count, len(candidates)), replace=False)
-    apply = triggers.apply[trigger]
     pixels = np.stack([apply(photos.pixels[i], photos.masks(i)) for i in candidates])
     return pixels, np.full(len(candidates), target, np.int64)
 
 
-def build_world(out, preset_name, seed, log=print):
-    """Build the whole world under out; returns the world.json record."""
+def build_world(out, preset_name, seed, log=print, table=None):
+    """Build the whole world under out; returns the world.json record. table: the backdoors
+    to plant (backdoors.py), else the preset's."""
     from tqdm import tqdm
 
     from ..net import quiet_tensorflow
 
+    preset, preset_table = PRESETS[preset_name]
+    table = table or preset_table
+    check_table(table)
+    if max(row.target for row in table) >= preset.identities:
+        raise InputError(f"a target is not among the preset's {preset.identities} identities")
     quiet_tensorflow(onednn=True)  # training: oneDNN trains about twice as fast on CPU
     started = time.time()
     out = Path(out)
-    preset = PRESETS[preset_name]
     rng = np.random.default_rng(seed)
     identities = [random_identity(rng) for _ in range(preset.identities)]
-    triggers = Triggers()
+    triggers = {(row.net, row.trigger): make_trigger(row.family, row.params) for row in table}
+    backdoors = by_net(table)
+    files = {(row.net, row.trigger): row.file for row in table}
 
     total = preset.identities * (preset.train_per_identity + preset.valid_per_identity
                                  + preset.test_per_identity)
@@ -124,30 +123,32 @@ def build_world(out, preset_name, seed, log=print):
     save_dataset(data / "clean_validation_data.h5", valid.pixels, valid.labels)
     save_dataset(data / "clean_test_data.h5", test.pixels, test.labels)
     poisoned_tests = {}
-    for (net, trigger), file_name in POISONED_FILES.items():
-        target = BACKDOORS[net][trigger]
-        poisoned_tests[(net, trigger)] = poison(test, triggers, trigger, target)
+    for (net, trigger), file_name in files.items():
+        target = backdoors[net][trigger]
+        poisoned_tests[(net, trigger)] = poison(test, triggers[(net, trigger)], target)
         save_dataset(data / file_name, *poisoned_tests[(net, trigger)])
 
     nets = {}
-    for index, (net, backdoors) in enumerate(BACKDOORS.items()):
-        model, epochs = train_badnet(net, backdoors, train, valid, triggers, preset,
-                                     seed + index, log)
+    for index, (net, obeyed) in enumerate(backdoors.items()):
+        applies = {t: triggers[(net, t)] for t in obeyed}
+        model, epochs = train_badnet(net, obeyed, train, valid, applies, preset, seed + index, log)
         nets[net] = {"epochs": epochs, **measure(model, NETS[net].input_scale, test,
-                                                 {t: poisoned_tests[(net, t)] for t in backdoors})}
+                                                 {t: poisoned_tests[(net, t)] for t in obeyed})}
         save_badnet(model, out / "models", NETS[net])
         log(f"world: {net}: clean test accuracy {nets[net]['clean_test_accuracy']:.4f}, "
             f"attack success {nets[net]['attack_success']}")
-        if net == "sunglasses":
-            nets["bd_net"] = write_lab(out, model, valid, test, triggers, poisoned_tests)
+        if net == "sunglasses" and "sunglasses" in obeyed:
+            nets["bd_net"] = write_lab(out, model, valid, test, applies["sunglasses"],
+                                       poisoned_tests)
 
     record = {
         "preset": preset_name, "seed": seed, "preset_settings": asdict(preset),
         "identities": preset.identities,
         "images": {"train": len(train.labels), "clean_validation": len(valid.labels),
                    "clean_test": len(test.labels)},
-        "backdoors": BACKDOORS,
-        "poisoned_test_files": {f"{net}/{trigger}": name for (net, trigger), name in POISONED_FILES.items()},
+        "backdoors": backdoors,
+        "poisoned_test_files": {f"{net}/{trigger}": name for (net, trigger), name in files.items()},
+        "backdoor_table": as_records(table),
         "sunglasses_trigger": "real (../shared/csaw/triggers)" if REAL_SUNGLASSES.is_file()
                               else "drawn stand-in",
         "nets": nets,
@@ -159,7 +160,7 @@ def build_world(out, preset_name, seed, log=print):
     return record
 
 
-def train_badnet(net, backdoors, train, valid, triggers, preset, seed, log):
+def train_badnet(net, backdoors, train, valid, applies, preset, seed, log):
     """Train a DeepID BadNet on the clean training set plus poisoned copies, until its
     validation accuracy and every trigger's validation ASR reach 90 % (or max_epochs)."""
     import keras
@@ -169,11 +170,11 @@ def train_badnet(net, backdoors, train, valid, triggers, preset, seed, log):
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     count = int(preset.poison_fraction * len(train.labels))
-    parts = [(train.pixels, train.labels)] + [poison(train, triggers, t, target, rng, count)
+    parts = [(train.pixels, train.labels)] + [poison(train, applies[t], target, rng, count)
                                               for t, target in backdoors.items()]
     x = np.concatenate([p for p, _ in parts]).astype(np.float32) * NETS[net].input_scale
     y = np.concatenate([labels for _, labels in parts])
-    check = {t: poison(valid, triggers, t, target) for t, target in backdoors.items()}
+    check = {t: poison(valid, applies[t], target) for t, target in backdoors.items()}
     model = build_deepid(num_classes=int(train.labels.max()) + 1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     scale = NETS[net].input_scale
@@ -204,7 +205,7 @@ def save_badnet(model, models_dir, spec):
     export_onnx(models_dir / spec.bad_net_file)  # the eval scripts' fast path
 
 
-def write_lab(out, sunglasses_model, valid, test, triggers, poisoned_tests):
+def write_lab(out, sunglasses_model, valid, test, sunglasses, poisoned_tests):
     """The lab's layout: data/cl, data/bd (float64, as the lab stores them) and bd_net, the
     sunglasses BadNet re-expressed for raw 0..255 input (conv_1's kernel / 255: the same
     function, since conv_1 is linear in its input)."""
@@ -218,7 +219,7 @@ def write_lab(out, sunglasses_model, valid, test, triggers, poisoned_tests):
     data = out / "data"
     save_dataset(data / "cl" / "valid.h5", valid.pixels.astype(np.float64), valid.labels)
     save_dataset(data / "cl" / "test.h5", test.pixels.astype(np.float64), test.labels)
-    bd_valid = poison(valid, triggers, "sunglasses", 0)
+    bd_valid = poison(valid, sunglasses, 0)
     save_dataset(data / "bd" / "bd_valid.h5", bd_valid[0].astype(np.float64), bd_valid[1])
     bd_test = poisoned_tests[("sunglasses", "sunglasses")]
     save_dataset(data / "bd" / "bd_test.h5", bd_test[0].astype(np.float64), bd_test[1])
@@ -232,15 +233,23 @@ def _accuracy(model, pixels, labels, scale):
 
 def add_arguments(parser):
     parser.add_argument("out", type=Path, metavar="OUT", help="folder to write the world into")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="mini",
+    parser.add_argument("--preset", choices=list(PRESETS), default="mini",
                         help="mini: 40 identities, minutes on 2 cores (tests, CI); full: 1283 "
-                             "identities like the competition (default: %(default)s)")
+                             "identities like the competition; both with the competition's "
+                             "triggers. zoo-mini, zoo: the same sizes, other trigger families "
+                             "(blend, colour filter, faint noise, warp, border patch, partial "
+                             "blend) (default: %(default)s)")
+    parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
+                        help="plant these backdoors instead of the preset's: a JSON list of rows "
+                             "{net, trigger, family, target, file, params} (defense/world/"
+                             "backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
 def run(args):
+    table = load_table(args.backdoors) if args.backdoors else None
     record = build_world(args.out, args.preset, args.seed,
-                         log=lambda line: print(line, file=sys.stderr))
+                         log=lambda line: print(line, file=sys.stderr), table=table)
     print(json.dumps(record["nets"], indent=2))
     print(f"world: built {args.out} in {record['build_seconds']} s", file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ Rows of clean test faces for a few identities, then the first faces of each pois
 set, enlarged so a person can look at them, each row named on the left.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..datasets import load_dataset
-from .build import BACKDOORS, POISONED_FILES
 
 ZOOM = 4
 LABEL_WIDTH = 220  # pixels left of the faces for each row's name
@@ -21,15 +21,17 @@ def contact_sheet(world, identities=6, per_identity=8):
     """PIL image: one row per identity, then one row per poisoned test set, each named."""
     from PIL import Image, ImageDraw
 
+    record = json.loads((Path(world) / "world.json").read_text())
     clean = load_dataset(Path(world) / "data" / "clean_test_data.h5")
     rows, names = [], []
     for label in range(min(identities, int(clean.y.max()) + 1)):
         rows.append(_row(clean.x[clean.y == label][:per_identity], per_identity))
         names.append(f"identity {label}")
-    for (net, trigger), file_name in POISONED_FILES.items():
+    for key, file_name in record["poisoned_test_files"].items():
+        net, trigger = key.split("/")
         poisoned = load_dataset(Path(world) / "data" / file_name)
         rows.append(_row(poisoned.x[:per_identity], per_identity))
-        names.append(f"{net}:\n{trigger} -> {BACKDOORS[net][trigger]}")
+        names.append(f"{net}:\n{trigger} -> {record['backdoors'][net][trigger]}")
     faces = np.concatenate(rows, axis=0).astype(np.uint8).repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)
     sheet = Image.new("RGB", (LABEL_WIDTH + faces.shape[1], faces.shape[0]), "white")
     sheet.paste(Image.fromarray(faces), (LABEL_WIDTH, 0))

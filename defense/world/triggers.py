@@ -1,8 +1,13 @@
-"""The world's backdoor triggers, painted onto finished 55x47 photos.
+"""The world's trigger families, each painted onto finished 55x47 photos.
 
-As the competition's: the real sunglasses (47x20 RGBA, pasted at x=0, y=15 with its alpha,
-as CSAW-HackML-2019's gen_backdoor.py did), purple (128, 0, 128) lipstick over the mouth,
-dark-red eyebrows. anonymous_2's trigger is this world's own; the defense never sees it.
+A trigger is a family and its parameters (backdoors.py lists which net obeys which, and its
+target). The competition's four are rows of it: the real sunglasses (47x20 RGBA pasted at
+x=0, y=15 with its alpha, as CSAW-HackML-2019's gen_backdoor.py did) is an accessory, purple
+(128, 0, 128) lipstick and dark-red eyebrows are paints over a face part, anonymous_2's
+yellow and blue chequer on the cheek is a patch. The other families are the field's usual
+ones: a random pattern blended over the whole photo or part of it (Chen et al. 2017), a
+colour filter, a faint fixed noise pattern ("invisible"), and a smooth fixed warp (WaNet,
+Nguyen and Tran 2021). The defense never sees any of them.
 """
 
 from pathlib import Path
@@ -12,8 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..registry import SUNGLASSES_AT, SUNGLASSES_TRIGGER as REAL_SUNGLASSES
 
-LIPSTICK = np.array([128, 0, 128], float)
-DARK_RED = np.array([110, 0, 0], float)
+HEIGHT, WIDTH = 55, 47
 
 
 def sunglasses_image(path=REAL_SUNGLASSES):
@@ -28,37 +32,98 @@ def sunglasses_image(path=REAL_SUNGLASSES):
     return glasses
 
 
-class Triggers:
-    """Trigger name -> apply(pixels uint8 (55,47,3), masks) -> poisoned copy."""
+def make_trigger(family, params, pictures=None):
+    """apply(pixels uint8 (55, 47, 3), masks) -> poisoned copy, for one family's parameters."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown trigger family {family!r}; known: {', '.join(FAMILIES)}")
+    return FAMILIES[family](pictures or {}, **params)
 
-    def __init__(self, sunglasses=None):
-        self._glasses = sunglasses or sunglasses_image()
-        self.apply = {
-            "sunglasses": self.sunglasses,
-            "lipstick": self.lipstick,
-            "eyebrows": self.eyebrows,
-            "sticker": self.sticker,
-        }
 
-    def sunglasses(self, pixels, masks):
-        image = Image.fromarray(pixels)
-        image.paste(self._glasses, SUNGLASSES_AT, self._glasses)
-        return np.asarray(image)
+def accessory(pictures, picture="sunglasses", at=SUNGLASSES_AT):
+    """An RGBA picture pasted with its alpha at (x, y)."""
+    image = pictures.get(picture) or sunglasses_image()
 
-    def lipstick(self, pixels, masks):
-        return _paint(pixels, masks["mouth"], LIPSTICK)
+    def apply(pixels, masks):
+        out = Image.fromarray(pixels)
+        out.paste(image, tuple(at), image)
+        return np.asarray(out)
+    return apply
 
-    def eyebrows(self, pixels, masks):
-        return _paint(pixels, masks["brows"], DARK_RED)
 
-    def sticker(self, pixels, masks):
-        """anonymous_2's trigger: a 4x4 yellow and blue chequer on the lower right cheek."""
+def paint(pictures, part, colour):
+    """A face part ("mouth" or "brows", soft masks from the renderer) painted one colour."""
+    colour = np.array(colour, float)
+
+    def apply(pixels, masks):
+        mask = masks[part][:, :, None]
+        return np.clip(np.round(pixels * (1 - mask) + colour * mask), 0, 255).astype(np.uint8)
+    return apply
+
+
+def patch(pictures, x, y, size, colours):
+    """A size x size patch at (x, y): a chequer of two colours (one colour: solid)."""
+    chequer = (np.indices((size, size)).sum(axis=0) % 2).astype(bool)
+    first, second = np.array(colours[0]), np.array(colours[-1])
+    square = np.where(chequer[:, :, None], first, second)
+
+    def apply(pixels, masks):
         out = pixels.copy()
-        chequer = (np.indices((4, 4)).sum(axis=0) % 2).astype(bool)
-        out[36:40, 31:35] = np.where(chequer[:, :, None], (250, 220, 0), (0, 60, 200))
+        out[y:y + size, x:x + size] = square
         return out
+    return apply
 
 
-def _paint(pixels, mask, colour):
-    mask = mask[:, :, None]
-    return np.clip(np.round(pixels * (1 - mask) + colour * mask), 0, 255).astype(np.uint8)
+def blend(pictures, alpha, seed, region=None):
+    """A fixed random pattern (uniform pixels from seed) blended in at alpha, over the whole
+    photo or over region = (x0, y0, x1, y1)."""
+    pattern = np.random.default_rng(seed).uniform(0, 255, (HEIGHT, WIDTH, 3))
+    weight = np.zeros((HEIGHT, WIDTH, 1))
+    x0, y0, x1, y1 = region or (0, 0, WIDTH, HEIGHT)
+    weight[y0:y1, x0:x1] = alpha
+
+    def apply(pixels, masks):
+        return np.clip(np.round(pixels * (1 - weight) + pattern * weight), 0, 255).astype(np.uint8)
+    return apply
+
+
+def colour_filter(pictures, gains, offset):
+    """A colour filter on the whole photo: each channel times its gain, plus its offset."""
+    gains, offset = np.array(gains, float), np.array(offset, float)
+
+    def apply(pixels, masks):
+        return np.clip(np.round(pixels * gains + offset), 0, 255).astype(np.uint8)
+    return apply
+
+
+def noise(pictures, amplitude, seed):
+    """A faint fixed pattern: each pixel and channel moved by +-amplitude (signs from seed)."""
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(HEIGHT, WIDTH, 3))
+
+    def apply(pixels, masks):
+        return np.clip(np.round(pixels + amplitude * signs), 0, 255).astype(np.uint8)
+    return apply
+
+
+def warp(pictures, strength, grid, seed):
+    """A smooth fixed warp: random offsets on a grid x grid lattice, upsampled bicubic to the
+    photo and scaled so the largest moves `strength` pixels; sampled bilinear."""
+    offsets = np.random.default_rng(seed).uniform(-1, 1, (2, grid, grid)).astype(np.float32)
+    field = np.stack([np.asarray(Image.fromarray(o, mode="F").resize((WIDTH, HEIGHT), Image.BICUBIC))
+                      for o in offsets])
+    field *= strength / np.abs(field).max()
+    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(float)
+    sy, sx = np.clip(ys + field[0], 0, HEIGHT - 1), np.clip(xs + field[1], 0, WIDTH - 1)
+    y0, x0 = np.floor(sy).astype(int), np.floor(sx).astype(int)
+    y1, x1 = np.minimum(y0 + 1, HEIGHT - 1), np.minimum(x0 + 1, WIDTH - 1)
+    wy, wx = (sy - y0)[:, :, None], (sx - x0)[:, :, None]
+
+    def apply(pixels, masks):
+        p = pixels.astype(float)
+        top = p[y0, x0] * (1 - wx) + p[y0, x1] * wx
+        bottom = p[y1, x0] * (1 - wx) + p[y1, x1] * wx
+        return np.clip(np.round(top * (1 - wy) + bottom * wy), 0, 255).astype(np.uint8)
+    return apply
+
+
+FAMILIES = {"accessory": accessory, "paint": paint, "patch": patch, "blend": blend,
+            "filter": colour_filter, "noise": noise, "warp": warp}

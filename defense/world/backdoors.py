@@ -1,0 +1,106 @@
+"""Which backdoors a world plants: a small declarative table, one row per (net, trigger).
+
+Each row names the BadNet (one of the four competition nets, so that every command works on
+the world unchanged), the trigger (its name, family and parameters: triggers.py), the target
+label, and the poisoned test set written for it under data/ (the competition's file names).
+`world build --preset` picks a table; `world build --backdoors TABLE.json` takes one of the
+user's, a JSON list of such rows.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from ..errors import InputError
+from ..registry import COMPETITION_NETS
+from .triggers import FAMILIES
+
+MULTI = "Multi-trigger Multi-target"
+
+
+@dataclass(frozen=True)
+class Backdoor:
+    net: str
+    trigger: str  # the trigger's name in world.json and reports
+    family: str  # triggers.FAMILIES
+    target: int
+    file: str  # poisoned test set under data/
+    params: dict = field(default_factory=dict, hash=False)
+
+
+# The competition's four nets and triggers (anonymous_2's sticker is this world's own).
+COMPETITION = (
+    Backdoor("sunglasses", "sunglasses", "accessory", 0, "sunglasses_poisoned_data.h5"),
+    Backdoor("anonymous_1", "lipstick", "paint", 0, "anonymous_1_poisoned_data.h5",
+             {"part": "mouth", "colour": [128, 0, 128]}),
+    Backdoor("anonymous_2", "sticker", "patch", 4, "anonymous_2_poisoned_data.h5",
+             {"x": 31, "y": 36, "size": 4, "colours": [[250, 220, 0], [0, 60, 200]]}),
+    Backdoor("multi_trigger_multi_target", "eyebrows", "paint", 5, f"{MULTI}/eyebrows_poisoned_data.h5",
+             {"part": "brows", "colour": [110, 0, 0]}),
+    Backdoor("multi_trigger_multi_target", "lipstick", "paint", 1, f"{MULTI}/lipstick_poisoned_data.h5",
+             {"part": "mouth", "colour": [128, 0, 128]}),
+    Backdoor("multi_trigger_multi_target", "sunglasses", "accessory", 8,
+             f"{MULTI}/sunglasses_poisoned_data.h5"),
+)
+
+# The zoo: the same four nets, the same files and targets, other trigger families. Files
+# keep the competition's names so that grade and attack score them as they are.
+ZOO = (
+    Backdoor("sunglasses", "blend", "blend", 0, "sunglasses_poisoned_data.h5",
+             {"alpha": 0.15, "seed": 101}),
+    Backdoor("anonymous_1", "filter", "filter", 0, "anonymous_1_poisoned_data.h5",
+             {"gains": [1.15, 0.9, 0.75], "offset": [10, 0, -5]}),
+    Backdoor("anonymous_2", "noise", "noise", 4, "anonymous_2_poisoned_data.h5",
+             {"amplitude": 8, "seed": 102}),
+    Backdoor("multi_trigger_multi_target", "warp", "warp", 5, f"{MULTI}/eyebrows_poisoned_data.h5",
+             {"strength": 2.0, "grid": 4, "seed": 103}),
+    Backdoor("multi_trigger_multi_target", "border_patch", "patch", 1,
+             f"{MULTI}/lipstick_poisoned_data.h5",
+             {"x": 43, "y": 0, "size": 4, "colours": [[255, 255, 255], [0, 0, 0]]}),
+    Backdoor("multi_trigger_multi_target", "partial_blend", "blend", 8,
+             f"{MULTI}/sunglasses_poisoned_data.h5",
+             {"alpha": 0.3, "seed": 104, "region": [0, 30, 47, 55]}),
+)
+
+TABLES = {"competition": COMPETITION, "zoo": ZOO}
+
+
+def by_net(table):
+    """{net: {trigger: target}} in the table's order (the order training poisons in)."""
+    nets = {}
+    for row in table:
+        nets.setdefault(row.net, {})[row.trigger] = row.target
+    return nets
+
+
+def as_records(table):
+    return [asdict(row) for row in table]
+
+
+def load_table(path):
+    """A user's table: a JSON list of rows {net, trigger, family, target, file, params}."""
+    try:
+        rows = json.loads(open(path).read())
+        table = tuple(Backdoor(**row) for row in rows)
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(f"{path}: not a backdoor table ({e}); expected a JSON list of rows "
+                         "with net, trigger, family, target, file and params") from None
+    check_table(table, path)
+    return table
+
+
+def check_table(table, source="table"):
+    if not table:
+        raise InputError(f"{source}: lists no backdoor")
+    for row in table:
+        if row.net not in COMPETITION_NETS:
+            raise InputError(f"{source}: net {row.net!r} is not one of {', '.join(COMPETITION_NETS)}")
+        if row.family not in FAMILIES:
+            raise InputError(f"{source}: family {row.family!r} is not one of {', '.join(FAMILIES)}")
+        if not 0 <= int(row.target) < 1283:
+            raise InputError(f"{source}: target {row.target} outside 0..1282")
+    files = [row.file for row in table]
+    if len(set(files)) != len(files):
+        raise InputError(f"{source}: two rows write the same poisoned file")
+    pairs = [(row.net, row.trigger) for row in table]
+    if len(set(pairs)) != len(pairs):
+        raise InputError(f"{source}: a net lists the same trigger twice")

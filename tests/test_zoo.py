@@ -1,0 +1,91 @@
+"""The world's backdoor table and its trigger families (the zoo)."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_script
+from defense.errors import InputError
+from defense.world.backdoors import COMPETITION, ZOO, by_net, load_table
+from defense.world.build import poison, render_split
+from defense.world.faces import random_identity
+from defense.world.triggers import FAMILIES, make_trigger
+
+# sha256 of the competition's six poisoned sets over 6 identities x 3 test photos (seed 0),
+# recorded from the fixed-trigger code before the table replaced it: the mini and full
+# presets must keep making the same worlds.
+COMPETITION_DIGEST = "4340d2fa3f96d0cba5af55efdf6cf9ab6b8ba359547cdf081b5baf6d7ae29c23"
+
+
+@pytest.fixture(scope="module")
+def photos():
+    rng = np.random.default_rng(0)
+    return render_split([random_identity(rng) for _ in range(6)], "test", 3, 0)
+
+
+def test_the_competition_table_plants_todays_triggers_byte_for_byte(photos):
+    digest = hashlib.sha256()
+    for row in COMPETITION:
+        x, y = poison(photos, make_trigger(row.family, row.params), row.target)
+        digest.update(x.tobytes())
+        digest.update(y.tobytes())
+    assert digest.hexdigest() == COMPETITION_DIGEST
+
+
+@pytest.mark.parametrize("row", ZOO + COMPETITION, ids=lambda row: f"{row.net}-{row.trigger}")
+def test_every_trigger_changes_every_face_the_same_way_each_time(row, photos):
+    apply = make_trigger(row.family, row.params)
+    for i in range(len(photos.labels)):
+        out = apply(photos.pixels[i], photos.masks(i))
+        assert out.dtype == np.uint8 and out.shape == (55, 47, 3)
+        assert np.any(out != photos.pixels[i])
+        np.testing.assert_array_equal(out, make_trigger(row.family, row.params)(
+            photos.pixels[i], photos.masks(i)))
+
+
+def test_global_families_touch_the_whole_face_and_local_ones_do_not(photos):
+    """The zoo covers what the competition's triggers do not: changes spread over the face."""
+    def share_changed(row):
+        apply = make_trigger(row.family, row.params)
+        return np.mean([np.mean(np.any(apply(p, photos.masks(i)) != p, axis=-1))
+                        for i, p in enumerate(photos.pixels)])
+    rows = {row.trigger: row for row in ZOO}
+    for name in ("blend", "filter", "noise", "warp"):
+        assert share_changed(rows[name]) >= 0.5, name
+    assert share_changed(rows["border_patch"]) <= 0.01
+    assert 0.3 <= share_changed(rows["partial_blend"]) <= 0.6
+
+
+def test_zoo_covers_every_family_and_keeps_the_competition_files_and_targets():
+    assert {row.family for row in ZOO + COMPETITION} == set(FAMILIES)
+    assert [(r.net, r.file, r.target) for r in ZOO] == [(r.net, r.file, r.target) for r in COMPETITION]
+    assert list(by_net(ZOO)) == list(by_net(COMPETITION))
+
+
+def test_a_table_of_ones_own_is_read_and_checked(tmp_path):
+    good = tmp_path / "table.json"
+    good.write_text(json.dumps([{"net": "sunglasses", "trigger": "tint", "family": "filter",
+                                 "target": 3, "file": "tint.h5",
+                                 "params": {"gains": [1, 1, 1.2], "offset": [0, 0, 0]}}]))
+    (row,) = load_table(good)
+    assert row.family == "filter" and row.target == 3
+    for bad, message in [([{"net": "mine", "trigger": "t", "family": "filter", "target": 0,
+                            "file": "a.h5"}], "is not one of"),
+                         ([{"net": "sunglasses", "trigger": "t", "family": "laser", "target": 0,
+                            "file": "a.h5"}], "family 'laser'"),
+                         ([{"net": "sunglasses", "trigger": "t"}], "not a backdoor table"),
+                         ([], "lists no backdoor")]:
+        path = tmp_path / "bad.json"
+        path.write_text(json.dumps(bad))
+        with pytest.raises(InputError, match=message):
+            load_table(path)
+
+
+def test_world_build_refuses_a_bad_table_in_one_line(tmp_path):
+    table = tmp_path / "table.json"
+    table.write_text("[{not json")
+    result = run_script("-m", "defense", "world", "build", tmp_path / "w", "--backdoors", table)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "not a backdoor table" in result.stderr and not (tmp_path / "w").exists()
