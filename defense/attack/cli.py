@@ -79,8 +79,7 @@ def run(args):
             plans = sources.world_triggers(root, world, spec.name, every_face, pick)
         else:
             plans = sources.sunglasses_triggers(spec, every_face, args.trigger, pick)
-            notes += [f"{spec.name}: {what}: not planted (painting needs face masks, which only a "
-                      "generated world has)" for what in sources.untried_triggers(spec)]
+            notes += [f"{spec.name}: {why}" for why in sources.untried_triggers(spec)]
         clean = sources.CleanFaces(*_chosen(every_face, pick), every_face.source)
         jobs.append((spec, bad_path, repaired_path, clean, plans))
         print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "

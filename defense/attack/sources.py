@@ -95,9 +95,11 @@ def sunglasses_triggers(spec, clean, picture_path, pick):
 
 
 def untried_triggers(spec):
-    """What the real-net attack cannot plant, for the report's notes."""
-    return [f"{p.trigger or 'anonymous trigger'} -> {p.target}" for p in spec.poisoned_sets
-            if p.trigger != "sunglasses"]
+    """What the real-net attack cannot plant, and why, for the report's notes."""
+    return [f"{p.trigger} -> {p.target}: not planted (painting it needs face masks, which only "
+            "a generated world has)" if p.trigger else
+            f"its trigger -> {p.target}: not planted (the competition never published it)"
+            for p in spec.poisoned_sets if p.trigger != "sunglasses"]
 
 
 def clean_faces(root, clean_path=None, faces_dir=None, num_classes=None):

@@ -43,16 +43,19 @@ COMPETITION = (
 )
 
 # The zoo: the same four nets, the same files and targets, other trigger families. Files
-# keep the competition's names so that grade and attack score them as they are.
+# keep the competition's names so that grade and attack score them as they are. Strengths
+# were raised until a mini world's BadNet learns each (attack success 0.90-0.98 at 16
+# epochs; fainter blends, noise and warps stayed at 0.02-0.58): chosen on the attacks, never
+# on the defense.
 ZOO = (
     Backdoor("sunglasses", "blend", "blend", 0, "sunglasses_poisoned_data.h5",
-             {"alpha": 0.15, "seed": 101}),
+             {"alpha": 0.25, "seed": 101, "cell": 4}),
     Backdoor("anonymous_1", "filter", "filter", 0, "anonymous_1_poisoned_data.h5",
              {"gains": [1.15, 0.9, 0.75], "offset": [10, 0, -5]}),
     Backdoor("anonymous_2", "noise", "noise", 4, "anonymous_2_poisoned_data.h5",
-             {"amplitude": 8, "seed": 102}),
+             {"amplitude": 16, "seed": 102, "cell": 4}),
     Backdoor("multi_trigger_multi_target", "warp", "warp", 5, f"{MULTI}/eyebrows_poisoned_data.h5",
-             {"strength": 2.0, "grid": 4, "seed": 103}),
+             {"strength": 5.0, "grid": 3, "seed": 103}),
     Backdoor("multi_trigger_multi_target", "border_patch", "patch", 1,
              f"{MULTI}/lipstick_poisoned_data.h5",
              {"x": 43, "y": 0, "size": 4, "colours": [[255, 255, 255], [0, 0, 0]]}),

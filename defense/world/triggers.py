@@ -73,10 +73,10 @@ def patch(pictures, x, y, size, colours):
     return apply
 
 
-def blend(pictures, alpha, seed, region=None):
-    """A fixed random pattern (uniform pixels from seed) blended in at alpha, over the whole
-    photo or over region = (x0, y0, x1, y1)."""
-    pattern = np.random.default_rng(seed).uniform(0, 255, (HEIGHT, WIDTH, 3))
+def blend(pictures, alpha, seed, region=None, cell=1):
+    """A fixed random pattern (uniform colours from seed, in cells of cell x cell pixels)
+    blended in at alpha, over the whole photo or over region = (x0, y0, x1, y1)."""
+    pattern = _cells(np.random.default_rng(seed).uniform(0, 255, (HEIGHT, WIDTH, 3)), cell)
     weight = np.zeros((HEIGHT, WIDTH, 1))
     x0, y0, x1, y1 = region or (0, 0, WIDTH, HEIGHT)
     weight[y0:y1, x0:x1] = alpha
@@ -95,9 +95,10 @@ def colour_filter(pictures, gains, offset):
     return apply
 
 
-def noise(pictures, amplitude, seed):
-    """A faint fixed pattern: each pixel and channel moved by +-amplitude (signs from seed)."""
-    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(HEIGHT, WIDTH, 3))
+def noise(pictures, amplitude, seed, cell=1):
+    """A faint fixed pattern: each channel of each cell x cell block of pixels moved by
+    +-amplitude (signs from seed)."""
+    signs = _cells(np.random.default_rng(seed).choice([-1.0, 1.0], size=(HEIGHT, WIDTH, 3)), cell)
 
     def apply(pixels, masks):
         return np.clip(np.round(pixels + amplitude * signs), 0, 255).astype(np.uint8)
@@ -123,6 +124,14 @@ def warp(pictures, strength, grid, seed):
         bottom = p[y1, x0] * (1 - wx) + p[y1, x1] * wx
         return np.clip(np.round(top * (1 - wy) + bottom * wy), 0, 255).astype(np.uint8)
     return apply
+
+
+def _cells(values, cell):
+    """values (H, W, C) made constant over cell x cell blocks (the top-left value of each)."""
+    if cell == 1:
+        return values
+    coarse = values[::cell, ::cell]
+    return coarse.repeat(cell, axis=0).repeat(cell, axis=1)[:HEIGHT, :WIDTH]
 
 
 FAMILIES = {"accessory": accessory, "paint": paint, "patch": patch, "blend": blend,
