@@ -58,9 +58,9 @@ class _FakeNet:
 def test_quarantined_labels_are_flagged_whatever_the_badnet_confidence():
     bad = _FakeNet(np.array([3, 3, 5, 5, 6]), np.array([0.5, 0.999, 0.5, 0.999, 0.5]))
     repaired = _FakeNet(np.array([3, 4, 4, 4, 2]), np.ones(5))
-    plain = GoodNet(bad, repaired, flag_confidence=0.99)
+    plain = GoodNet(bad, repaired, flag_confidence=0.99, rule="confidence")
     np.testing.assert_array_equal(plain.predict(None), [3, 10, 5, 10, 6])
-    quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6})
+    quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6}, rule="confidence")
     np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 10, 10, 10])
 
 
