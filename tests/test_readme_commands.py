@@ -73,6 +73,16 @@ COMMANDS = {
     "--poisoned data/sunglasses_poisoned_data.h5 --json scores.json": ("run", _needs_data),
     "python3 -m defense evaluate data/clean_test_data.h5 data/sunglasses_poisoned_data.h5 "
     "models/sunglasses_bd_weights.h5": ("run", _needs_data),
+    "python3 -m defense attack": ("run", lambda r: r.returncode == 0
+                                  and "| sunglasses | sunglasses -> 0 | 16 |" in r.stdout
+                                  and "| multi_trigger_multi_target | sunglasses -> 8 | 16 |" in r.stdout),
+    "python3 -m defense attack --net sunglasses --repaired "
+    "../shared/csaw/third_party/sunglasses_repaired_net_keras2.h5":
+        ("run", lambda r: r.returncode == 0 and "| sunglasses | sunglasses -> 0 | 16 |" in r.stdout),
+    "python3 -m defense attack --root worlds/full":
+        ("skip", "needs a full world (about an hour to build); test_attack runs attack on a mini world"),
+    "python3 -m defense world build worlds/zoo-mini --preset zoo-mini":
+        ("skip", "slow (minutes); test_zoo checks the zoo's table and every family"),
 }
 
 
