@@ -71,7 +71,7 @@ def run(args):
     from .datasets import load_dataset
     from .fast_net import load_net
     from .goodnet import GoodNet
-    from .model_io import read_weights
+    from .model_io import num_classes
     from .net import Net
 
     _take_competition_call(args)
@@ -81,9 +81,9 @@ def run(args):
     bad_path = args.bad_model or default_bad_model(spec, args.root)
     repaired_path = args.repaired or default_repaired_model(spec, args.root)
     # Every input is checked (h5py only) before anything else is said: an error is one line.
-    num_classes = read_weights(bad_path)["output"][1].shape[0]
+    classes = num_classes(bad_path)
     sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
-    data_sets = [(kind, load_dataset(path, num_classes=num_classes, keep_integers=True))
+    data_sets = [(kind, load_dataset(path, num_classes=classes, keep_integers=True))
                  for kind, path in sets]
     if not args.repaired and not repaired_path.exists():
         print(f"evaluate: no repaired net at {repaired_path}; scoring the BadNet alone",

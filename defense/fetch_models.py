@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .digest import file_sha256
-from .errors import InputError
+from .errors import InputError, reason
 from .layout import SHARED_ASSETS, models_dir
 from .model_io import read_weights
 from .registry import NETS
@@ -57,8 +57,14 @@ def ensure_fast_path(model_path):
     if has_current_artefact(model_path):
         return
     quiet_tensorflow()
-    with fd2_silenced():  # TensorFlow's C++ log lines while exporting
-        artefact = export_onnx(model_path)
+    try:
+        with fd2_silenced():  # TensorFlow's C++ log lines while exporting
+            artefact = export_onnx(model_path)
+    except Exception as e:  # the artefact only speeds things up: say so, keep going
+        print(f"fetch-models: warning: no fast-path artefact for {model_path.name} "
+              f"({reason(e, 120)}); the eval scripts will use the slower Keras path",
+              file=sys.stderr)
+        return
     print(f"{artefact}: fast-path artefact written", file=sys.stderr)
 
 

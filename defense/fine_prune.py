@@ -37,12 +37,12 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     """Repair one BadNet; returns the record written beside out_path."""
     from .datasets import load_dataset
     from .fast_net import export_onnx
-    from .model_io import load_keras_model, read_weights, save_model
+    from .model_io import load_keras_model, num_classes, save_model
     from .net import quiet_tensorflow
 
     started = time.time()
     # Check both inputs (h5py only) before the slow TensorFlow start.
-    valid = load_dataset(valid_path, num_classes=read_weights(bad_path)["output"][1].shape[0])
+    valid = load_dataset(valid_path, num_classes=num_classes(bad_path))
     quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
     bad = load_keras_model(bad_path)
     x = valid.x * spec.input_scale

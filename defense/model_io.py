@@ -43,6 +43,11 @@ def read_weights(path):
         raise InputError(f"{path}: not a readable HDF5 model file ({reason(e)})") from None
 
 
+def num_classes(path):
+    """How many identities the DeepID model file labels (its output layer's width)."""
+    return read_weights(path)["output"][1].shape[0]
+
+
 def check_config(config_text, path):
     """Refuse a stored model config that is not exactly the DeepID graph.
 

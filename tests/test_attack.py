@@ -29,10 +29,22 @@ def test_a_pasted_picture_at_full_strength_is_pil_paste():
     assert np.abs(trigger.draw() - expected).max() <= 0.5  # PIL rounds its blend
 
 
+def test_a_whole_face_trigger_moves_as_an_added_change():
+    pattern = np.random.default_rng(1).choice([-12.0, 12.0], size=(55, 47, 3))
+    poisoned = np.clip(FACES + pattern, 0, 255)
+    trigger = PlantedTrigger.from_pairs("noise", 4, FACES, poisoned, np.arange(4))
+    assert trigger.spread
+    moved = trigger.draw(shift=(0, 2))
+    change = (poisoned - FACES)[:, :, :-2]
+    np.testing.assert_allclose(moved[:, :, 2:], np.clip(FACES[:, :, 2:] + change, 0, 255))
+    np.testing.assert_array_equal(moved[:, :, :2], FACES[:, :, :2])  # nothing moved in
+
+
 def test_a_trigger_from_pairs_fades_moves_and_scales():
     poisoned = FACES.copy()
     poisoned[:, 20:30, 10:20] = [250, 220, 0]  # a yellow square
     trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+    assert not trigger.spread
     np.testing.assert_array_equal(trigger.draw(), poisoned)
     np.testing.assert_allclose(trigger.draw(0.5), (FACES + poisoned) / 2)
     moved = trigger.draw(shift=(3, -2))
@@ -84,11 +96,33 @@ def test_attack_on_a_world_writes_the_report_and_finds_each_worst_case(attacked_
         assert faint["badnet"] < entry["badnet_asr"]
         for rule in RULES:
             worst = entry["rules"][rule]
-            assert worst["adaptive_asr"] == max(r["goodnet"][rule]["rate"] for r in sweep)
-            assert worst["adaptive_asr"] >= worst["asr"]
+            named = next(r for r in sweep if r["setting"] == worst["worst_setting"])
+            assert named["goodnet"][rule]["rate"] == worst["adaptive_asr"]
+            assert all(r["goodnet"][rule]["rate"] <= worst["adaptive_asr"] for r in sweep)
     clean = [r for r in rows if r["faces"] == "clean"]
     assert [r["kind"] for r in clean] == [s.kind for s in CLEAN_SWEEP]
     assert all(r["images"] == 150 for r in rows)
+
+
+def test_a_net_with_no_plantable_trigger_gets_clean_rows_and_no_plot(tmp_path):
+    result = run_script("-m", "defense", "attack", "--net", "anonymous_2", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["attack.json", "attack.md"]
+    rows = json.loads((tmp_path / "attack.json").read_text())["rows"]
+    assert {r["faces"] for r in rows} == {"clean"} and len(rows) == len(CLEAN_SWEEP)
+    assert "never published" in result.stdout
+
+
+@pytest.mark.parametrize("record, message", [
+    ("{not json", "not a readable world record"),
+    ('{"backdoors": {}}', "no 'poisoned_test_files' table"),
+    ('{"backdoors": {}, "poisoned_test_files": {}}', "--clean and --faces do not apply"),
+])
+def test_a_bad_world_record_or_a_misplaced_option_is_one_line(tmp_path, record, message):
+    (tmp_path / "world.json").write_text(record)
+    result = run_script("-m", "defense", "attack", "--root", tmp_path, "--faces", SAMPLES)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and result.stdout == ""
 
 
 def test_attack_refuses_a_repaired_net_without_a_single_net():

@@ -19,7 +19,7 @@ from ..atomic import atomic_path
 from ..errors import InputError
 from ..goodnet import GoodNet, add_comparator_arguments
 from ..layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
-from ..model_io import read_weights
+from ..model_io import num_classes
 from ..registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
 from . import report, sources
 from .sweep import CLEAN_SWEEP, TRIGGER_SWEEP
@@ -59,21 +59,27 @@ def add_arguments(parser):
 def run(args):
     from tqdm import tqdm
 
-    if args.images < 0:
-        raise InputError("--images must be 0 (all) or more")
+    if args.images < 0 or args.seed < 0:
+        raise InputError("--images and --seed must be 0 or more")
     if args.repaired and len(args.net) != 1:
         raise InputError("--repaired needs exactly one --net")
     root = resolve_root(args.root)
     world = sources.world_record(root)
+    if world and (args.clean or args.faces):
+        raise InputError(f"{root} is a generated world: its triggers pair with its own clean "
+                         "test set, so --clean and --faces do not apply")
     nets = _nets(args, root, world)
     pick = _picker(args.images, args.seed)
+    every_face = sources.clean_faces(root, args.clean, args.faces)
 
     jobs, notes = [], []
     for spec in nets:
         bad_path = default_bad_model(spec, root)
         repaired_path = args.repaired or default_repaired_model(spec, root)
-        num_classes = read_weights(bad_path)["output"][1].shape[0]
-        every_face = sources.clean_faces(root, args.clean, args.faces, num_classes)
+        classes = num_classes(bad_path)
+        if every_face.labels.max() >= classes:
+            raise InputError(f"{every_face.source}: labels reach {every_face.labels.max()}, "
+                             f"outside {spec.name}'s classes 0..{classes - 1}")
         # Triggers choose their own faces from all of them (a world's pairs need the order).
         if world:
             plans = sources.world_triggers(root, world, spec.name, every_face, pick)
@@ -104,10 +110,13 @@ def run(args):
         tmp.write_text(markdown)
     with atomic_path(reports / "attack.json") as tmp:
         tmp.write_text(json.dumps(report.as_json(rows, summary, settings), indent=2) + "\n")
-    with atomic_path(reports / "attack.png") as tmp:
-        report.plot(rows, args.rule, tmp)
+    written = ["attack.md", "attack.json"]
+    if report.can_plot(rows):  # no trigger planted: no plot (and an old one is left alone)
+        with atomic_path(reports / "attack.png") as tmp:
+            report.plot(rows, args.rule, tmp)
+        written.append("attack.png")
     print(markdown.split("\n## Every setting")[0].rstrip())
-    print(f"attack: wrote {reports}/attack.md, attack.json and attack.png", file=sys.stderr)
+    print(f"attack: wrote {', '.join(written)} into {reports}", file=sys.stderr)
     return 0
 
 

@@ -6,12 +6,20 @@ content: the trigger's opacity for a pasted accessory, the paint's for a painted
 Two ways to know a trigger: from pairs of a clean face and the same face poisoned (a
 generated world's test sets), or from an RGBA picture pasted at a fixed place (the real
 sunglasses file).
+
+A trigger spread over most of the face (a blend, a colour filter, a noise pattern, a warp) is
+a change added to the face rather than a thing laid on it: moving or scaling it moves or
+scales that change (content - face), not the poisoned face itself.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+
+# Share of the face a trigger must cover to be moved and scaled as an added change.
+SPREAD = 0.5
 
 
 @dataclass
@@ -22,6 +30,11 @@ class PlantedTrigger:
     labels: np.ndarray  # (N,) their true identities
     mask: np.ndarray  # (N, 55, 47) float32 in 0..1
     content: np.ndarray  # (N, 55, 47, 3) float32 pixels 0..255
+
+    @property
+    def spread(self):
+        """True for a trigger over most of the face (moved and scaled as an added change)."""
+        return float(self.mask.mean()) > SPREAD
 
     def __len__(self):
         return len(self.labels)
@@ -57,6 +70,13 @@ class PlantedTrigger:
     def draw(self, strength=1.0, shift=(0, 0), scale=1.0):
         """The poisoned faces (N, 55, 47, 3) float32: the trigger at this strength, moved by
         shift = (down, right) pixels and scaled about its own centre."""
+        if self.spread:
+            change = self.mask[..., None] * (self.content - self.faces)
+            if scale != 1.0:
+                change = _scaled_change(change, scale)
+            if shift != (0, 0):
+                change = _shifted(change, shift)
+            return np.clip(self.faces + strength * change, 0, 255)
         mask, content = self.mask, self.content
         if scale != 1.0:
             mask, content = _scaled(mask, content, scale)
@@ -74,6 +94,20 @@ def _shifted(a, shift):
     src_y, dst_y = slice(max(-dy, 0), height - max(dy, 0)), slice(max(dy, 0), height - max(-dy, 0))
     src_x, dst_x = slice(max(-dx, 0), width - max(dx, 0)), slice(max(dx, 0), width - max(-dx, 0))
     out[:, dst_y, dst_x] = a[:, src_y, src_x]
+    return out
+
+
+def _scaled_change(change, scale):
+    """Each face's added change scaled by `scale` about the image's centre."""
+    out = np.zeros_like(change)
+    height, width = change.shape[1:3]
+    cy, cx = height / 2, width / 2
+    inverse = (1 / scale, 0, cx - cx / scale, 0, 1 / scale, cy - cy / scale)
+    for i in range(len(change)):
+        for c in range(change.shape[-1]):
+            image = Image.fromarray(change[i, ..., c].astype(np.float32), mode="F")
+            out[i, ..., c] = np.asarray(image.transform((width, height), Image.AFFINE, inverse,
+                                                        resample=Image.BILINEAR))
     return out
 
 

@@ -19,13 +19,11 @@ class Row:
     target: int | None  # the trigger's target; None for clean faces
     kind: str  # the setting's kind (sweep.Setting)
     value: float | str
+    setting: str  # its label, e.g. "jpeg 30"
     images: int
     badnet: float  # clean: accuracy; trigger: attack success rate
     goodnet: dict = field(default_factory=dict)  # rule -> {"rate": ..., "flagged": ...}
-
-    @property
-    def setting(self):
-        return "as planted" if self.kind == "none" else f"{self.kind} {self.value}"
+    spread: bool = False  # a whole-face trigger, moved and scaled as an added change
 
 
 def attack_net(net, good, clean, plans, progress=None):
@@ -41,20 +39,21 @@ def attack_net(net, good, clean, plans, progress=None):
         for setting in TRIGGER_SWEEP:
             pixels = poisoned_faces(trigger, setting)
             target = np.full(len(trigger), trigger.target)
-            rows.append(_row(net, trigger.name, trigger.target, setting, good, pixels, target))
+            rows.append(_row(net, trigger.name, trigger.target, setting, good, pixels, target,
+                             trigger.spread))
             _tick(progress)
     return rows
 
 
-def _row(net, faces, target, setting, good, pixels, expected):
+def _row(net, faces, target, setting, good, pixels, expected, spread=False):
     outputs = good.outputs(pixels)
     scores = {}
     for rule in RULES:
         labels = good.decide(outputs, rule)
         scores[rule] = {"rate": float(np.mean(labels == expected)),
                         "flagged": float(np.mean(labels == good.poisoned_label))}
-    return Row(net, faces, target, setting.kind, setting.value, len(pixels),
-               float(np.mean(outputs.bad_labels == expected)), scores)
+    return Row(net, faces, target, setting.kind, setting.value, setting.label, len(pixels),
+               float(np.mean(outputs.bad_labels == expected)), scores, spread)
 
 
 def _tick(progress):
@@ -87,7 +86,7 @@ def summarise(rows):
             full = next(r for r in sweep if r.kind == "strength" and r.value == 1.0)
             worst_bad = max(sweep, key=lambda r: r.badnet)
             entry["triggers"][name] = {
-                "target": full.target, "images": full.images,
+                "target": full.target, "images": full.images, "spread": full.spread,
                 "badnet_asr": full.badnet, "badnet_worst_asr": worst_bad.badnet,
                 "rules": {rule: _worst(sweep, rule) for rule in RULES},
             }
@@ -113,7 +112,8 @@ def format_markdown(rows, summary, settings, notes=()):
              f"set (seed {settings['seed']}); the GoodNet's rule: `{settings['rule']}`, flag "
              f"confidence {settings['flag_confidence']}. Adaptive ASR: the worst GoodNet attack "
              f"success over the whole sweep ({len(TRIGGER_SWEEP)} settings per trigger: "
-             "strength, shift, scale, JPEG, resize, noise).", ""]
+             "strength, shift, scale, JPEG, resize, noise). A trigger over most of the face "
+             "(\"whole face\") is shifted and scaled as the change it adds to the face.", ""]
     lines += [f"- {note}" for note in notes]
     if notes:
         lines.append("")
@@ -124,7 +124,8 @@ def format_markdown(rows, summary, settings, notes=()):
         for name, t in entry["triggers"].items():
             cells = " | ".join(f"{pct(w['asr'])} / **{pct(w['adaptive_asr'])}** ({w['worst_setting']})"
                                for w in (t["rules"][rule] for rule in RULES))
-            lines.append(f"| {net} | {name} -> {t['target']} | {t['images']} | "
+            spread = " (whole face)" if t["spread"] else ""
+            lines.append(f"| {net} | {name} -> {t['target']}{spread} | {t['images']} | "
                          f"{pct(t['badnet_asr'])} | {cells} |")
     header = " | ".join(f"{rule}: accuracy / flagged (worst)" for rule in RULES)
     lines += ["", "## Clean faces", "",
@@ -150,6 +151,11 @@ def _pct(x):
     return f"{100 * x:.2f} %"
 
 
+def can_plot(rows):
+    """True where some trigger was planted (a strength sweep to draw)."""
+    return any(r.kind == "strength" for r in rows)
+
+
 def plot(rows, rule, path):
     """ASR and flagged share against trigger strength, one panel per net (PNG)."""
     import matplotlib
@@ -159,8 +165,6 @@ def plot(rows, rule, path):
 
     nets = [n for n in dict.fromkeys(r.net for r in rows)
             if any(r.net == n and r.kind == "strength" for r in rows)]
-    if not nets:
-        return False
     fig, axes = plt.subplots(1, len(nets), figsize=(4.2 * len(nets), 3.6), squeeze=False)
     for ax, net in zip(axes[0], nets):
         triggers = list(dict.fromkeys(r.faces for r in rows if r.net == net and r.kind == "strength"))
@@ -179,6 +183,5 @@ def plot(rows, rule, path):
         ax.legend(fontsize=6, loc="center left")
     axes[0][0].set_ylabel(f"% of poisoned faces (rule '{rule}')")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
-    return True

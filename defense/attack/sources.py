@@ -51,16 +51,22 @@ def world_record(root):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable world record ({e})") from None
+    for key in ("backdoors", "poisoned_test_files"):
+        if not isinstance(record, dict) or not isinstance(record.get(key), dict):
+            raise InputError(f"{path}: no {key!r} table; is it a world written by 'world build'?")
+    return record
 
 
 def world_triggers(root, record, net, clean, pick):
     """The world's triggers of one net; pick(n) chooses which of n paired faces to use."""
     plans = []
-    for trigger, target in record.get("backdoors", {}).get(net, {}).items():
-        file_name = record["poisoned_test_files"][f"{net}/{trigger}"]
+    for trigger, target in record["backdoors"].get(net, {}).items():
+        file_name = record["poisoned_test_files"].get(f"{net}/{trigger}")
+        if not file_name:
+            raise InputError(f"{WORLD_RECORD}: no poisoned test file for {net}/{trigger}")
 
         def load(trigger=trigger, target=target, path=data_dir(root) / file_name):
             poisoned = load_dataset(path, keep_integers=True)
@@ -69,6 +75,7 @@ def world_triggers(root, record, net, clean, pick):
                 raise InputError(f"{path}: does not pair with {clean.source} (expected "
                                  f"{len(paired)} faces labelled {target}); was it rebuilt?")
             chosen = pick(len(paired))
+            _check_faces(chosen, trigger, target)
             return PlantedTrigger.from_pairs(trigger, target, clean.pixels[paired[chosen]],
                                              poisoned.x[chosen], clean.labels[paired[chosen]])
 
@@ -79,19 +86,28 @@ def world_triggers(root, record, net, clean, pick):
 def sunglasses_triggers(spec, clean, picture_path, pick):
     """The real sunglasses trigger for each of the net's poisoned sets said to wear it."""
     plans = []
+    picture = None
     for poisoned_set in spec.poisoned_sets:
         if poisoned_set.trigger != "sunglasses":
             continue
+        if picture is None:
+            picture = _read_picture(picture_path)  # a bad file fails before any work
 
         def load(target=poisoned_set.target):
-            picture = _read_picture(picture_path)
             candidates = np.flatnonzero(clean.labels != target)
             chosen = candidates[pick(len(candidates))]
+            _check_faces(chosen, "sunglasses", target)
             return PlantedTrigger.from_picture("sunglasses", target, picture, SUNGLASSES_AT,
                                                clean.pixels[chosen], clean.labels[chosen])
 
         plans.append(TriggerPlan("sunglasses", poisoned_set.target, load))
     return plans
+
+
+def _check_faces(chosen, trigger, target):
+    if len(chosen) == 0:
+        raise InputError(f"no clean face outside the target identity {target} to plant "
+                         f"{trigger} on")
 
 
 def untried_triggers(spec):
@@ -102,12 +118,12 @@ def untried_triggers(spec):
             for p in spec.poisoned_sets if p.trigger != "sunglasses"]
 
 
-def clean_faces(root, clean_path=None, faces_dir=None, num_classes=None):
+def clean_faces(root, clean_path=None, faces_dir=None):
     """Clean faces with true labels: --clean H5, --faces DIR, ROOT/data's clean test set,
     else the real samples beside the checkout."""
     default_h5 = data_dir(root) / CLEAN_TEST_FILE
     if clean_path or (not faces_dir and default_h5.is_file()):
-        data = load_dataset(clean_path or default_h5, num_classes=num_classes, keep_integers=True)
+        data = load_dataset(clean_path or default_h5, keep_integers=True)
         return CleanFaces(data.x, data.y, str(data.path))
     faces_dir = Path(faces_dir or DEFAULT_FACES)
     if not faces_dir.is_dir():
@@ -127,7 +143,8 @@ def _labelled_folder(folder):
         rows = list(csv.DictReader(f, delimiter="\t"))
     if not rows or not {"file", "true_label"} <= set(rows[0]):
         raise InputError(f"{table}: needs columns 'file' and 'true_label'")
-    rows = [r for r in rows if r.get("kind", "clean") == "clean" and r["true_label"].strip()]
+    rows = [r for r in rows if (r.get("kind") or "clean") == "clean"
+            and (r.get("true_label") or "").strip() and r.get("file")]
     if not rows:
         raise InputError(f"{table}: lists no clean face with a true label")
     try:

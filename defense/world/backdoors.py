@@ -9,10 +9,11 @@ user's, a JSON list of such rows.
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 
 from ..errors import InputError
 from ..registry import COMPETITION_NETS
-from .triggers import FAMILIES
+from .triggers import FAMILIES, make_trigger
 
 MULTI = "Multi-trigger Multi-target"
 
@@ -92,6 +93,7 @@ def load_table(path):
 
 
 def check_table(table, source="table"):
+    """Every row plantable before any face is drawn: InputError naming what is wrong."""
     if not table:
         raise InputError(f"{source}: lists no backdoor")
     for row in table:
@@ -99,8 +101,18 @@ def check_table(table, source="table"):
             raise InputError(f"{source}: net {row.net!r} is not one of {', '.join(COMPETITION_NETS)}")
         if row.family not in FAMILIES:
             raise InputError(f"{source}: family {row.family!r} is not one of {', '.join(FAMILIES)}")
-        if not 0 <= int(row.target) < 1283:
-            raise InputError(f"{source}: target {row.target} outside 0..1282")
+        if type(row.target) is not int or not 0 <= row.target < 1283:
+            raise InputError(f"{source}: target {row.target!r} is not a label in 0..1282")
+        file = PurePosixPath(row.file)
+        if not row.file or file.is_absolute() or ".." in file.parts:
+            raise InputError(f"{source}: file {row.file!r} must be a path inside data/")
+        if not row.trigger or "/" in row.trigger:
+            raise InputError(f"{source}: trigger name {row.trigger!r} must be non-empty, no '/'")
+        try:
+            make_trigger(row.family, row.params)
+        except (TypeError, ValueError, KeyError) as e:
+            raise InputError(f"{source}: {row.trigger}: parameters {row.params} do not fit the "
+                             f"family {row.family!r} ({e})") from None
     files = [row.file for row in table]
     if len(set(files)) != len(files):
         raise InputError(f"{source}: two rows write the same poisoned file")

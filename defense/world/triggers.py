@@ -40,7 +40,9 @@ def make_trigger(family, params, pictures=None):
 
 
 def accessory(pictures, picture="sunglasses", at=SUNGLASSES_AT):
-    """An RGBA picture pasted with its alpha at (x, y)."""
+    """An RGBA picture pasted with its alpha at (x, y): "sunglasses", or one of pictures."""
+    if picture not in pictures and picture != "sunglasses":
+        raise ValueError(f"no picture {picture!r} (known: sunglasses)")
     image = pictures.get(picture) or sunglasses_image()
 
     def apply(pixels, masks):
@@ -52,6 +54,8 @@ def accessory(pictures, picture="sunglasses", at=SUNGLASSES_AT):
 
 def paint(pictures, part, colour):
     """A face part ("mouth" or "brows", soft masks from the renderer) painted one colour."""
+    if part not in ("mouth", "brows"):
+        raise ValueError(f"no face part {part!r} (known: mouth, brows)")
     colour = np.array(colour, float)
 
     def apply(pixels, masks):
