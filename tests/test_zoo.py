@@ -76,7 +76,18 @@ def test_a_table_of_ones_own_is_read_and_checked(tmp_path):
                          ([{"net": "sunglasses", "trigger": "t", "family": "laser", "target": 0,
                             "file": "a.h5"}], "family 'laser'"),
                          ([{"net": "sunglasses", "trigger": "t"}], "not a backdoor table"),
-                         ([], "lists no backdoor")]:
+                         ([], "lists no backdoor"),
+                         ([{"net": "sunglasses", "trigger": "t", "family": "paint", "target": 0,
+                            "file": "a.h5", "params": {"part": "nose", "colour": [1, 2, 3]}}],
+                          "do not fit the family 'paint'"),
+                         ([{"net": "sunglasses", "trigger": "t", "family": "noise", "target": 0,
+                            "file": "a.h5", "params": {"amp": 3}}], "do not fit the family"),
+                         ([{"net": "sunglasses", "trigger": "t", "family": "filter", "target": "0",
+                            "file": "a.h5"}], "is not a label"),
+                         ([{"net": "sunglasses", "trigger": "t", "family": "filter", "target": 0,
+                            "file": "../../escape.h5"}], "must be a path inside data/"),
+                         ([{"net": "sunglasses", "trigger": "a/b", "family": "filter", "target": 0,
+                            "file": "a.h5"}], "no '/'")]:
         path = tmp_path / "bad.json"
         path.write_text(json.dumps(bad))
         with pytest.raises(InputError, match=message):
@@ -89,3 +100,56 @@ def test_world_build_refuses_a_bad_table_in_one_line(tmp_path):
     result = run_script("-m", "defense", "world", "build", tmp_path / "w", "--backdoors", table)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "not a backdoor table" in result.stderr and not (tmp_path / "w").exists()
+
+
+@pytest.fixture(scope="module")
+def mini_zoo(tmp_path_factory):
+    """The zoo-mini world (every family planted on the four nets), and a root beside it that
+    holds only its BadNets, repaired data-free by fine_prune_all.sh: a repair that cannot have
+    seen any trigger or any of the world's data."""
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+    from defense.world.build import build_world
+
+    world = tmp_path_factory.mktemp("zoo") / "zoo-mini"
+    record = build_world(world, "zoo-mini", seed=0, log=lambda line: None)
+    root = tmp_path_factory.mktemp("zoo_data_free")
+    shutil.copytree(world / "models", root / "models")
+    repair = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(root)],
+                            capture_output=True, text=True, timeout=900)
+    assert repair.returncode == 0, repair.stderr[-2000:]
+    return world, record, root
+
+
+@pytest.mark.world
+def test_every_zoo_family_is_planted_and_the_data_free_repair_stops_it(mini_zoo):
+    """Measured here through the package's own loader: each family's BadNet obeys it (attack
+    success >= 0.75 on the world's poisoned test set), and the GoodNet with the data-free
+    repair lets through a third of that or less, keeping the non-quarantined identities'
+    accuracy within a point of the BadNet's."""
+    from defense import GoodNet, load_dataset
+    from defense.registry import NETS
+
+    world, record, root = mini_zoo
+    assert record["backdoor_table"] == [asdict_row(row) for row in ZOO]
+    clean = load_dataset(world / "data" / "clean_test_data.h5")
+    for row in ZOO:
+        spec = NETS[row.net]
+        good = GoodNet.from_files(root / "models" / spec.bad_net_file,
+                                  root / "fine_pruned_models" / spec.repaired_file, spec.input_scale)
+        poisoned = load_dataset(world / "data" / row.file)
+        labels, bad_labels, _ = good.predict_with_parts(poisoned.x)
+        bad_asr = np.mean(bad_labels == row.target)
+        assert bad_asr >= 0.75, (row.trigger, bad_asr)
+        assert np.mean(labels == row.target) <= bad_asr / 3, row.trigger
+        labels, bad_labels, _ = good.predict_with_parts(clean.x)
+        kept = ~np.isin(clean.y, good.quarantined)
+        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.01
+
+
+def asdict_row(row):
+    from dataclasses import asdict
+
+    return asdict(row)
