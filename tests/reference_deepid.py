@@ -57,8 +57,7 @@ def probabilities(weights, pixels, input_scale):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence,
-                   rule="confidence"):
+def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence, rule):
     """Where the nets disagree and the BadNet gives its label at least flag_confidence: N
     (poisoned). Where they disagree below it: the BadNet's label (rule 'confidence') or the
     repaired net's (rule 'repaired'). Elsewhere the BadNet's label."""

@@ -7,7 +7,7 @@ import numpy as np
 import reference_deepid
 from conftest import THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import save_dataset
-from defense.goodnet import DEFAULT_FLAG_CONFIDENCE
+from defense.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
 
 
 def test_evaluate_reports_accuracy_asr_and_flagged_like_an_independent_count(samples, tmp_path):
@@ -30,9 +30,10 @@ def test_evaluate_reports_accuracy_asr_and_flagged_like_an_independent_count(sam
     bad_w = reference_deepid.read_weights(weights_path("sunglasses"))
     fixed_w = reference_deepid.read_weights(THIRD_PARTY_REPAIRED)
     y = np.array([int(r["true_label"]) for r in clean])
-    good_clean = reference_deepid.goodnet_labels(bad_w, fixed_w, clean_x, 1 / 255, DEFAULT_FLAG_CONFIDENCE)
+    good_clean = reference_deepid.goodnet_labels(bad_w, fixed_w, clean_x, 1 / 255, DEFAULT_FLAG_CONFIDENCE,
+                                                 DEFAULT_RULE)
     good_poisoned = reference_deepid.goodnet_labels(bad_w, fixed_w, poisoned_x, 1 / 255,
-                                                    DEFAULT_FLAG_CONFIDENCE)
+                                                    DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE)
     expect = {
         ("BadNet", "clean"): np.mean(reference_deepid.labels(bad_w, clean_x, 1 / 255) == y),
         ("repaired", "clean"): np.mean(reference_deepid.labels(fixed_w, clean_x, 1 / 255) == y),
