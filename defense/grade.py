@@ -13,10 +13,10 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .datasets import load_dataset
-from .errors import InputError
 from .evaluate import default_test_sets, score_dataset
 from .goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
-from .layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
+from .layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
+                     resolve_root)
 from .registry import COMPETITION_NETS, NETS
 
 
@@ -42,9 +42,7 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
         results[name] = scores
         log(f"grade: {name}: done")
     if not results:
-        root_option = f" --root {root}" if root else ""
-        raise InputError(f"{resolve_root(root)}: no net has both a BadNet and a repaired net; "
-                         f"run 'make setup' or './fine_prune_all.sh{root_option}' first")
+        raise no_repaired_net_error(root)
     return results
 
 

@@ -40,3 +40,12 @@ def default_bad_model(spec, root=None):
 
 def default_repaired_model(spec, root=None):
     return repaired_dir(root) / spec.repaired_file
+
+
+def no_repaired_net_error(root=None):
+    """What grade and attack say when no net under root has both of its nets."""
+    from .errors import InputError
+
+    root_option = f" --root {root}" if root else ""
+    return InputError(f"{resolve_root(root)}: no net has both a BadNet and a repaired net; "
+                      f"run 'make setup' or './fine_prune_all.sh{root_option}' first")

@@ -18,7 +18,8 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import InputError
 from ..goodnet import GoodNet, add_comparator_arguments
-from ..layout import ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
+from ..layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
+                      resolve_root)
 from ..model_io import num_classes
 from ..registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
 from . import report, sources
@@ -71,6 +72,9 @@ def run(args):
     nets = _nets(args, root, world)
     pick = _picker(args.images, args.seed)
     every_face = sources.clean_faces(root, args.clean, args.faces)
+    chosen = pick(len(every_face.labels))
+    clean = sources.CleanFaces(every_face.pixels[chosen], every_face.labels[chosen],
+                               every_face.source)
 
     jobs, notes = [], []
     for spec in nets:
@@ -86,15 +90,14 @@ def run(args):
         else:
             plans = sources.sunglasses_triggers(spec, every_face, args.trigger, pick)
             notes += [f"{spec.name}: {why}" for why in sources.untried_triggers(spec)]
-        clean = sources.CleanFaces(*_chosen(every_face, pick), every_face.source)
-        jobs.append((spec, bad_path, repaired_path, clean, plans))
+        jobs.append((spec, bad_path, repaired_path, plans))
         print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "
               f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
 
     rows = []
     total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
     with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
-        for spec, bad_path, repaired_path, clean, plans in jobs:
+        for spec, bad_path, repaired_path, plans in jobs:
             good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
                                       warn=lambda line: print(line, file=sys.stderr),
                                       flag_confidence=args.flag_confidence, rule=args.rule)
@@ -115,7 +118,7 @@ def run(args):
         with atomic_path(reports / "attack.png") as tmp:
             report.plot(rows, args.rule, tmp)
         written.append("attack.png")
-    print(markdown.split("\n## Every setting")[0].rstrip())
+    print(report.format_markdown(rows, summary, settings, notes, every_setting=False).rstrip())
     print(f"attack: wrote {', '.join(written)} into {reports}", file=sys.stderr)
     return 0
 
@@ -133,9 +136,7 @@ def _nets(args, root, world):
                 and default_bad_model(NETS[n], root).exists()
                 and default_repaired_model(NETS[n], root).exists()]
         if not nets:
-            root_option = f" --root {args.root}" if args.root else ""
-            raise InputError(f"{root}: no net has both a BadNet and a repaired net; run "
-                             f"'make setup' or './fine_prune_all.sh{root_option}' first")
+            raise no_repaired_net_error(args.root)
     for spec in nets:
         for path, what in ((default_bad_model(spec, root), "BadNet"),
                            (args.repaired or default_repaired_model(spec, root), "repaired net")):
@@ -152,7 +153,3 @@ def _picker(images, seed):
         return np.sort(np.random.default_rng([seed, n]).choice(n, size=images, replace=False))
     return pick
 
-
-def _chosen(clean, pick):
-    index = pick(len(clean.labels))
-    return clean.pixels[index], clean.labels[index]

@@ -105,7 +105,8 @@ def as_json(rows, summary, settings):
     return {"settings": settings, "summary": summary, "rows": [asdict(r) for r in rows]}
 
 
-def format_markdown(rows, summary, settings, notes=()):
+def format_markdown(rows, summary, settings, notes=(), every_setting=True):
+    """The report; every_setting=False leaves out the long per-setting table (stdout)."""
     pct = _pct
     lines = ["# Adaptive-attack report", "",
              f"Root: `{settings['root']}`; up to {settings['images_per_set'] or 'all'} faces per "
@@ -136,6 +137,8 @@ def format_markdown(rows, summary, settings, notes=()):
                            f"({pct(r['worst_accuracy'])} / {pct(r['worst_flagged'])})"
                            for r in (c["rules"][rule] for rule in RULES))
         lines.append(f"| {net} | {c['images']} | {pct(c['badnet_accuracy'])} | {cells} |")
+    if not every_setting:
+        return "\n".join(lines) + "\n"
     lines += ["", "## Every setting", "",
               "| net | faces | setting | images | BadNet | "
               + " | ".join(f"{rule} (flagged)" for rule in RULES) + " |",
