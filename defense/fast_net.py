@@ -153,10 +153,24 @@ def load_net(model_path, input_scale, warn=None):
     return OnnxNet(session, input_scale, model_path)
 
 
-def has_current_artefact(model_path):
-    """True where model_path's own artefact beside it was made from its present content."""
+def ensure_artefact(model_path, prog):
+    """model_path's artefact beside it, made unless a current one is there. The artefact only
+    speeds things up: a failure is one warning line on stderr, and the caller goes on."""
     model_path = Path(model_path)
-    return _stamped_session(onnx_path(model_path), file_sha256(model_path)) is not None
+    if _stamped_session(onnx_path(model_path), file_sha256(model_path)) is not None:
+        return
+    from .net import quiet_tensorflow
+
+    quiet_tensorflow()
+    try:
+        with fd2_silenced():  # TensorFlow's C++ log lines while exporting
+            artefact = export_onnx(model_path)
+    except Exception as e:
+        print(f"{prog}: warning: no fast-path artefact for {model_path.name} "
+              f"({reason(e, 120)}); the eval scripts will use the slower Keras path",
+              file=sys.stderr)
+        return
+    print(f"{artefact}: fast-path artefact written", file=sys.stderr)
 
 
 def _stamped_session(artefact, sha256):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .digest import file_sha256
-from .errors import InputError, reason
+from .errors import InputError
+from .fast_net import ensure_artefact
 from .layout import SHARED_ASSETS, models_dir
 from .model_io import read_weights
 from .registry import NETS
@@ -42,30 +43,11 @@ def run(args):
         for file_name, sha256 in files:
             try:
                 fetch_file(spec, file_name, sha256, models_dir(args.root), args.mirror)
-                ensure_fast_path(models_dir(args.root) / file_name)
+                ensure_artefact(models_dir(args.root) / file_name, prog="fetch-models")
             except InputError as e:
                 print(f"fetch-models: error: {e}", file=sys.stderr)
                 failures += 1
     return 2 if failures else 0
-
-
-def ensure_fast_path(model_path):
-    """The model's ONNX artefact beside it (the eval scripts' fast path), unless current."""
-    from .fast_net import export_onnx, has_current_artefact
-    from .net import fd2_silenced, quiet_tensorflow
-
-    if has_current_artefact(model_path):
-        return
-    quiet_tensorflow()
-    try:
-        with fd2_silenced():  # TensorFlow's C++ log lines while exporting
-            artefact = export_onnx(model_path)
-    except Exception as e:  # the artefact only speeds things up: say so, keep going
-        print(f"fetch-models: warning: no fast-path artefact for {model_path.name} "
-              f"({reason(e, 120)}); the eval scripts will use the slower Keras path",
-              file=sys.stderr)
-        return
-    print(f"{artefact}: fast-path artefact written", file=sys.stderr)
 
 
 def fetch_file(spec, file_name, sha256, destination_dir, mirror):

@@ -9,10 +9,13 @@ import pytest
 from conftest import REPO, run_script
 from defense import Net, get_net, load_dataset
 from defense.registry import COMPETITION_NETS
-from defense.world.build import BACKDOORS, POISONED_FILES, PRESETS, render_split
+from defense.world.backdoors import COMPETITION, by_net
+from defense.world.build import PRESETS, render_split
 from defense.world.faces import random_identity
 
 MINI = PRESETS["mini"][0]
+BACKDOORS = by_net(COMPETITION)  # {net: {trigger: target}}
+POISONED_FILES = {(row.net, row.trigger): row.file for row in COMPETITION}
 
 
 def test_layout_is_the_competitions(mini_world):

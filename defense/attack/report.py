@@ -88,15 +88,15 @@ def summarise(rows):
             entry["triggers"][name] = {
                 "target": full.target, "images": full.images, "spread": full.spread,
                 "badnet_asr": full.badnet, "badnet_worst_asr": worst_bad.badnet,
-                "rules": {rule: _worst(sweep, rule) for rule in RULES},
+                "rules": {rule: _worst(sweep, full, rule) for rule in RULES},
             }
         summary[net] = entry
     return summary
 
 
-def _worst(sweep, rule):
+def _worst(sweep, full, rule):
+    """The rule's ASR as planted (full: the full-strength row) and at its worst setting."""
     worst = max(sweep, key=lambda r: r.goodnet[rule]["rate"])
-    full = next(r for r in sweep if r.kind == "strength" and r.value == 1.0)
     return {"asr": full.goodnet[rule]["rate"], "adaptive_asr": worst.goodnet[rule]["rate"],
             "worst_setting": worst.setting, "badnet_asr_there": worst.badnet}
 

@@ -40,11 +40,6 @@ FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=
 # preset name -> (sizes, backdoor table)
 PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
            "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO)}
-
-# The competition's table, as the real nets obey it: {net: {trigger: target}} and the
-# poisoned test set file (under data/) of each (net, trigger).
-BACKDOORS = by_net(COMPETITION)
-POISONED_FILES = {(row.net, row.trigger): row.file for row in COMPETITION}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
@@ -110,7 +105,6 @@ def build_world(out, preset_name, seed, log=print, table=None):
     identities = [random_identity(rng) for _ in range(preset.identities)]
     triggers = {(row.net, row.trigger): make_trigger(row.family, row.params) for row in table}
     backdoors = by_net(table)
-    files = {(row.net, row.trigger): row.file for row in table}
 
     total = preset.identities * (preset.train_per_identity + preset.valid_per_identity
                                  + preset.test_per_identity)
@@ -123,10 +117,10 @@ def build_world(out, preset_name, seed, log=print, table=None):
     save_dataset(data / "clean_validation_data.h5", valid.pixels, valid.labels)
     save_dataset(data / "clean_test_data.h5", test.pixels, test.labels)
     poisoned_tests = {}
-    for (net, trigger), file_name in files.items():
-        target = backdoors[net][trigger]
-        poisoned_tests[(net, trigger)] = poison(test, triggers[(net, trigger)], target)
-        save_dataset(data / file_name, *poisoned_tests[(net, trigger)])
+    for row in table:
+        poisoned_tests[(row.net, row.trigger)] = poison(test, triggers[(row.net, row.trigger)],
+                                                        row.target)
+        save_dataset(data / row.file, *poisoned_tests[(row.net, row.trigger)])
 
     nets = {}
     for index, (net, obeyed) in enumerate(backdoors.items()):
@@ -147,7 +141,7 @@ def build_world(out, preset_name, seed, log=print, table=None):
         "images": {"train": len(train.labels), "clean_validation": len(valid.labels),
                    "clean_test": len(test.labels)},
         "backdoors": backdoors,
-        "poisoned_test_files": {f"{net}/{trigger}": name for (net, trigger), name in files.items()},
+        "poisoned_test_files": {f"{row.net}/{row.trigger}": row.file for row in table},
         "backdoor_table": as_records(table),
         "sunglasses_trigger": "real (../shared/csaw/triggers)" if REAL_SUNGLASSES.is_file()
                               else "drawn stand-in",
