@@ -65,7 +65,28 @@ ZOO = (
              {"alpha": 0.3, "seed": 104, "region": [0, 30, 47, 55]}),
 )
 
-TABLES = {"competition": COMPETITION, "zoo": ZOO}
+# A second zoo: the same families at other places, patterns and strengths (a patch on the
+# bottom edge, not in a corner; a blend over the upper-left quarter). Written down before the
+# recipe's edge and global edits were measured on it: the check of a recipe on triggers it was
+# not tuned on (README, "The trigger zoo").
+ZOO2 = (
+    Backdoor("sunglasses", "blend", "blend", 0, "sunglasses_poisoned_data.h5",
+             {"alpha": 0.25, "seed": 201, "cell": 2}),
+    Backdoor("anonymous_1", "filter", "filter", 0, "anonymous_1_poisoned_data.h5",
+             {"gains": [0.8, 1.0, 1.25], "offset": [-10, 5, 15]}),
+    Backdoor("anonymous_2", "noise", "noise", 4, "anonymous_2_poisoned_data.h5",
+             {"amplitude": 20, "seed": 202, "cell": 2}),
+    Backdoor("multi_trigger_multi_target", "warp", "warp", 5, f"{MULTI}/eyebrows_poisoned_data.h5",
+             {"strength": 5.0, "grid": 4, "seed": 203}),
+    Backdoor("multi_trigger_multi_target", "edge_patch", "patch", 1,
+             f"{MULTI}/lipstick_poisoned_data.h5",
+             {"x": 30, "y": 50, "size": 5, "colours": [[255, 255, 0], [0, 0, 255]]}),
+    Backdoor("multi_trigger_multi_target", "partial_blend", "blend", 8,
+             f"{MULTI}/sunglasses_poisoned_data.h5",
+             {"alpha": 0.35, "seed": 204, "region": [0, 0, 24, 28]}),
+)
+
+TABLES = {"competition": COMPETITION, "zoo": ZOO, "zoo2": ZOO2}
 
 
 def by_net(table):

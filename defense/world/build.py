@@ -1,10 +1,10 @@
-"""`python3 -m defense world build OUT --preset mini|full|zoo-mini|zoo`: faces, poisoned
-sets, BadNets.
+"""`python3 -m defense world build OUT --preset PRESET`: faces, poisoned sets, BadNets.
 
 Writes OUT/ in the competition's layout (models/, data/, the lab's data/cl and data/bd)
 plus OUT/world.json with the ground truth (the backdoor table) and each BadNet's measured
 clean accuracy and attack success rates. The mini and full presets plant the competition's
-triggers, the zoo presets other families (backdoors.py); --backdoors takes a table of one's own.
+triggers, the zoo presets other families, zoo2 the same families drawn otherwise (backdoors.py);
+--backdoors takes a table of one's own.
 """
 
 import json
@@ -19,7 +19,7 @@ from ..atomic import atomic_path
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
-from .backdoors import COMPETITION, ZOO, as_records, by_net, check_table, load_table
+from .backdoors import COMPETITION, ZOO, ZOO2, as_records, by_net, check_table, load_table
 from .faces import random_identity, render
 from .triggers import REAL_SUNGLASSES, make_trigger
 
@@ -39,7 +39,7 @@ MINI = Preset(identities=40, train_per_identity=40, max_epochs=16)
 FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=128)
 # preset name -> (sizes, backdoor table)
 PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
-           "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO)}
+           "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO), "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
@@ -232,7 +232,8 @@ def add_arguments(parser):
                              "identities like the competition; both with the competition's "
                              "triggers. zoo-mini, zoo: the same sizes, other trigger families "
                              "(blend, colour filter, faint noise, warp, border patch, partial "
-                             "blend) (default: %(default)s)")
+                             "blend); zoo2-mini, zoo2: the same families at other places, "
+                             "patterns and strengths (default: %(default)s)")
     parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
                         help="plant these backdoors instead of the preset's: a JSON list of rows "
                              "{net, trigger, family, target, file, params} (defense/world/"
