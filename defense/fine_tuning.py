@@ -7,7 +7,9 @@ was chosen"):
   clean validation faces, 30 times its rate for any other wrong class (faces whose own brows
   half-fire the trigger), and copying those labels kept the eyebrows backdoor alive;
 - every training face gets random region edits (augment.py), which drive the units a
-  backdoor uses while the target stays the face's identity;
+  backdoor uses while the target stays the face's identity; global edits (a blend, a colour
+  transform or faint noise over the face) are an option, off by default (measured on the
+  trigger zoo, README);
 - randomly shifted copies of the faces each epoch, Adam with a cosine-decaying learning rate.
 A held-out slice of the clean data picks the epoch.
 """
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .augment import RegionEdits
+from .augment import GlobalEdits, RegionEdits
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Recipe:
     shift: int = 2  # pixels each way
     batch_size: int = 64
     edits: RegionEdits = field(default_factory=RegionEdits)
+    # Off by default: on the trigger zoo they weakened blends and noise but strengthened a
+    # corner patch (README, "The trigger zoo"); applied before the region edits.
+    global_edits: GlobalEdits = field(default_factory=lambda: GlobalEdits(probability=0.0))
 
     def as_dict(self):
         return asdict(self)
@@ -68,6 +73,7 @@ def fine_tune(model, pruned, x, y, holdout, recipe, max_value, seed=0, log=None)
     history, best = [], (-1.0, None, 0)
     for epoch in range(1, recipe.epochs + 1):
         inputs = np.concatenate([_shifted(x, recipe.shift, rng) for _ in range(copies)])
+        inputs = recipe.global_edits.apply(inputs, rng, max_value)
         inputs = recipe.edits.apply(inputs, rng, max_value)
         model.fit(inputs, one_hot[np.tile(y, copies)], batch_size=recipe.batch_size,
                   epochs=1, shuffle=True, verbose=0, callbacks=[keep_pruned])

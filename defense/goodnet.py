@@ -13,8 +13,9 @@ nets' outputs on the image alone (no knowledge of triggers, no extra forward pas
 - "repaired": flagged where the BadNet is confident; otherwise the repaired net's label,
   which a faded trigger no longer steers.
 
-A data-free repair (data_free/) also lists quarantined labels, its suspected attack targets,
-in the record beside the repaired net: a disagreement on one of those is flagged whatever the
+A repair that probed the BadNet (data_free/: the data-free repair, and Fine-Pruning unless
+--no-quarantine) also lists quarantined labels, its suspected attack targets, in the record
+beside the repaired net: a disagreement on one of those is flagged whatever the
 BadNet's confidence, under every rule. The default, "repaired", was chosen by `python3 -m
 defense attack` and `grade` side by side on the full generated world (README, "Comparator"):
 the worst faded or disguised trigger got through it at most 1.25 % of the time, against

@@ -1,8 +1,10 @@
-"""Random region edits: local, bounded, and leaving the caller's array alone."""
+"""Random edits: region edits local, global edits spread, both bounded, reproducible, and
+leaving the caller's array alone."""
 
 import numpy as np
+import pytest
 
-from defense.augment import RegionEdits
+from defense.augment import GlobalEdits, RegionEdits
 
 
 def _faces(n=200, max_value=1.0):
@@ -50,9 +52,53 @@ def test_probability_zero_edits_nothing_and_seeds_repeat():
 
 def test_noise_rectangles_hold_many_colours():
     x = np.full((20, 55, 47, 3), 0.5, np.float32)
-    out = RegionEdits(gain_share=0.0, noise_share=1.0, height=(4, 4), width=(4, 4), most_per_image=1) \
-        .apply(x, np.random.default_rng(0), max_value=1.0)
+    out = RegionEdits(gain_share=0.0, noise_share=1.0, height=(4, 4), width=(4, 4), most_per_image=1,
+                      edge_share=0).apply(x, np.random.default_rng(0), max_value=1.0)
     for face in out:
         changed = (face != 0.5).any(axis=2)
         assert changed.sum() == 16  # one 4 x 4 rectangle
         assert len(np.unique(face[changed], axis=0)) == 16  # every pixel its own random colour
+
+
+def test_a_share_of_rectangles_covers_the_corners():
+    """A patch trigger may sit in a corner: rectangles drawn anywhere inside the image rarely
+    cover a corner, rectangles put flush against the edge often do."""
+    x = np.full((2000, 55, 47, 3), 0.5, np.float32)
+
+    def border_hits(edits):
+        changed = (edits.apply(x, np.random.default_rng(0), 1.0) != 0.5).any(axis=3)
+        return changed[:, :4, -4:].all(axis=(1, 2)).mean()  # the whole top-right 4 x 4 corner
+
+    anywhere, at_edge = border_hits(RegionEdits(edge_share=0)), border_hits(RegionEdits())
+    assert at_edge >= 3 * anywhere and at_edge >= 0.03
+
+
+@pytest.mark.parametrize("max_value", [1.0, 255.0])
+def test_global_edits_are_bounded_spread_and_reproducible(max_value):
+    x = _faces(300, max_value)
+    before = x.copy()
+    out = GlobalEdits().apply(x, np.random.default_rng(0), max_value)
+    np.testing.assert_array_equal(x, before)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() <= max_value * (1 + 1e-6)
+    edited = (out != x).any(axis=(1, 2, 3))
+    assert 0.4 <= edited.mean() <= 0.6  # probability 0.5
+    # An edited face is changed over a large part of it (whole face, or >= half x half).
+    share = (out[edited] != x[edited]).any(axis=3).mean(axis=(1, 2))
+    assert np.median(share) > 0.9 and share.min() >= 0.2
+    np.testing.assert_array_equal(out, GlobalEdits().apply(x, np.random.default_rng(0), max_value))
+    np.testing.assert_array_equal(GlobalEdits(probability=0).apply(x, np.random.default_rng(0), max_value), x)
+
+
+def test_each_global_edit_does_what_it_says():
+    x = np.full((200, 55, 47, 3), 0.5, np.float32)
+    rng = np.random.default_rng(0)
+    colour = GlobalEdits(probability=1, blend_share=0, colour_share=1).apply(x, rng, 1.0)
+    # A colour transform moves every pixel of a flat face to the same new colour.
+    assert all(len(np.unique(face.reshape(-1, 3), axis=0)) == 1 for face in colour)
+    noise = GlobalEdits(probability=1, blend_share=0, colour_share=0).apply(x, rng, 1.0)
+    assert np.abs(noise - 0.5).max() <= 0.1 + 1e-6  # faint: at most 10 % of the range
+    assert np.mean([np.abs(face - 0.5).max() > 0 for face in noise]) == 1
+    blend = GlobalEdits(probability=1, blend_share=1, whole_share=1).apply(x, rng, 1.0)
+    moved = np.abs(blend - 0.5).max(axis=(1, 2, 3))
+    assert moved.max() <= 0.5 * 0.4 + 1e-6  # alpha <= 0.4 towards patterns in [0, 1]

@@ -32,33 +32,39 @@ def load_seed_faces(folder):
     return np.stack([load_image(path) for path in paths]), used
 
 
-def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
-                     log=print):
-    """Repair one BadNet without data; returns the record written beside out_path."""
+def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print):
+    """(suspected targets, the record's probe fields) for one BadNet: probed on the seed faces
+    in seed_faces_dir and on noise. Used alone (the data-free repair) and after Fine-Pruning."""
     from tqdm import tqdm
 
-    from ..fast_net import export_onnx, load_net
-    from ..model_io import load_keras_model, save_model
+    from ..fast_net import load_net
 
-    started = time.time()
     faces, face_files = load_seed_faces(seed_faces_dir)
     net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
-    log(f"{spec.name}: data-free: probing with {len(face_files)} seed faces and noise")
+    log(f"{spec.name}: probing for targets with {len(face_files)} seed faces and noise")
     probe_sets = (2 if len(faces) else 1) * len(FAMILIES)  # seed sets (faces, noise) x families
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
         suspects, scores = find_targets(net, faces, settings, seed, bar)
+    return suspects, {"seed_faces": face_files, "probe_settings": settings.as_dict(),
+                      "probe_scores": scores, RECORD_KEY: suspects}
 
+
+def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
+                     log=print):
+    """Repair one BadNet without data; returns the record written beside out_path."""
+    from ..fast_net import export_onnx
+    from ..model_io import load_keras_model, save_model
+
+    started = time.time()
+    suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log)
     model = load_keras_model(bad_path)
     switch_off_labels(model, suspects)
     record = {
         "net": spec.name,
         "mode": "data-free",
         "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
-        "seed_faces": face_files,
-        "probe_settings": settings.as_dict(),
-        "probe_scores": scores,
-        RECORD_KEY: suspects,
+        **probe_record,
         "seed": seed,
         "seconds": round(time.time() - started, 1),
     }
