@@ -127,3 +127,17 @@ def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):
         assert r["validation_accuracy"] <= report["sweep"]["validation_accuracy"][0] - r["drop_points"] / 100
     assert Image.open(lab / "pruning_curve.png").size == (840, 540)
     assert "| 30 % |" in (lab / "lab_report.md").read_text()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--global-edits", "2"], "--global-edits must be a share in [0, 1]"),
+    (["--seed-faces", "no/such/folder"], "no seed face images there"),
+])
+def test_fine_prune_refuses_bad_options_in_one_line_before_training(tmp_path, options, message):
+    from defense.datasets import save_dataset
+
+    data = tmp_path / "data" / "clean_validation_data.h5"
+    save_dataset(data, np.zeros((4, 55, 47, 3), np.uint8), np.arange(4))
+    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path, *options)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and not (tmp_path / "fine_pruned_models").exists()
