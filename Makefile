@@ -32,7 +32,7 @@ seed-faces:
 fine_pruned_models/%_fine_pruned.h5: | models seed-faces
 	$(PY) -m defense fine-prune --net $* --data-free
 
-# The whole suite (about 15 minutes on 2 cores, most of it a mini world and its repairs), with
+# The whole suite (most of its time: a mini world, a mini zoo and their repairs), with
 # the slowest tests listed at the end; test-quick leaves out what needs a generated world.
 test: $(VENV)/.installed
 	$(PY) -m pytest -q --durations=10

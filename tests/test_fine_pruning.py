@@ -22,11 +22,11 @@ def fine_pruned_world(mini_world):
 def _run_shell(out):
     """fine_prune_all.sh on a world; 8,000 faces per epoch instead of 32,000 keeps the
     mini world's four repairs to a few minutes (they remove its backdoors less completely).
-    Fine-Pruning alone: the quarantine on top is tested on the mini zoo (test_zoo)."""
+    The default repair: Fine-Pruning, then the BadNet's probed targets switched off."""
     import subprocess
 
     return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out),
-                           "--samples-per-epoch", "8000", "--no-quarantine"],
+                           "--samples-per-epoch", "8000"],
                           capture_output=True, text=True, timeout=1800)
 
 
@@ -57,7 +57,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
         assert record["copies_per_epoch"] == 8000 // 280 + 1  # 280 training faces
-        assert "quarantined_labels" not in record  # --no-quarantine
+        assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
         repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
         kernel, bias = repaired.get_layer("conv_3").get_weights()
         assert not kernel[..., record["pruned_channels"]].any()  # still exactly zero
@@ -68,16 +68,27 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     scores = json.loads((out / "reports" / "grade.json").read_text())
     for net, rows in scores.items():
         by = {(s["model"], s["data"]): s for s in rows}
-        clean_bad = by[("BadNet", "clean_test_data.h5")]["hit_rate"]
-        clean_good = by[("GoodNet", "clean_test_data.h5")]
-        assert clean_good["hit_rate"] >= clean_bad - 0.10, net  # clean accuracy holds
-        assert clean_good["flagged"] <= 0.06, net
         for (model, data), s in by.items():
             if s["kind"] == "poisoned" and model == "GoodNet":
                 bad_asr = by[("BadNet", data)]["hit_rate"]
                 assert bad_asr >= 0.9 and s["hit_rate"] <= 0.25, (net, data)  # well below
                 assert s["hit_rate"] <= bad_asr / 3, (net, data)
     assert "| sunglasses | clean_test_data.h5 (accuracy) | 400 |" in result.stdout
+
+    # Clean accuracy holds on the identities not quarantined (in a 40-identity world each
+    # quarantined identity is 2.5 % of the clean faces, a cost counted per label, not here).
+    from defense import GoodNet
+    from defense.registry import NETS
+
+    clean = load_dataset(out / "data" / "clean_test_data.h5")
+    for net in COMPETITION_NETS:
+        spec = NETS[net]
+        good = GoodNet.from_files(out / "models" / spec.bad_net_file,
+                                  out / "fine_pruned_models" / spec.repaired_file, spec.input_scale)
+        labels, bad_labels, _ = good.predict_with_parts(clean.x)
+        kept = ~np.isin(clean.y, list(good.quarantined))
+        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.10, net
+        assert np.mean(labels[kept] == good.poisoned_label) <= 0.06, net
 
 
 def test_eval_scripts_use_the_fine_pruned_nets_with_root(fine_pruned_world):

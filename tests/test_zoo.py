@@ -131,7 +131,7 @@ def mini_zoo(tmp_path_factory):
     shutil.copytree(world / "models", root / "models")
     for repair_root, options in [(root, []), (world, ["--samples-per-epoch", str(ZOO_SAMPLES_PER_EPOCH)])]:
         repair = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(repair_root), *options],
-                                capture_output=True, text=True, timeout=900)
+                                capture_output=True, text=True, timeout=1800)
         assert repair.returncode == 0, repair.stderr[-2000:]
     return world, record, root
 
@@ -194,32 +194,4 @@ def test_fine_pruning_weakens_every_zoo_family(mini_zoo):
         labels, bad_labels, _ = good.predict_with_parts(clean.x)
         kept = ~np.isin(clean.y, list(good.quarantined))
         assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.05
-        assert np.mean(labels[kept] == 1283) <= 0.06, row.net
-
-
-def asdict_row(row):
-    from dataclasses import asdict
-
-    return asdict(row)
-
-
-@pytest.mark.world
-def test_fine_pruning_weakens_every_zoo_family(mini_zoo):
-    """The data-based recipe (its edits know no trigger) on every family: the GoodNet lets
-    through a third of the BadNet's attack success or less, keeps clean accuracy within 5
-    points of the BadNet's and flags at most 6 % of clean faces (400 clean, 390 poisoned test
-    faces a set; 2,000 faces an epoch)."""
-    world, _, _ = mini_zoo
-    result = run_script("-m", "defense", "grade", "--root", world)
-    assert result.returncode == 0, result.stderr[-2000:]
-    scores = json.loads((world / "reports" / "grade.json").read_text())
-    for row in ZOO:
-        record = json.loads((world / "fine_pruned_models" / f"{row.net}_fine_pruned.json").read_text())
-        assert record["mode"] == "data" and record["recipe"]["global_edits"]["probability"] > 0
-        by = {(s["model"], s["data"]): s for s in scores[row.net]}
-        poisoned = row.file.split("/")[-1]
-        bad_asr, good = by[("BadNet", poisoned)]["hit_rate"], by[("GoodNet", poisoned)]
-        assert bad_asr >= 0.75 and good["hit_rate"] <= bad_asr / 3, (row.trigger, bad_asr, good)
-        clean = by[("GoodNet", "clean_test_data.h5")]
-        assert clean["hit_rate"] >= by[("BadNet", "clean_test_data.h5")]["hit_rate"] - 0.05, row.net
-        assert clean["flagged"] <= 0.06, row.net
+        assert np.mean(labels[kept] == good.poisoned_label) <= 0.06, row.net
