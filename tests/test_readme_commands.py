@@ -83,6 +83,8 @@ COMMANDS = {
         ("skip", "needs a full world (about an hour to build); test_attack runs attack on a mini world"),
     "python3 -m defense world build worlds/zoo-mini --preset zoo-mini":
         ("skip", "slow (minutes); test_zoo checks the zoo's table and every family"),
+    "python3 -m defense world build worlds/zoo2-mini --preset zoo2-mini":
+        ("skip", "slow (minutes); test_zoo checks the second zoo's table"),
 }
 
 
