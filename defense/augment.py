@@ -32,7 +32,7 @@ class RegionEdits:
     noise_share: float = 1 / 3  # share filled with random pixels; the rest are painted
     max_gain: float = 2.0  # per-channel gains drawn from [0, max_gain]
     # Share of rectangles put flush against the edge: in a corner, or along a side (half each).
-    # Drawn anywhere inside, a 4 x 4 corner is wholly covered by 1 % of rectangles.
+    # Drawn anywhere inside, rectangles wholly cover a given 4 x 4 corner on 0.15 % of faces.
     edge_share: float = 1 / 3
 
     def as_dict(self):

@@ -64,7 +64,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     log(f"{spec.name}: pruning {depth} of {len(order)} conv_3 channels "
         f"(validation accuracy {accuracy[0]:.4f} -> {accuracy[depth]:.4f})")
 
-    quarantine = {}
+    suspects, quarantine = [], {}
     if quarantine_seed_faces is not None:  # the BadNet alone decides: probe it before training
         from .data_free.repair import probe_for_targets
 
@@ -76,7 +76,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         repaired, pruned_channels, x[train], valid.y[train], (x[holdout], valid.y[holdout]),
         recipe, max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
 
-    if quarantine_seed_faces is not None:
+    if quarantine:
         from .data_free.quarantine import switch_off_labels
 
         switch_off_labels(repaired, suspects)
@@ -173,12 +173,7 @@ def run(args):
         raise InputError(f"--samples-per-epoch must be at least 1, not {args.samples_per_epoch}")
     if not 0 <= args.global_edits <= 1:
         raise InputError(f"--global-edits must be a share in [0, 1], not {args.global_edits}")
-    seed_faces = None
-    if not args.no_quarantine:
-        from .data_free.repair import check_seed_faces
-
-        seed_faces = args.seed_faces or DEFAULT_SEED_FACES
-        check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
+    seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
     recipe = fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch,
                                 global_edits=augment.GlobalEdits(probability=args.global_edits))
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
@@ -186,13 +181,21 @@ def run(args):
     return 0
 
 
-def _run_data_free(spec, bad_path, out, args, valid_path, log):
-    from .data_free.repair import check_seed_faces, repair_data_free
-    from .model_io import read_weights
-    from .net import quiet_tensorflow
+def _checked_seed_faces(args):
+    """The seed-face folder for probing; one named with --seed-faces must hold images."""
+    from .data_free.repair import check_seed_faces
 
     seed_faces = args.seed_faces or DEFAULT_SEED_FACES
     check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
+    return seed_faces
+
+
+def _run_data_free(spec, bad_path, out, args, valid_path, log):
+    from .data_free.repair import repair_data_free
+    from .model_io import read_weights
+    from .net import quiet_tensorflow
+
+    seed_faces = _checked_seed_faces(args)
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
     quiet_tensorflow()  # only to save the repaired net: the probing runs on ONNX Runtime
     if not args.data_free:

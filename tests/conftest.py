@@ -119,3 +119,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "mini_world" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.world)
+
+
+def on_kept_identities(good, clean):
+    """(GoodNet accuracy, BadNet accuracy, share the GoodNet flags) on the clean faces of the
+    identities it did not quarantine: in a 40-identity world each quarantined identity is
+    2.5 % of the clean faces, a cost counted per label, not in these shares."""
+    labels, bad_labels, _ = good.predict_with_parts(clean.x)
+    kept = ~np.isin(clean.y, good.quarantined)
+    y = clean.y[kept]
+    return (np.mean(labels[kept] == y), np.mean(bad_labels[kept] == y),
+            np.mean(labels[kept] == good.poisoned_label))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
 from defense.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
@@ -75,8 +75,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
                 assert s["hit_rate"] <= bad_asr / 3, (net, data)
     assert "| sunglasses | clean_test_data.h5 (accuracy) | 400 |" in result.stdout
 
-    # Clean accuracy holds on the identities not quarantined (in a 40-identity world each
-    # quarantined identity is 2.5 % of the clean faces, a cost counted per label, not here).
+    # Clean accuracy holds on the identities not quarantined.
     from defense import GoodNet
     from defense.registry import NETS
 
@@ -85,10 +84,8 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         spec = NETS[net]
         good = GoodNet.from_files(out / "models" / spec.bad_net_file,
                                   out / "fine_pruned_models" / spec.repaired_file, spec.input_scale)
-        labels, bad_labels, _ = good.predict_with_parts(clean.x)
-        kept = ~np.isin(clean.y, list(good.quarantined))
-        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.10, net
-        assert np.mean(labels[kept] == good.poisoned_label) <= 0.06, net
+        good_accuracy, bad_accuracy, flagged = on_kept_identities(good, clean)
+        assert good_accuracy >= bad_accuracy - 0.10 and flagged <= 0.06, net
 
 
 def test_eval_scripts_use_the_fine_pruned_nets_with_root(fine_pruned_world):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_script
+from conftest import on_kept_identities, run_script
 from defense.errors import InputError
 from defense.world.backdoors import COMPETITION, ZOO, ZOO2, by_net, load_table
 from defense.world.build import poison, render_split
@@ -157,9 +157,8 @@ def test_every_zoo_family_is_planted_and_the_data_free_repair_stops_it(mini_zoo)
         bad_asr = np.mean(bad_labels == row.target)
         assert bad_asr >= 0.75, (row.trigger, bad_asr)
         assert np.mean(labels == row.target) <= bad_asr / 3, row.trigger
-        labels, bad_labels, _ = good.predict_with_parts(clean.x)
-        kept = ~np.isin(clean.y, good.quarantined)
-        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.01
+        good_accuracy, bad_accuracy, _ = on_kept_identities(good, clean)
+        assert good_accuracy >= bad_accuracy - 0.01
 
 
 def asdict_row(row):
@@ -191,7 +190,5 @@ def test_fine_pruning_weakens_every_zoo_family(mini_zoo):
         labels, bad_labels, _ = good.predict_with_parts(poisoned.x)
         bad_asr = np.mean(bad_labels == row.target)
         assert bad_asr >= 0.75 and np.mean(labels == row.target) <= bad_asr / 3, row.trigger
-        labels, bad_labels, _ = good.predict_with_parts(clean.x)
-        kept = ~np.isin(clean.y, list(good.quarantined))
-        assert np.mean(labels[kept] == clean.y[kept]) >= np.mean(bad_labels[kept] == clean.y[kept]) - 0.05
-        assert np.mean(labels[kept] == good.poisoned_label) <= 0.06, row.net
+        good_accuracy, bad_accuracy, flagged = on_kept_identities(good, clean)
+        assert good_accuracy >= bad_accuracy - 0.05 and flagged <= 0.06, row.net

@@ -86,8 +86,6 @@ ZOO2 = (
              {"alpha": 0.35, "seed": 204, "region": [0, 0, 24, 28]}),
 )
 
-TABLES = {"competition": COMPETITION, "zoo": ZOO, "zoo2": ZOO2}
-
 
 def by_net(table):
     """{net: {trigger: target}} in the table's order (the order training poisons in)."""

@@ -39,7 +39,8 @@ MINI = Preset(identities=40, train_per_identity=40, max_epochs=16)
 FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=128)
 # preset name -> (sizes, backdoor table)
 PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
-           "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO), "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2)}
+           "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO),
+           "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
