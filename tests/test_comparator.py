@@ -5,16 +5,18 @@ import pytest
 
 from defense.goodnet import RULES, NetOutputs, decide
 
-# Five images: agree; disagree, BadNet sure; disagree, BadNet unsure; disagree, unsure on a
-# quarantined label; agree on a quarantined label.
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 4, 0, 7, 7]),
-                     bad_confidence=np.array([0.6, 0.999, 0.7, 0.5, 0.999]),
-                     repaired_labels=np.array([3, 2, 9, 1, 7]))
+# Seven images: agree; disagree, BadNet sure; disagree, BadNet unsure; disagree, BadNet
+# unsure of a quarantined label; agree on a quarantined label; disagree, BadNet sure of a
+# quarantined label; disagree, BadNet unsure, the repaired net giving a quarantined label (a
+# record that lists a label the repaired net was not made to refuse).
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 4, 0, 7, 7, 7, 2]),
+                     bad_confidence=np.array([0.6, 0.999, 0.7, 0.5, 0.999, 0.999, 0.6]),
+                     repaired_labels=np.array([3, 2, 9, 1, 7, 1, 7]))
 POISONED = 10
 EXPECTED = {
-    "original": [3, POISONED, POISONED, POISONED, 7],
-    "confidence": [3, POISONED, 0, POISONED, 7],
-    "repaired": [3, POISONED, 9, POISONED, 7],
+    "original": [3, POISONED, POISONED, POISONED, 7, POISONED, POISONED],
+    "confidence": [3, POISONED, 0, POISONED, 7, POISONED, 2],
+    "repaired": [3, POISONED, 9, 1, 7, POISONED, POISONED],
 }
 
 
@@ -34,3 +36,15 @@ def test_flag_confidence_zero_makes_every_rule_the_original():
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown comparator rule"):
         decide(OUTPUTS, "majority", 0.99, np.array([7]), POISONED)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_no_rule_gives_a_quarantined_label_on_a_disagreement(rule):
+    rng = np.random.default_rng(0)
+    outputs = NetOutputs(bad_labels=rng.integers(0, 6, 500), bad_confidence=rng.uniform(0, 1, 500),
+                         repaired_labels=rng.integers(0, 6, 500))
+    labels = decide(outputs, rule, 0.99, np.array([1, 4]), POISONED)
+    disagree = outputs.bad_labels != outputs.repaired_labels
+    assert not np.isin(labels[disagree], [1, 4]).any()
+    if rule != "original":  # which flags every disagreement
+        assert np.isin(labels[disagree], [0, 2, 3, 5]).any()

@@ -20,13 +20,13 @@ def fine_pruned_world(mini_world):
 
 
 def _run_shell(out):
-    """fine_prune_all.sh on a world; 8,000 faces per epoch instead of 32,000 keeps the
+    """fine_prune_all.sh on a world; 4,000 faces per epoch instead of 32,000 keeps the
     mini world's four repairs to a few minutes (they remove its backdoors less completely).
     The default repair: Fine-Pruning, then the BadNet's probed targets switched off."""
     import subprocess
 
     return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out),
-                           "--samples-per-epoch", "8000"],
+                           "--samples-per-epoch", "4000"],
                           capture_output=True, text=True, timeout=1800)
 
 
@@ -56,7 +56,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     for net in COMPETITION_NETS:
         record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
-        assert record["copies_per_epoch"] == 8000 // 280 + 1  # 280 training faces
+        assert record["copies_per_epoch"] == 4000 // 280 + 1  # 280 training faces
         assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
         repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
         kernel, bias = repaired.get_layer("conv_3").get_weights()

@@ -3,8 +3,8 @@
 The repaired net is the BadNet with the quarantined labels' output units switched off (zero
 weights, bias far below any logit), so it never gives those labels and disagrees with the
 BadNet wherever the BadNet gives one. The labels are also listed in the JSON record beside
-the repaired net, and the GoodNet flags every image whose BadNet label is quarantined
-whatever the BadNet's confidence (a faded trigger lowers the confidence, not the label).
+the repaired net, so that the GoodNet never gives one on a disagreement under any rule
+(goodnet.decide): a faded trigger lowers the BadNet's confidence, not its label.
 """
 
 import json
