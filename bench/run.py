@@ -29,7 +29,7 @@ from defense.net import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()
 # Nothing here imports TensorFlow before the cold starts: this process stays small.
 from defense import GoodNet, load_dataset, load_image, load_keras_model, save_dataset  # noqa: E402
-from defense import pruning  # noqa: E402
+from defense.fine_pruning import pruning  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "csaw"
 BAD = REPO / "models" / "sunglasses_bd_weights.h5"

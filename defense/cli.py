@@ -2,9 +2,10 @@
 
 import argparse
 
-from . import evaluate, fast_net, fetch_models, fine_prune, grade, lab
+from . import evaluate, fast_net, fetch_models, grade, lab
 from .cli_errors import run_main
 from .attack import cli as attack_cli
+from .fine_pruning import cli as fine_pruning_cli
 from .world import cli as world_cli
 
 COMMANDS = {
@@ -14,7 +15,7 @@ COMMANDS = {
                            "BadNet and its GoodNet on competition HDF5 data sets"),
     "export-onnx": (fast_net, "make the fast ONNX artefact beside each model file (done by "
                               "make setup and fine_prune_all.sh)"),
-    "fine-prune": (fine_prune, "repair one BadNet by Fine-Pruning on the clean validation data "
+    "fine-prune": (fine_pruning_cli, "repair one BadNet by Fine-Pruning on the clean validation data "
                                "(fine_prune_all.sh runs it for the four competition nets)"),
     "attack": (attack_cli, "each GoodNet against an attacker who has read the README: triggers "
                            "faded, moved, scaled, JPEG'd, resized, noised; worst case per trigger"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pruning
+from .fine_pruning import pruning
 from .atomic import atomic_path
 from .layout import ROOT_ENV, data_dir, default_bad_model, resolve_root
 from .errors import InputError

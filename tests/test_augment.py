@@ -4,7 +4,7 @@ leaving the caller's array alone."""
 import numpy as np
 import pytest
 
-from defense.augment import GlobalEdits, RegionEdits
+from defense.fine_pruning.augment import GlobalEdits, RegionEdits
 
 
 def _faces(n=200, max_value=1.0):

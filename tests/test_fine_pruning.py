@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
-from defense.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
+from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
 
 

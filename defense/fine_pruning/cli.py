@@ -1,120 +1,30 @@
 """`python3 -m defense fine-prune --net NET`: repair one BadNet.
 
-Two modes. With the clean validation set (ROOT/data/clean_validation_data.h5), Fine-Pruning:
-ranks conv_3 channels by mean pool_3 activation, prunes the least active ones until
-validation accuracy would fall more than --max-drop, fine-tunes with the pruned channels held
-at zero (fine_tuning.py), then (unless --no-quarantine) probes the BadNet for its targets as
-the data-free repair does and switches them off in the repaired net; writes
+Two modes. With the clean validation set (ROOT/data/clean_validation_data.h5), Fine-Pruning
+(repair.py): ranks conv_3 channels by mean pool_3 activation, prunes the least active ones
+until validation accuracy would fall more than --max-drop, fine-tunes with the pruned channels
+held at zero, then (unless --no-quarantine) probes the BadNet for its targets as the data-free
+repair does and switches them off in the repaired net; writes
 ROOT/fine_pruned_models/<net>_fine_pruned.h5 with a JSON record beside it. Without it (or
 with --data-free), the data-free repair (data_free/): probes the BadNet with random occluders
 on a few trusted clean faces (--seed-faces) and on noise, and quarantines the labels they
 reach far more often than any other, its suspected targets. Both files are replaced
 atomically: an interrupted run leaves the old ones.
-
-Why both layers with data: fine-tuning unlearns what its random edits drive, and a trigger
-whose units they miss survives it (on a mini trigger zoo a corner patch kept 9-28 % attack
-success through the GoodNet); the probe finds a target by its shortcut whatever the trigger
-looks like, and a switched-off target is never given (README, "The trigger zoo").
 """
 
-import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-
-from . import augment, fine_tuning, pruning
-from .atomic import atomic_path
-from .digest import file_sha256
-from .errors import InputError
-from .layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
-from .registry import NETS, get_net
+from . import augment, fine_tuning
+from .repair import DEFAULT_MAX_DROP, fine_prune_net
+from ..errors import InputError
+from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
+from ..registry import NETS, get_net
 
 VALIDATION_FILE = "clean_validation_data.h5"
 # A few clean faces the user trusts, for the data-free repair; `make setup` puts the 16 clean
 # samples of ../shared/csaw here. The same folder serves every root (a world too).
 DEFAULT_SEED_FACES = REPO_ROOT / "data" / "seed_faces"
-DEFAULT_MAX_DROP = 0.04
-
-
-def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
-                   recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None):
-    """Repair one BadNet; returns the record written beside out_path. With
-    quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
-    targets as by the data-free repair and the suspects are switched off in the repaired net."""
-    from .datasets import load_dataset
-    from .fast_net import export_onnx
-    from .model_io import load_keras_model, num_classes, save_model
-    from .net import quiet_tensorflow
-
-    started = time.time()
-    # Check both inputs (h5py only) before the slow TensorFlow start.
-    valid = load_dataset(valid_path, num_classes=num_classes(bad_path))
-    quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
-    bad = load_keras_model(bad_path)
-    x = valid.x * spec.input_scale
-    log(f"{spec.name}: {len(valid)} clean validation images")
-
-    activations = pruning.pool_3_activations(bad, valid.x, spec.input_scale)
-    order, means = pruning.rank_channels(activations)
-    accuracy, _ = pruning.sweep(bad, activations, valid.y, order)
-    depth = pruning.depth_for_drop(accuracy, max_drop)
-    pruned_channels = [int(c) for c in order[:depth]]
-    log(f"{spec.name}: pruning {depth} of {len(order)} conv_3 channels "
-        f"(validation accuracy {accuracy[0]:.4f} -> {accuracy[depth]:.4f})")
-
-    suspects, quarantine = [], {}
-    if quarantine_seed_faces is not None:  # the BadNet alone decides: probe it before training
-        from .data_free.repair import probe_for_targets
-
-        suspects, quarantine = probe_for_targets(spec, bad_path, quarantine_seed_faces, seed=seed, log=log)
-
-    repaired = pruning.prune(bad, pruned_channels)
-    train, holdout = fine_tuning.split_holdout(valid.y, seed=seed)
-    history, chosen_epoch = fine_tuning.fine_tune(
-        repaired, pruned_channels, x[train], valid.y[train], (x[holdout], valid.y[holdout]),
-        recipe, max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
-
-    if quarantine:
-        from .data_free.quarantine import switch_off_labels
-
-        switch_off_labels(repaired, suspects)
-        log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
-
-    bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
-    repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
-    record = {
-        "net": spec.name,
-        "mode": "data",
-        "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
-        "validation_data": {"path": str(valid_path), "sha256": file_sha256(valid_path),
-                            "images": len(valid), "holdout_images": len(holdout)},
-        "pruned_channels": pruned_channels,
-        "pruned_fraction": depth / len(order),
-        "channel_mean_activation": [round(float(m), 6) for m in means],
-        "sweep_validation_accuracy": [round(float(a), 6) for a in accuracy],
-        "max_drop": max_drop,
-        "recipe": recipe.as_dict(),
-        "copies_per_epoch": fine_tuning.copies_per_epoch(recipe, len(train)),
-        "chosen_epoch": chosen_epoch,
-        "history": history,
-        "holdout": {"badnet_accuracy": float(np.mean(bad_holdout == valid.y[holdout])),
-                    "repaired_accuracy": float(np.mean(repaired_holdout == valid.y[holdout])),
-                    "agreement": float(np.mean(bad_holdout == repaired_holdout))},
-        **quarantine,
-        "seed": seed,
-        "seconds": round(time.time() - started, 1),
-    }
-    record_path = Path(out_path).with_suffix(".json")
-    with atomic_path(record_path) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        save_model(repaired, out_path)
-        export_onnx(out_path)  # the eval scripts' fast path
-    log(f"{spec.name}: wrote {out_path} ({record['seconds']} s; held-out accuracy "
-        f"BadNet {record['holdout']['badnet_accuracy']:.4f}, repaired "
-        f"{record['holdout']['repaired_accuracy']:.4f}, agreement {record['holdout']['agreement']:.4f})")
-    return record
 
 
 def add_arguments(parser):
@@ -183,7 +93,7 @@ def run(args):
 
 def _checked_seed_faces(args):
     """The seed-face folder for probing; one named with --seed-faces must hold images."""
-    from .data_free.repair import check_seed_faces
+    from ..data_free.repair import check_seed_faces
 
     seed_faces = args.seed_faces or DEFAULT_SEED_FACES
     check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
@@ -191,9 +101,9 @@ def _checked_seed_faces(args):
 
 
 def _run_data_free(spec, bad_path, out, args, valid_path, log):
-    from .data_free.repair import repair_data_free
-    from .model_io import read_weights
-    from .net import quiet_tensorflow
+    from ..data_free.repair import repair_data_free
+    from ..model_io import read_weights
+    from ..net import quiet_tensorflow
 
     seed_faces = _checked_seed_faces(args)
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
