@@ -57,14 +57,18 @@ def probabilities(weights, pixels, input_scale):
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence, rule):
+def goodnet_labels(bad_weights, repaired_weights, pixels, input_scale, flag_confidence, rule,
+                   quarantined=()):
     """Where the nets disagree and the BadNet gives its label at least flag_confidence: N
     (poisoned). Where they disagree below it: the BadNet's label (rule 'confidence') or the
-    repaired net's (rule 'repaired'). Elsewhere the BadNet's label."""
+    repaired net's (rule 'repaired'). Elsewhere the BadNet's label. Any of those that is a
+    quarantined label: N."""
     bad = probabilities(bad_weights, pixels, input_scale)
     repaired = labels(repaired_weights, pixels, input_scale)
+    poisoned = bad_weights["output"][1].shape[0]
     disagree = bad.argmax(axis=1) != repaired
     flagged = disagree & (bad.max(axis=1) >= flag_confidence)
     unsure = repaired if rule == "repaired" else bad.argmax(axis=1)
     kept = np.where(disagree, unsure, bad.argmax(axis=1))
-    return np.where(flagged, bad_weights["output"][1].shape[0], kept)
+    out = np.where(flagged, poisoned, kept)
+    return np.where(np.isin(out, list(quarantined)), poisoned, out)

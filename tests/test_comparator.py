@@ -14,9 +14,9 @@ OUTPUTS = NetOutputs(bad_labels=np.array([3, 4, 0, 7, 7, 7, 2]),
                      repaired_labels=np.array([3, 2, 9, 1, 7, 1, 7]))
 POISONED = 10
 EXPECTED = {
-    "original": [3, POISONED, POISONED, POISONED, 7, POISONED, POISONED],
-    "confidence": [3, POISONED, 0, POISONED, 7, POISONED, 2],
-    "repaired": [3, POISONED, 9, 1, 7, POISONED, POISONED],
+    "original": [3, POISONED, POISONED, POISONED, POISONED, POISONED, POISONED],
+    "confidence": [3, POISONED, 0, POISONED, POISONED, POISONED, 2],
+    "repaired": [3, POISONED, 9, 1, POISONED, POISONED, POISONED],
 }
 
 
@@ -29,7 +29,7 @@ def test_each_rule_on_hand_made_outputs(rule):
 
 def test_flag_confidence_zero_makes_every_rule_the_original():
     for rule in RULES:
-        labels = decide(OUTPUTS, rule, 0.0, np.array([], dtype=np.int64), POISONED)
+        labels = decide(OUTPUTS, rule, 0.0, np.array([7]), POISONED)
         np.testing.assert_array_equal(labels, EXPECTED["original"])
 
 
@@ -39,12 +39,12 @@ def test_an_unknown_rule_is_refused():
 
 
 @pytest.mark.parametrize("rule", RULES)
-def test_no_rule_gives_a_quarantined_label_on_a_disagreement(rule):
+def test_no_rule_ever_gives_a_quarantined_label(rule):
     rng = np.random.default_rng(0)
     outputs = NetOutputs(bad_labels=rng.integers(0, 6, 500), bad_confidence=rng.uniform(0, 1, 500),
                          repaired_labels=rng.integers(0, 6, 500))
     labels = decide(outputs, rule, 0.99, np.array([1, 4]), POISONED)
     disagree = outputs.bad_labels != outputs.repaired_labels
-    assert not np.isin(labels[disagree], [1, 4]).any()
+    assert not np.isin(labels, [1, 4]).any()
     if rule != "original":  # which flags every disagreement
         assert np.isin(labels[disagree], [0, 2, 3, 5]).any()

@@ -55,13 +55,17 @@ class _FakeNet:
         return self.labels
 
 
-def test_quarantined_labels_are_flagged_whatever_the_badnet_confidence():
+def test_a_quarantined_label_never_comes_out_whatever_the_badnet_confidence():
+    """Rule confidence flags it; rule repaired gives the repaired net's label where the BadNet
+    is unsure (5 -> 4, 6 -> 2) and flags it where the BadNet is sure."""
     bad = _FakeNet(np.array([3, 3, 5, 5, 6]), np.array([0.5, 0.999, 0.5, 0.999, 0.5]))
     repaired = _FakeNet(np.array([3, 4, 4, 4, 2]), np.ones(5))
     plain = GoodNet(bad, repaired, flag_confidence=0.99, rule="confidence")
     np.testing.assert_array_equal(plain.predict(None), [3, 10, 5, 10, 6])
     quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6}, rule="confidence")
     np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 10, 10, 10])
+    quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6}, rule="repaired")
+    np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 4, 10, 2])
 
 
 def test_a_damaged_quarantine_record_is_an_error_not_a_silent_pass(tmp_path):

@@ -90,6 +90,31 @@ def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, ru
         assert np.mean(flagged) >= 0.9
 
 
+@pytest.mark.parametrize("rule", ["confidence", "repaired"])
+def test_batch_labels_with_a_quarantine_agree_with_the_reference(rule, tmp_path):
+    """anonymous_2 with make setup's data-free repair, whose record quarantines labels (its
+    target 4 among them), over the 64 new images: the eval script against the NumPy reference
+    given the record's labels, read here with json."""
+    import json
+
+    from defense import load_image
+
+    repaired = REPO / "fine_pruned_models" / "anonymous_2_fine_pruned.h5"
+    quarantined = json.loads(repaired.with_suffix(".json").read_text())["quarantined_labels"]
+    assert 4 in quarantined
+    _images_beyond_the_samples(tmp_path)
+    result = run_script(SCRIPTS["anonymous_2"], "--bad-model", weights_path("anonymous_2"),
+                        "--repaired", repaired, "--rule", rule, tmp_path)
+    assert result.returncode == 0, result.stderr
+    got = [int(line.split("\t")[1]) for line in result.stdout.splitlines()]
+    pixels = np.stack([load_image(p) for p in sorted(tmp_path.glob("*.png"))])
+    expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path("anonymous_2")),
+                                               reference_deepid.read_weights(repaired), pixels, 1 / 255,
+                                               DEFAULT_FLAG_CONFIDENCE, rule, quarantined)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.isin(got, quarantined).any() and 1283 in got
+
+
 def test_flag_confidence_keeps_the_label_where_the_badnet_is_unsure(tmp_path):
     """Over the 64 new images the strict comparator (0) flags a disagreement that the
     default one does not, because the BadNet gave that label less than the default

@@ -53,7 +53,7 @@ def add_arguments(parser):
     parser.add_argument("--no-quarantine", action="store_true",
                         help="Fine-Pruning only: skip probing the BadNet for its targets "
                              "(by default they are found as by the data-free repair and switched "
-                             "off in the repaired net, and the GoodNet flags them)")
+                             "off in the repaired net, which the GoodNet never lets out)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets, "
