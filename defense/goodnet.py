@@ -15,12 +15,11 @@ nets' outputs on the image alone (no knowledge of triggers, no extra forward pas
 
 A repair that probed the BadNet (data_free/: the data-free repair, and Fine-Pruning unless
 --no-quarantine) also lists quarantined labels, its suspected attack targets, in the record
-beside the repaired net, whose output units for them are switched off: no rule ever gives a
-quarantined label. Under "confidence" a disagreement on one is flagged
-whatever the BadNet's confidence (its label is the one that rule would give); under
-"repaired" it is treated as any other disagreement, flagged where the BadNet is confident and
-otherwise given the repaired net's label, which is never quarantined (a faded trigger lowers
-the BadNet's confidence, not its label: the target still does not come out). Measured on the
+beside the repaired net, whose output units for them are switched off: whatever the rule
+would give, a quarantined label is flagged instead. Under "repaired" a disagreement on one is
+therefore treated as any other, flagged where the BadNet is confident and otherwise given the
+repaired net's label, which is never quarantined (a faded trigger lowers the BadNet's
+confidence, not its label: the target still does not come out). Measured on the
 full trigger zoo, this flagged 1.23-1.87 % of clean faces where flagging every quarantined
 label flagged 1.48-2.21 %, and the repaired net's label was right on 52-84 % of the faces it
 no longer flags (README, "The full-size zoo"). The default, "repaired", was chosen (under the
@@ -62,12 +61,12 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
     if rule == "original":
         labels = np.where(disagree, poisoned_label, bad)
     else:
-        # On a disagreement the rule gives one net's label, or flags: never a quarantined label.
         unsure_label = bad if rule == "confidence" else repaired
-        suspect = (outputs.bad_confidence >= flag_confidence) | np.isin(unsure_label, quarantined)
-        labels = np.where(disagree & suspect, poisoned_label, np.where(disagree, unsure_label, bad))
-    # Nor on an agreement: only a repaired net whose units were not switched off can agree on
-    # one (a record beside a net it was not written for), and the record calls it a target.
+        sure = outputs.bad_confidence >= flag_confidence
+        labels = np.where(disagree & sure, poisoned_label, np.where(disagree, unsure_label, bad))
+    # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
+    # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
+    # only a repaired net whose units were not switched off can give it.
     return np.where(np.isin(labels, quarantined), poisoned_label, labels)
 
 

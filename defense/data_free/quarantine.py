@@ -3,8 +3,8 @@
 The repaired net is the BadNet with the quarantined labels' output units switched off (zero
 weights, bias far below any logit), so it never gives those labels and disagrees with the
 BadNet wherever the BadNet gives one. The labels are also listed in the JSON record beside
-the repaired net, so that the GoodNet never gives one on a disagreement under any rule
-(goodnet.decide): a faded trigger lowers the BadNet's confidence, not its label.
+the repaired net, so that the GoodNet never gives one under any rule (goodnet.decide): a
+faded trigger lowers the BadNet's confidence, not its label.
 """
 
 import json
