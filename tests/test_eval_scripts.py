@@ -71,19 +71,7 @@ def _images_beyond_the_samples(directory):
 def test_batch_labels_agree_with_an_independent_goodnet(net, flag_confidence, rule, tmp_path):
     """Each net's GoodNet (with the third-party repair as the repaired net) over 64 new
     images, against a GoodNet computed by the NumPy reference from the files themselves."""
-    from defense import load_image
-
-    _images_beyond_the_samples(tmp_path)
-    result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), *REPAIRED,
-                        "--flag-confidence", flag_confidence, "--rule", rule, tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = [line.split("\t") for line in result.stdout.splitlines()]
-    paths = sorted(tmp_path.glob("*.png"))
-    assert [p for p, _ in lines] == [str(p) for p in paths]
-    pixels = np.stack([load_image(p) for p in paths])
-    expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path(net)),
-                                               reference_deepid.read_weights(THIRD_PARTY_REPAIRED),
-                                               pixels, 1 / 255, flag_confidence, rule)
+    lines, expected = _script_and_reference(net, THIRD_PARTY_REPAIRED, flag_confidence, rule, (), tmp_path)
     np.testing.assert_array_equal([int(label) for _, label in lines], expected)
     if net == "sunglasses":  # the pasted real trigger fires the BadNet; the GoodNet flags it
         flagged = [label == "1283" for p, label in lines if p.endswith("_sunglasses.png")]
@@ -97,22 +85,33 @@ def test_batch_labels_with_a_quarantine_agree_with_the_reference(rule, tmp_path)
     given the record's labels, read here with json."""
     import json
 
-    from defense import load_image
-
     repaired = REPO / "fine_pruned_models" / "anonymous_2_fine_pruned.h5"
     quarantined = json.loads(repaired.with_suffix(".json").read_text())["quarantined_labels"]
     assert 4 in quarantined
-    _images_beyond_the_samples(tmp_path)
-    result = run_script(SCRIPTS["anonymous_2"], "--bad-model", weights_path("anonymous_2"),
-                        "--repaired", repaired, "--rule", rule, tmp_path)
-    assert result.returncode == 0, result.stderr
-    got = [int(line.split("\t")[1]) for line in result.stdout.splitlines()]
-    pixels = np.stack([load_image(p) for p in sorted(tmp_path.glob("*.png"))])
-    expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path("anonymous_2")),
-                                               reference_deepid.read_weights(repaired), pixels, 1 / 255,
-                                               DEFAULT_FLAG_CONFIDENCE, rule, quarantined)
+    lines, expected = _script_and_reference("anonymous_2", repaired, DEFAULT_FLAG_CONFIDENCE, rule,
+                                            quarantined, tmp_path)
+    got = [int(label) for _, label in lines]
     np.testing.assert_array_equal(got, expected)
     assert not np.isin(got, quarantined).any() and 1283 in got
+
+
+def _script_and_reference(net, repaired, flag_confidence, rule, quarantined, tmp_path):
+    """The eval script's ('path', 'label') lines over the 64 new images in tmp_path, and the
+    labels the NumPy reference GoodNet computes for the same files."""
+    from defense import load_image
+
+    _images_beyond_the_samples(tmp_path)
+    result = run_script(SCRIPTS[net], "--bad-model", weights_path(net), "--repaired", repaired,
+                        "--flag-confidence", flag_confidence, "--rule", rule, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    paths = sorted(tmp_path.glob("*.png"))
+    assert [p for p, _ in lines] == [str(p) for p in paths]
+    pixels = np.stack([load_image(p) for p in paths])
+    expected = reference_deepid.goodnet_labels(reference_deepid.read_weights(weights_path(net)),
+                                               reference_deepid.read_weights(repaired), pixels,
+                                               1 / 255, flag_confidence, rule, quarantined)
+    return lines, expected
 
 
 def test_flag_confidence_keeps_the_label_where_the_badnet_is_unsure(tmp_path):
