@@ -2,7 +2,7 @@
 
 import argparse
 
-from . import evaluate, fast_net, fetch_models, grade, lab
+from . import evaluate, fast_net, fetch_models, grade, lab, repaired
 from .cli_errors import run_main
 from .attack import cli as attack_cli
 from .fine_pruning import cli as fine_pruning_cli
@@ -19,6 +19,8 @@ COMMANDS = {
                                "(fine_prune_all.sh runs it for the four competition nets)"),
     "attack": (attack_cli, "each GoodNet against an attacker who has read the README: triggers "
                            "faded, moved, scaled, JPEG'd, resized, noised; worst case per trigger"),
+    "repaired": (repaired, "list the repaired nets under ROOT: which repair made each, what it "
+                           "quarantines, whether its record is its own (--restamp: old records)"),
     "grade": (grade, "each net's GoodNet on every test set under ROOT: the report's numbers"),
     "lab": (lab, "the NYU lab's study: prune the lab BadNet to 2/4/10/30-point accuracy drops, "
                  "plot, tabulate B' and GoodNet"),

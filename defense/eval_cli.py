@@ -18,6 +18,7 @@ from .goodnet import add_comparator_arguments
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import get_net
+from .architecture import HEIGHT, WIDTH
 
 
 def main(net_name, argv=None):
@@ -28,17 +29,23 @@ def main(net_name, argv=None):
 
 
 def _parser(spec, prog):
+    from .repaired import describe
+
+    default_repaired = default_repaired_model(spec)
     parser = argparse.ArgumentParser(
         prog=prog,
         description=f"Label face images with the GoodNet of the {spec.name} BadNet: the "
-                    "BadNet's identity where the BadNet and its fine-pruned repair agree, "
-                    "the poisoned label N (1283 for the competition nets) where they do not "
-                    "and the BadNet is confident (see --flag-confidence).",
+                    f"BadNet's identity where the BadNet and its repaired net agree; where they "
+                    f"do not, the poisoned label N (1283 for the competition nets) if the BadNet "
+                    f"is sure (--flag-confidence), else the repaired net's label. A label the "
+                    f"repair quarantined (its suspected attack targets) is never given. The "
+                    f"default repaired net, {_shown(default_repaired)}: "
+                    f"{describe(default_repaired)} (python3 -m defense repaired says more).",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "
                f"input or usage, 1 internal error. Images: {', '.join(IMAGE_SUFFIXES)}; "
-               f"RGB 47 wide x 55 high (others are converted or resized with a warning).")
+               f"RGB {WIDTH} wide x {HEIGHT} high (others are converted or resized with a warning).")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image file, or a directory whose image files are all labelled")
     parser.add_argument("--bad-model", metavar="PATH", type=Path,
@@ -46,7 +53,9 @@ def _parser(spec, prog):
                              f"else ROOT/models/{spec.bad_weights_file})")
     parser.add_argument("--repaired", metavar="PATH", type=Path,
                         help=f"the repaired net (default: ROOT/fine_pruned_models/"
-                             f"{spec.repaired_file}, written by fine_prune_all.sh)")
+                             f"{spec.repaired_file}, written by make setup or fine_prune_all.sh, "
+                             f"used only with its own record beside it); a net from elsewhere "
+                             f"without a record beside it runs with no quarantine")
     parser.add_argument("--keras", action="store_true",
                         help="run the nets through Keras even where their ONNX artefacts "
                              "(the fast path) exist; the labels are the same")
@@ -55,6 +64,11 @@ def _parser(spec, prog):
                              f"(default: ${ROOT_ENV}, else this repository)")
     add_comparator_arguments(parser)
     return parser
+
+
+def _shown(path):
+    """path relative to the repository where it lies inside it."""
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
 
 
 def _run(spec, prog, args):

@@ -14,19 +14,16 @@ nets' outputs on the image alone (no knowledge of triggers, no extra forward pas
   which a faded trigger no longer steers.
 
 A repair that probed the BadNet (data_free/: the data-free repair, and Fine-Pruning unless
---no-quarantine) also lists quarantined labels, its suspected attack targets, in the record
-beside the repaired net, whose output units for them are switched off: whatever the rule
-would give, a quarantined label is flagged instead. Under "repaired" a disagreement on one is
-therefore treated as any other, flagged where the BadNet is confident and otherwise given the
-repaired net's label, which is never quarantined (a faded trigger lowers the BadNet's
-confidence, not its label: the target still does not come out). Measured on the
-full trigger zoo, this flagged 1.23-1.87 % of clean faces where flagging every quarantined
-label flagged 1.48-2.21 %, and the repaired net's label was right on 52-84 % of the faces it
-no longer flags (README, "The full-size zoo"). The default, "repaired", was chosen (under the
-earlier handling of quarantined labels) by `python3 -m defense attack` and `grade` side by side
-on the full generated world (README, "Comparator"): the worst faded or disguised trigger got
-through it at most 1.25 % of the time, against 8.75-16.7 % for "confidence", with the same
-share of clean faces flagged.
+--no-quarantine) also lists quarantined labels, its suspected attack targets, in the repaired
+net's record (repaired.py), and switches their output units off: whatever the rule would give,
+a quarantined label is flagged instead. Under "repaired" a disagreement on one is therefore
+treated as any other: flagged where the BadNet is confident, otherwise the repaired net's
+label, which is never quarantined (a faded trigger lowers the BadNet's confidence, not its
+label: the target still does not come out).
+
+The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
+on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
+clean face the two nets see differently (docs/method.md).
 """
 
 import argparse
@@ -35,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, SettingError, check_range
 from .net import Net
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
@@ -54,8 +51,7 @@ class NetOutputs:
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
-    if rule not in RULES:
-        raise ValueError(f"unknown comparator rule {rule!r}; known: {', '.join(RULES)}")
+    check_settings(rule, flag_confidence)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     disagree = bad != repaired
     if rule == "original":
@@ -70,14 +66,20 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
     return np.where(np.isin(labels, quarantined), poisoned_label, labels)
 
 
+def check_settings(rule, flag_confidence):
+    """The comparator's settings, checked where every caller meets them (SettingError)."""
+    if rule not in RULES:
+        raise SettingError(f"GoodNet.rule: unknown comparator rule {rule!r}; known: {', '.join(RULES)}")
+    check_range("GoodNet", "flag_confidence", flag_confidence, 0, 1)
+
+
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
                  rule=DEFAULT_RULE):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
-        if rule not in RULES:
-            raise InputError(f"unknown comparator rule {rule!r}; known: {', '.join(RULES)}")
+        check_settings(rule, flag_confidence)
         self.bad = bad
         self.repaired = repaired
         self.flag_confidence = float(flag_confidence)
@@ -85,15 +87,20 @@ class GoodNet:
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
+        self.record = None  # the repaired net's record (repaired.RepairedRecord), from_files sets it
 
     @classmethod
     def from_files(cls, bad_path, repaired_path, input_scale, fast=True, warn=None,
-                   flag_confidence=DEFAULT_FLAG_CONFIDENCE, rule=DEFAULT_RULE):
+                   flag_confidence=DEFAULT_FLAG_CONFIDENCE, rule=DEFAULT_RULE, record_required=None):
         """Both nets from model files; input_scale is the BadNet's (registry.NetSpec).
 
-        fast: run each through its ONNX artefact where a current one exists (fast_net.py);
-        otherwise, or with fast=False, through Keras.
+        The repaired net's record (repaired.py) gives the quarantine; a record that is not the
+        net's own is refused, and so is a missing one where record_required (default: for a
+        net in a fine_pruned_models/ folder). fast: run each net through its ONNX artefact where
+        a current one exists (fast_net.py); otherwise, or with fast=False, through Keras.
         """
+        from .repaired import read_record
+
         if fast:
             from .fast_net import load_net
 
@@ -102,11 +109,11 @@ class GoodNet:
         else:
             def load(path):
                 return Net.from_file(path, input_scale)
-        from .data_free.quarantine import read_quarantined
-
         bad, repaired = load(bad_path), load(repaired_path)
-        return cls(bad, repaired, flag_confidence,
-                   read_quarantined(repaired_path, repaired.num_classes), rule)
+        record = read_record(repaired_path, repaired.num_classes, required=record_required)
+        good = cls(bad, repaired, flag_confidence, record.quarantined, rule)
+        good.record = record
+        return good
 
     def predict(self, pixels, progress=False):
         """Labels (N,) for pixels (N, 55, 47, 3) in 0..255: identity, or the poisoned label."""

@@ -104,6 +104,13 @@ def load_keras_model(path):
 def save_model(model, path):
     """Save a Keras model as a full-model .h5 file, atomically: the old file stays intact
     until the new one is complete."""
+    with atomic_path(path) as tmp:
+        save_model_to(model, tmp)
+
+
+def save_model_to(model, path):
+    """Save a Keras model as a full-model .h5 file at path as it is (no rename): for a caller
+    that renames it into place itself (repaired.write_repaired)."""
     import logging
 
     absl_logger = logging.getLogger("absl")
@@ -111,8 +118,7 @@ def save_model(model, path):
     # Keras warns that .h5 is a legacy format; it is the competition's format, on purpose.
     absl_logger.setLevel(logging.ERROR)
     try:
-        with atomic_path(path) as tmp:
-            model.save(tmp, include_optimizer=False)  # a net to run, not a training checkpoint
+        model.save(path, include_optimizer=False)  # a net to run, not a training checkpoint
     finally:
         absl_logger.setLevel(level)
 

@@ -10,9 +10,7 @@ import pytest
 from conftest import REPO, SAMPLES, on_kept_identities, run_script
 from defense import load_dataset
 from defense.data_free.probes import FAMILIES, probe
-from defense.data_free.quarantine import read_quarantined
 from defense.data_free.targets import label_scores
-from defense.errors import InputError
 from defense.goodnet import GoodNet
 from defense.registry import COMPETITION_NETS, NETS
 from test_eval_scripts import SCRIPTS
@@ -66,19 +64,6 @@ def test_a_quarantined_label_never_comes_out_whatever_the_badnet_confidence():
     np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 10, 10, 10])
     quarantine = GoodNet(bad, repaired, flag_confidence=0.99, quarantined={5, 6}, rule="repaired")
     np.testing.assert_array_equal(quarantine.predict(None), [3, 10, 4, 10, 2])
-
-
-def test_a_damaged_quarantine_record_is_an_error_not_a_silent_pass(tmp_path):
-    model = tmp_path / "x_fine_pruned.h5"
-    assert read_quarantined(model, 10) == frozenset()  # no record: nothing quarantined
-    record = tmp_path / "x_fine_pruned.json"
-    record.write_text(json.dumps({"quarantined_labels": [1, 4]}))
-    assert read_quarantined(model, 10) == {1, 4}
-    for bad in ("{not json", json.dumps({"quarantined_labels": [1, 12]}),
-                json.dumps({"quarantined_labels": "1"}), json.dumps({"quarantined_labels": [1.5]})):
-        record.write_text(bad)
-        with pytest.raises(InputError):
-            read_quarantined(model, 10)
 
 
 @pytest.mark.parametrize("net", COMPETITION_NETS)

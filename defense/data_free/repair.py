@@ -7,27 +7,27 @@ set. Writes the repaired net (the BadNet with the suspected targets switched off
 artefact and a JSON record of what was used and found.
 """
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..architecture import INPUT_SHAPE
 from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
+from ..repaired import QUARANTINE_KEY, write_repaired
 from .probes import FAMILIES
-from .quarantine import RECORD_KEY, record_path, switch_off_labels
+from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets
 
 
 def load_seed_faces(folder):
-    """(pixels (N, 55, 47, 3), [{"path", "sha256"}]) of the images in folder; none if the
-    folder is absent."""
+    """(pixels (N, height, width, 3), [{"path", "sha256"}]) of the images in folder; none if
+    the folder is absent."""
     paths = list_images(folder) if folder is not None and Path(folder).is_dir() else []
     if not paths:
-        return np.zeros((0, 55, 47, 3), np.float32), []
+        return np.zeros((0, *INPUT_SHAPE), np.float32), []
     used = [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
     return np.stack([load_image(path) for path in paths]), used
 
@@ -47,14 +47,13 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
               disable=None) as bar:
         suspects, scores = find_targets(net, faces, settings, seed, bar)
     return suspects, {"seed_faces": face_files, "probe_settings": settings.as_dict(),
-                      "probe_scores": scores, RECORD_KEY: suspects}
+                      "probe_scores": scores, QUARANTINE_KEY: suspects}
 
 
 def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
                      log=print):
     """Repair one BadNet without data; returns the record written beside out_path."""
-    from ..fast_net import export_onnx
-    from ..model_io import load_keras_model, save_model
+    from ..model_io import load_keras_model
 
     started = time.time()
     suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log)
@@ -68,12 +67,15 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
         "seed": seed,
         "seconds": round(time.time() - started, 1),
     }
-    with atomic_path(record_path(out_path)) as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        save_model(model, out_path)
-        export_onnx(out_path)  # the eval scripts' fast path
-    log(f"{spec.name}: wrote {out_path} ({record['seconds']} s); quarantined labels: "
-        f"{', '.join(map(str, suspects)) or 'none'}")
+    record = write_repaired(model, out_path, record)  # with its ONNX artefact, the fast path
+    log(f"{spec.name}: wrote {out_path} ({record['seconds']} s), a data-free repair: the BadNet "
+        f"with its suspected targets switched off")
+    if suspects:
+        log(f"{spec.name}: quarantined labels {', '.join(map(str, suspects))}: the GoodNet never "
+            f"gives them, so the clean faces of these {len(suspects)} identities are flagged or "
+            f"relabelled; every other label is the BadNet's")
+    else:
+        log(f"{spec.name}: no label singled out; nothing quarantined")
     return record
 
 

@@ -1,0 +1,232 @@
+"""A repaired net on disk: the model file X.h5, its ONNX artefact X.onnx and its record X.json,
+written and read as one thing.
+
+The record says how the net was made (`mode`: "data" for Fine-Pruning, "data-free" for the
+probe and quarantine) and which labels it quarantined; the comparator never gives a
+quarantined label. A record paired with the wrong net would apply another net's quarantine
+and let this net's targets through, so every record carries two stamps:
+
+- `net_sha256`: the sha256 of the model file it describes;
+- `record_sha256`: the sha256 of the record's own content (canonical JSON, without this key),
+  so that a hand edit is caught too.
+
+Writing puts the net in place last: an interrupted write leaves either the old pair, or a new
+record beside the old net, which its stamp refuses. Reading refuses, in one line, a record
+whose stamps do not match, and a default repaired net (one in a `fine_pruned_models/` folder)
+that has no record; a net brought from elsewhere without a record runs with no quarantine.
+
+Records written before the stamps existed are re-stamped by `restamp` (run by `make setup`)
+only where the net's switched-off output units are exactly the record's quarantine, or refused
+with a hint to repair again.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_path
+from .digest import file_sha256
+from .errors import InputError
+
+REPAIRED_DIR_NAME = "fine_pruned_models"
+NET_STAMP = "net_sha256"
+RECORD_STAMP = "record_sha256"
+QUARANTINE_KEY = "quarantined_labels"
+# A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
+# (they stay within a few dozen of zero), so the net never gives the label.
+SWITCHED_OFF_BIAS = -1e4
+MODES = {"data": "Fine-Pruning with the clean validation data",
+         "data-free": "data-free repair (probe and quarantine)"}
+
+
+@dataclass(frozen=True)
+class RepairedRecord:
+    """What the comparator needs from a repaired net's record (all empty where it has none)."""
+
+    path: Path | None = None
+    mode: str | None = None
+    quarantined: frozenset = frozenset()
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def kind(self):
+        """The kind of repair in words."""
+        if self.path is None:
+            return "a repaired net without a record (no quarantine)"
+        return MODES.get(self.mode, f"repair of mode {self.mode!r}")
+
+    def summary(self):
+        """One phrase for help texts and logs: the kind and what its quarantine costs."""
+        if not self.quarantined:
+            return self.kind
+        labels = sorted(self.quarantined)
+        return (f"{self.kind}; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) "
+                f"are never given: their faces are flagged or relabelled")
+
+
+def record_path(net_path):
+    return Path(net_path).with_suffix(".json")
+
+
+def is_default_location(net_path):
+    """A repaired net where the repairs write theirs: it must have its record."""
+    return Path(net_path).parent.name == REPAIRED_DIR_NAME
+
+
+def write_repaired(model, net_path, record, export=True):
+    """Save the Keras model at net_path with its ONNX artefact (made from the model in memory)
+    and its stamped record; returns the record as written."""
+    from .fast_net import export_onnx, onnx_path
+    from .model_io import save_model_to
+
+    net_path = Path(net_path)
+    with atomic_path(net_path) as net_tmp:
+        save_model_to(model, net_tmp)
+        stamped = _stamped({k: v for k, v in record.items() if k not in (NET_STAMP, RECORD_STAMP)},
+                           file_sha256(net_tmp))
+        with atomic_path(record_path(net_path)) as record_tmp:
+            record_tmp.write_text(json.dumps(stamped, indent=2) + "\n")
+            if export:  # stamped with net_tmp's sha256, which is the final net's
+                export_onnx(net_tmp, onnx_path(net_path), model=model)
+        # The record is in place; the net follows on leaving the outer block. Between the
+        # two renames the old net sits beside the new record, and the stamp refuses the pair.
+    return stamped
+
+
+def read_record(net_path, num_classes, net_sha256=None, required=None):
+    """The record of the repaired net at net_path, checked against it.
+
+    required: refuse a missing record (default: where the net is in a fine_pruned_models/
+    folder). net_sha256: the net file's digest where the caller has it already.
+    """
+    net_path = Path(net_path)
+    path = record_path(net_path)
+    required = is_default_location(net_path) if required is None else required
+    if not path.is_file():
+        if required:
+            raise InputError(f"{net_path}: repaired net without its record {path.name}; "
+                             f"repair again ('python3 -m defense fine-prune --net NET', "
+                             f"or 'make setup') or pass the net with --repaired from elsewhere")
+        return RepairedRecord()
+    record = _load_json(path)
+    if NET_STAMP not in record or RECORD_STAMP not in record:
+        raise InputError(f"{path}: record written before records were stamped; run 'make setup' "
+                         f"(re-stamps the records that match their nets) or repair again")
+    if record[RECORD_STAMP] != _content_digest(record):
+        raise InputError(f"{path}: record edited since it was written (its content stamp does "
+                         f"not match); repair again with 'python3 -m defense fine-prune'")
+    actual = net_sha256 or file_sha256(net_path)
+    if record[NET_STAMP] != actual:
+        raise InputError(f"{path}: record of another net (stamped for sha256 "
+                         f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
+                         f"copied from elsewhere or left by an interrupted repair; repair again")
+    return RepairedRecord(path, record.get("mode"), _quarantine(record, path, num_classes), record)
+
+
+def describe(net_path):
+    """The repaired net's kind in words for help texts; never raises."""
+    net_path = Path(net_path)
+    if not net_path.is_file():
+        return "not made yet"
+    try:
+        record = _load_json(record_path(net_path)) if record_path(net_path).is_file() else {}
+    except InputError:
+        return "its record cannot be read"
+    if not record:
+        return "no record beside it"
+    labels = record.get(QUARANTINE_KEY) or []
+    return (f"{MODES.get(record.get('mode'), record.get('mode'))}"
+            + (f", {len(labels)} labels quarantined" if labels else ""))
+
+
+def restamp(net_path):
+    """Stamp a record written before the stamps, where it provably belongs to its net: the
+    net's switched-off output units are exactly the record's quarantined labels. Returns a
+    line saying what was done; raises InputError where the pair does not match."""
+    from .model_io import read_weights
+
+    net_path = Path(net_path)
+    path = record_path(net_path)
+    record = _load_json(path)
+    if NET_STAMP in record and RECORD_STAMP in record:
+        read_record(net_path, _num_classes(net_path), required=True)  # raises on a mismatch
+        return f"{path}: stamped, matches its net"
+    kernel, bias = read_weights(net_path)["output"]
+    switched_off = {int(i) for i in range((bias.shape[0]))
+                    if bias[i] <= SWITCHED_OFF_BIAS / 2 and not kernel[:, i].any()}
+    listed = _quarantine(record, path, bias.shape[0])
+    if switched_off != listed:
+        raise InputError(f"{path}: unstamped record whose quarantine ({len(listed)} labels) is "
+                         f"not the net's switched-off outputs ({len(switched_off)}); it does "
+                         f"not belong to {net_path.name}: repair again")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_stamped(record, file_sha256(net_path)), indent=2) + "\n")
+    return f"{path}: re-stamped (its quarantine matches the net's switched-off outputs)"
+
+
+def _stamped(record, net_sha256):
+    record = {**record, NET_STAMP: net_sha256}
+    return {**record, RECORD_STAMP: _content_digest(record)}
+
+
+def _content_digest(record):
+    content = {k: v for k, v in record.items() if k != RECORD_STAMP}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load_json(path):
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: repaired net's record is not readable JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise InputError(f"{path}: repaired net's record is not a JSON object")
+    return record
+
+
+def _quarantine(record, path, num_classes):
+    labels = record.get(QUARANTINE_KEY, [])
+    if not isinstance(labels, list) or not all(
+            isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_classes
+            for label in labels):
+        raise InputError(f"{path}: '{QUARANTINE_KEY}' must be a list of labels in [0, {num_classes})")
+    return frozenset(labels)
+
+
+def _num_classes(net_path):
+    from .model_io import num_classes
+
+    return num_classes(net_path)
+
+
+def add_arguments(parser):
+    parser.add_argument("--root", type=Path, metavar="DIR",
+                        help="project root (default: $DEFENSE_ROOT, else this repository)")
+    parser.add_argument("--restamp", action="store_true",
+                        help="stamp records written before the stamps existed, where the net's "
+                             "switched-off outputs prove the record is its own (make setup does)")
+
+
+def run(args):
+    """Each competition net's repaired net under ROOT: its kind, and whether its record is its own."""
+    import sys
+
+    from .layout import default_repaired_model
+    from .registry import NETS
+
+    refused = 0
+    for spec in NETS.values():
+        net_path = default_repaired_model(spec, args.root)
+        if not net_path.is_file():
+            continue
+        try:
+            if args.restamp:
+                print(f"repaired: {restamp(net_path)}", file=sys.stderr)
+            record = read_record(net_path, _num_classes(net_path), required=True)
+            print(f"{spec.name}: {net_path}: {record.summary()}")
+        except InputError as e:
+            print(f"repaired: error: {e}", file=sys.stderr)
+            refused += 1
+    return 2 if refused else 0

@@ -1,0 +1,125 @@
+"""A repaired net on disk (defense/repaired.py): a record is used only with the net it was
+written for; copied, hand-edited, interrupted and old unstamped records are refused."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLES, run_script, weights_path
+from defense.errors import InputError
+from defense.repaired import (SWITCHED_OFF_BIAS, read_record, record_path, restamp,
+                              write_repaired)
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    """Two 10-class DeepIDs with different weights, the second with labels 2 and 7 off."""
+    from defense.architecture import build_deepid
+    from defense.data_free.quarantine import switch_off_labels
+
+    first, second = build_deepid(num_classes=10), build_deepid(num_classes=10)
+    switch_off_labels(second, [2, 7])
+    return first, second
+
+
+@pytest.fixture
+def two_repaired(small_models, tmp_path):
+    """Two repaired nets written through write_repaired in a fine_pruned_models/ folder."""
+    folder = tmp_path / "fine_pruned_models"
+    first, second = small_models
+    a, b = folder / "a_fine_pruned.h5", folder / "b_fine_pruned.h5"
+    write_repaired(first, a, {"mode": "data", "quarantined_labels": []}, export=False)
+    write_repaired(second, b, {"mode": "data-free", "quarantined_labels": [2, 7]}, export=False)
+    return a, b
+
+
+def test_a_written_net_reads_back_with_its_quarantine_and_kind(two_repaired):
+    _, b = two_repaired
+    record = read_record(b, 10)
+    assert record.quarantined == {2, 7} and record.mode == "data-free"
+    assert "data-free" in record.summary() and "2, 7" in record.summary()
+
+
+def test_a_record_copied_from_another_net_is_refused(two_repaired):
+    a, b = two_repaired
+    shutil.copyfile(record_path(b), record_path(a))
+    with pytest.raises(InputError, match="record of another net"):
+        read_record(a, 10)
+
+
+def test_a_record_edited_by_hand_is_refused(two_repaired):
+    _, b = two_repaired
+    record = json.loads(record_path(b).read_text())
+    record["quarantined_labels"] = [2]  # one target let out
+    record_path(b).write_text(json.dumps(record))
+    with pytest.raises(InputError, match="edited"):
+        read_record(b, 10)
+
+
+def test_an_interrupted_write_leaves_no_pair_that_is_used(two_repaired, small_models, monkeypatch):
+    """Interrupted just before the net's rename: the new record stands beside the old net,
+    and the stamp refuses the pair; the old net's file is unchanged."""
+    a, _ = two_repaired
+    before = a.read_bytes()
+    real_replace = os.replace
+
+    def replace(source, target):
+        if str(target) == str(a):
+            raise KeyboardInterrupt
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_repaired(small_models[1], a, {"mode": "data-free", "quarantined_labels": [2, 7]},
+                       export=False)
+    monkeypatch.undo()
+    assert a.read_bytes() == before and not list(a.parent.glob(".*"))  # no temporary left
+    with pytest.raises(InputError, match="record of another net"):
+        read_record(a, 10)
+
+
+def test_a_default_repaired_net_needs_its_record_one_from_elsewhere_does_not(two_repaired, tmp_path):
+    a, _ = two_repaired
+    record_path(a).unlink()
+    with pytest.raises(InputError, match="without its record"):
+        read_record(a, 10)
+    elsewhere = tmp_path / "mine.h5"
+    shutil.copyfile(a, elsewhere)
+    assert read_record(elsewhere, 10).quarantined == frozenset()
+
+
+def test_an_old_unstamped_record_is_restamped_only_where_it_matches_its_net(two_repaired):
+    a, b = two_repaired
+    for path, labels in ((a, []), (b, [2, 7])):
+        record_path(path).write_text(json.dumps({"mode": "data-free", "quarantined_labels": labels}))
+        with pytest.raises(InputError, match="before records were stamped"):
+            read_record(path, 10)
+    assert "re-stamped" in restamp(b) and read_record(b, 10).quarantined == {2, 7}
+    # a's net switches nothing off: an old record listing labels is not its own
+    record_path(a).write_text(json.dumps({"mode": "data-free", "quarantined_labels": [2, 7]}))
+    with pytest.raises(InputError, match="does not belong"):
+        restamp(a)
+
+
+def test_the_switched_off_bias_is_what_restamp_looks_for(small_models):
+    _, second = small_models
+    bias = second.get_layer("output").get_weights()[1]
+    assert list(np.flatnonzero(bias <= SWITCHED_OFF_BIAS / 2)) == [2, 7]
+
+
+def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_path):
+    """make setup's anonymous_2 repair beside anonymous_1's record: one line, exit 2."""
+    from conftest import REPO
+
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    shutil.copyfile(weights_path("anonymous_2"), root / "models" / "anonymous_2_bd_weights.h5")
+    shutil.copytree(REPO / "fine_pruned_models", root / "fine_pruned_models")
+    repaired = root / "fine_pruned_models" / "anonymous_2_fine_pruned.json"
+    shutil.copyfile(root / "fine_pruned_models" / "anonymous_1_fine_pruned.json", repaired)
+    result = run_script("eval_anonymous_2.py", "--root", root, SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and "record of another net" in result.stderr
