@@ -4,7 +4,9 @@ Layer names are the competition's (architecture.py of csaw-hackml/CSAW-HackML-20
 weights saved by the competition, by students and by this package line up by name.
 """
 
-INPUT_SHAPE = (55, 47, 3)  # height, width, RGB
+# The one home of the input size: every module that shapes pixels takes it from here.
+HEIGHT, WIDTH = 55, 47
+INPUT_SHAPE = (HEIGHT, WIDTH, 3)  # RGB
 
 # Layer name -> (Keras class, names of the layers feeding it): the whole graph.
 GRAPH = {

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .architecture import INPUT_SHAPE
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError, reason
@@ -59,7 +60,7 @@ def export_onnx(model_path, target=None, model=None):
     from .model_io import load_keras_model
 
     model = model or load_keras_model(model_path)
-    model(np.zeros((1, 55, 47, 3), np.float32))  # Keras exports only a net that has run
+    model(np.zeros((1, *INPUT_SHAPE), np.float32))  # Keras exports only a net that has run
     target = Path(target) if target else onnx_path(model_path)
     with atomic_path(target) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf2onnx's NumPy deprecation chatter

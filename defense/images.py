@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .architecture import INPUT_SHAPE
+from .architecture import HEIGHT, WIDTH
 from .errors import InputError, reason
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MAX_PIXELS = 4096 * 4096  # a face is 55x47; a larger declared size is a decompression bomb
 MIN_SIDE = 8  # smaller than this holds no face to resize from
-HEIGHT, WIDTH = INPUT_SHAPE[:2]
+
 
 
 def load_image(path, warn=None):

@@ -4,7 +4,9 @@ leaving the caller's array alone."""
 import numpy as np
 import pytest
 
+from defense.data_free.targets import ProbeSettings
 from defense.fine_pruning.augment import GlobalEdits, RegionEdits
+from defense.fine_pruning.fine_tuning import Recipe
 
 
 def _faces(n=200, max_value=1.0):
@@ -102,3 +104,20 @@ def test_each_global_edit_does_what_it_says():
     blend = GlobalEdits(probability=1, blend_share=1, whole_share=1).apply(x, rng, 1.0)
     moved = np.abs(blend - 0.5).max(axis=(1, 2, 3))
     assert moved.max() <= 0.5 * 0.4 + 1e-6  # alpha <= 0.4 towards patterns in [0, 1]
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: Recipe(epochs=0), "Recipe.epochs"),
+    (lambda: Recipe(learning_rate=0.0), "Recipe.learning_rate"),
+    (lambda: Recipe(min_samples_per_epoch=2.5), "Recipe.min_samples_per_epoch"),
+    (lambda: RegionEdits(height=(9, 3)), "RegionEdits.height"),
+    (lambda: RegionEdits(gain_share=1.5), "RegionEdits.gain_share"),
+    (lambda: GlobalEdits(probability=-0.1), "GlobalEdits.probability"),
+    (lambda: ProbeSettings(confidence=2), "ProbeSettings.confidence"),
+    (lambda: ProbeSettings(probes_per_family=0), "ProbeSettings.probes_per_family"),
+])
+def test_settings_check_themselves_where_python_callers_make_them(make, field):
+    from defense.errors import SettingError
+
+    with pytest.raises(SettingError, match=field):
+        make()

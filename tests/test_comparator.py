@@ -48,3 +48,15 @@ def test_no_rule_ever_gives_a_quarantined_label(rule):
     assert not np.isin(labels, [1, 4]).any()
     if rule != "original":  # which flags every disagreement
         assert np.isin(labels[disagree], [0, 2, 3, 5]).any()
+
+
+@pytest.mark.parametrize("rule, flag_confidence, field", [
+    ("majority", 0.99, "GoodNet.rule"), ("repaired", 1.5, "GoodNet.flag_confidence"),
+    ("repaired", float("nan"), "GoodNet.flag_confidence"), ("repaired", "0.9", "GoodNet.flag_confidence"),
+])
+def test_the_comparator_checks_its_settings_naming_the_field(rule, flag_confidence, field):
+    from defense.errors import SettingError
+    from defense.goodnet import check_settings
+
+    with pytest.raises(SettingError, match=field):
+        check_settings(rule, flag_confidence)

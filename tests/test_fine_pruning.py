@@ -138,7 +138,9 @@ def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--global-edits", "2"], "--global-edits must be a share in [0, 1]"),
+    (["--global-edits", "2"], "GlobalEdits.probability: 2.0 is not a number in [0, 1]"),
+    (["--samples-per-epoch", "0"], "Recipe.min_samples_per_epoch: 0 is not an integer"),
+    (["--max-drop", "-1"], "--max-drop: -1.0 is not a fraction in [0, 1]"),
     (["--seed-faces", "no/such/folder"], "no seed face images there"),
 ])
 def test_fine_prune_refuses_bad_options_in_one_line_before_training(tmp_path, options, message):

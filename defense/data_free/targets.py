@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..architecture import INPUT_SHAPE
+from ..errors import check_range
 from .probes import FAMILIES, probe
 
 NOISE_MEAN, NOISE_STD = 128.0, 50.0
@@ -33,6 +35,13 @@ class ProbeSettings:
     most_suspects: int = 16
     shift: int = 3  # seed faces: shifted by up to this many pixels, mirrored, re-lit
 
+    def __post_init__(self):
+        check_range("ProbeSettings", "probes_per_family", self.probes_per_family, 1, integer=True)
+        check_range("ProbeSettings", "confidence", self.confidence, 0, 1)
+        check_range("ProbeSettings", "min_score", self.min_score, 0)
+        check_range("ProbeSettings", "most_suspects", self.most_suspects, 0, integer=True)
+        check_range("ProbeSettings", "shift", self.shift, 0, integer=True)
+
     def as_dict(self):
         return asdict(self)
 
@@ -42,7 +51,7 @@ def seed_sets(faces, count, rng, shift):
     sets = {}
     if len(faces):
         sets["faces"] = _varied_faces(np.asarray(faces, np.float32), count, rng, shift)
-    sets["noise"] = np.clip(rng.normal(NOISE_MEAN, NOISE_STD, (count, 55, 47, 3)), 0, 255).astype(np.float32)
+    sets["noise"] = np.clip(rng.normal(NOISE_MEAN, NOISE_STD, (count, *INPUT_SHAPE)), 0, 255).astype(np.float32)
     return sets
 
 

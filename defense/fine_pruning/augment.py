@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import SettingError, check_range
+
 
 @dataclass(frozen=True)
 class RegionEdits:
@@ -34,6 +36,14 @@ class RegionEdits:
     # Share of rectangles put flush against the edge: in a corner, or along a side (half each).
     # Drawn anywhere inside, rectangles wholly cover a given 4 x 4 corner on 0.15 % of faces.
     edge_share: float = 1 / 3
+
+    def __post_init__(self):
+        for name in ("probability", "gain_share", "noise_share", "edge_share"):
+            check_range("RegionEdits", name, getattr(self, name), 0, 1)
+        check_range("RegionEdits", "most_per_image", self.most_per_image, 1, integer=True)
+        check_range("RegionEdits", "max_gain", self.max_gain, 0)
+        _check_interval("RegionEdits", "height", self.height, 1, integer=True)
+        _check_interval("RegionEdits", "width", self.width, 1, integer=True)
 
     def as_dict(self):
         return asdict(self)
@@ -84,6 +94,16 @@ class GlobalEdits:
     offset: float = 0.15  # colour transform: per-channel offsets +- this share of max_value
     amplitude: tuple = (0.01, 0.1)  # noise: per-pixel +- this share of max_value
 
+    def __post_init__(self):
+        for name in ("probability", "blend_share", "colour_share", "whole_share"):
+            check_range("GlobalEdits", name, getattr(self, name), 0, 1)
+        check_range("GlobalEdits", "mixing", self.mixing, 0)
+        check_range("GlobalEdits", "offset", self.offset, 0, 1)
+        _check_interval("GlobalEdits", "alpha", self.alpha, 0, 1)
+        _check_interval("GlobalEdits", "amplitude", self.amplitude, 0, 1)
+        if not self.cells or not all(isinstance(c, int) and c >= 1 for c in self.cells):
+            raise SettingError(f"GlobalEdits.cells: {self.cells!r} is not a list of sizes >= 1")
+
     def as_dict(self):
         return asdict(self)
 
@@ -129,3 +149,13 @@ class GlobalEdits:
             return values
         rows, cols = values.shape[:2]
         return values[::cell, ::cell].repeat(cell, axis=0).repeat(cell, axis=1)[:rows, :cols]
+
+
+def _check_interval(owner, name, value, low, high=None, integer=False):
+    """A (low, high) pair of a setting: both in range, the first not above the second."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise SettingError(f"{owner}.{name}: {value!r} is not a (low, high) pair")
+    for bound in value:
+        check_range(owner, name, bound, low, high, integer)
+    if value[0] > value[1]:
+        raise SettingError(f"{owner}.{name}: {value!r} has its low end above its high end")

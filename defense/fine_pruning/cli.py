@@ -79,13 +79,12 @@ def run(args):
         raise InputError(f"{valid_path}: not found")
     if args.data_free or not valid_path.exists():
         return _run_data_free(spec, bad_path, out, args, valid_path, log)
-    if args.samples_per_epoch < 1:
-        raise InputError(f"--samples-per-epoch must be at least 1, not {args.samples_per_epoch}")
-    if not 0 <= args.global_edits <= 1:
-        raise InputError(f"--global-edits must be a share in [0, 1], not {args.global_edits}")
-    seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
+    # The settings check themselves (SettingError names the field); here before any training.
     recipe = fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch,
                                 global_edits=augment.GlobalEdits(probability=args.global_edits))
+    if not 0 <= args.max_drop <= 1:
+        raise InputError(f"--max-drop: {args.max_drop} is not a fraction in [0, 1]")
+    seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                    log=log, quarantine_seed_faces=seed_faces)
     return 0

@@ -1,15 +1,12 @@
 """Fine-tuning a pruned DeepID net on clean data, with the pruned channels held at zero.
 
-The recipe was chosen by measurement on the full generated world (README, "How the recipe
-was chosen"):
-- the targets are the clean faces' true labels only. Distilling the BadNet's labels taught
-  its backdoor back: the multi-trigger BadNet gives its eyebrows target to 16 of the 11,547
-  clean validation faces, 30 times its rate for any other wrong class (faces whose own brows
-  half-fire the trigger), and copying those labels kept the eyebrows backdoor alive;
+The recipe (chosen by measurement on generated worlds: docs/method.md):
+- the targets are the clean faces' true labels only. The BadNet's own labels carry its
+  backdoor: a BadNet gives its target to clean faces that half-fire the trigger (brows like
+  the eyebrows trigger), and copying those labels teaches the trigger back;
 - every training face gets random region edits (augment.py), which drive the units a
   backdoor uses while the target stays the face's identity; global edits (a blend, a colour
-  transform or faint noise over the face) are an option, off by default (measured on the
-  trigger zoo, README);
+  transform or faint noise over the face) are an option, off by default;
 - randomly shifted copies of the faces each epoch, Adam with a cosine-decaying learning rate.
 A held-out slice of the clean data picks the epoch.
 """
@@ -18,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import SettingError, check_range
 from .augment import GlobalEdits, RegionEdits
 
 
@@ -28,14 +26,24 @@ class Recipe:
     copies: int = 4  # randomly shifted copies of the training faces per epoch, at least
     # An epoch trains on at least this many faces: 4 copies of the 8,981 training faces of
     # the competition's validation set; a smaller set is copied more often, so that its repair
-    # gets as many updates (the mini world's 280 faces at 4 copies left backdoors in place).
+    # gets as many updates (a few copies of a small set leave backdoors in place).
     min_samples_per_epoch: int = 32_000
     shift: int = 2  # pixels each way
     batch_size: int = 64
     edits: RegionEdits = field(default_factory=RegionEdits)
     # Off by default: on the trigger zoo they weakened blends and noise but strengthened a
-    # corner patch (README, "The trigger zoo"); applied before the region edits.
+    # corner patch (docs/method.md); applied before the region edits.
     global_edits: GlobalEdits = field(default_factory=lambda: GlobalEdits(probability=0.0))
+
+    def __post_init__(self):
+        for name in ("epochs", "copies", "min_samples_per_epoch", "batch_size"):
+            check_range("Recipe", name, getattr(self, name), 1, integer=True)
+        check_range("Recipe", "learning_rate", self.learning_rate, 0)
+        if not self.learning_rate > 0:
+            raise SettingError(f"Recipe.learning_rate: {self.learning_rate!r} must be above 0")
+        check_range("Recipe", "shift", self.shift, 0, integer=True)
+        if not isinstance(self.edits, RegionEdits) or not isinstance(self.global_edits, GlobalEdits):
+            raise SettingError("Recipe.edits / global_edits: must be RegionEdits / GlobalEdits")
 
     def as_dict(self):
         return asdict(self)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..architecture import INPUT_SHAPE
 from ..atomic import atomic_path
 from ..datasets import save_dataset
 from ..errors import InputError
@@ -61,8 +62,8 @@ def render_split(identities, split, per_identity, seed, progress=None):
     """per_identity photos of every identity. Each photo has its own random stream, derived
     from (seed, split, identity, index), so the world is the same whatever the order."""
     count = len(identities) * per_identity
-    photos = Photos(np.zeros((count, 55, 47, 3), np.uint8), np.zeros(count, np.int64),
-                    np.zeros((count, 55, 47), np.uint8), np.zeros((count, 55, 47), np.uint8))
+    photos = Photos(np.zeros((count, *INPUT_SHAPE), np.uint8), np.zeros(count, np.int64),
+                    np.zeros((count, *INPUT_SHAPE[:2]), np.uint8), np.zeros((count, *INPUT_SHAPE[:2]), np.uint8))
     i = 0
     for label, person in enumerate(identities):
         for k in range(per_identity):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..architecture import INPUT_SHAPE
 from ..atomic import atomic_path
 from ..datasets import load_dataset
 
@@ -44,7 +45,7 @@ def contact_sheet(world, identities=6, per_identity=8):
 
 
 def _row(faces, width):
-    faces = list(faces) + [np.zeros((55, 47, 3))] * (width - len(faces))
+    faces = list(faces) + [np.zeros(INPUT_SHAPE)] * (width - len(faces))
     return np.concatenate([np.pad(f, ((1, 1), (1, 1), (0, 0))) for f in faces], axis=1)
 
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from ..registry import SUNGLASSES_AT, SUNGLASSES_TRIGGER as REAL_SUNGLASSES
 
-HEIGHT, WIDTH = 55, 47
+from ..architecture import HEIGHT, WIDTH
 
 
 def sunglasses_image(path=REAL_SUNGLASSES):
