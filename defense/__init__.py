@@ -17,7 +17,7 @@ _EXPORTS = {
     "load_image": "images", "load_dataset": "datasets", "save_dataset": "datasets",
     "Dataset": "datasets", "NETS": "registry", "get_net": "registry",
     "read_weights": "model_io", "load_keras_model": "model_io", "save_model": "model_io",
-    "build_deepid": "architecture",
+    "build_deepid": "architecture", "SettingError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,6 +1,7 @@
-"""Every command in the README's shell blocks, run as written with the machine's plain
-`python3` (not the venv's), or skipped for a stated reason. A README command this file does not
-know fails the first test, so README and behaviour cannot drift apart unnoticed."""
+"""Every command in the shell blocks of the README and of docs/ (the method, the worlds, the
+dated results files), run as written with the machine's plain `python3` (not the venv's), or
+skipped for a stated reason. A documented command this file does not know fails the first
+test, so the documents and the behaviour cannot drift apart unnoticed."""
 
 import json
 import os
@@ -14,10 +15,16 @@ from conftest import REPO
 NO_DATA = "needs the competition's data: here it must fail in one line, no traceback"
 
 
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+
+
 def readme_commands():
-    """Commands of the ```sh blocks, continuation lines joined, comments cut."""
+    """Commands of the ```sh blocks of every document, continuation lines joined, comments
+    cut, each once."""
     commands = []
-    for block in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S):
+    blocks = [block for document in DOCUMENTS
+              for block in re.findall(r"```sh\n(.*?)```", document.read_text(), re.S)]
+    for block in blocks:
         pending = ""
         for line in block.splitlines():
             line = re.sub(r"\s+#\s.*$", "", line).rstrip()
@@ -26,7 +33,7 @@ def readme_commands():
                 continue
             command = (pending + line.strip()).strip()
             pending = ""
-            if command:
+            if command and command not in commands:
                 commands.append(command)
     return commands
 
@@ -58,6 +65,8 @@ COMMANDS = {
     "./fine_prune_all.sh": ("skip", "rewrites fine_pruned_models/ as make setup did; "
                                     "test_data_free runs it on a mini world"),
     "python3 -m defense grade": ("run", _needs_data),
+    "python3 -m defense repaired": ("run", lambda r: r.returncode == 0 and len(r.stdout.splitlines()) == 4
+                                    and r.stdout.count("data-free repair") == 4),
     "python3 -m defense fine-prune --net anonymous_2 --data-free": ("run", None),  # own test below
     "python3 -m defense lab": ("run", _needs_data),
     "python3 -m defense world build worlds/mini --preset mini":
