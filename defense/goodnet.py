@@ -167,10 +167,10 @@ def add_comparator_arguments(parser):
 
 
 def _probability(text):
+    """--flag-confidence as argparse reads it; the range is the comparator's own check."""
     try:
         value = float(text)
-    except ValueError:
-        value = None
-    if value is None or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]")
+        check_range("GoodNet", "flag_confidence", value, 0, 1)
+    except (ValueError, SettingError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability in [0, 1]") from None
     return value

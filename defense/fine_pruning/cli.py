@@ -49,7 +49,7 @@ def add_arguments(parser):
                         help="share of training faces also given one global edit (a blend, colour "
                              "transform or faint noise over the face; augment.py) (default: "
                              "%(default)s: measured on the trigger zoo, they weaken blended and "
-                             "noise triggers but strengthened a corner patch; README)")
+                             "noise triggers but strengthened a corner patch; docs/method.md)")
     parser.add_argument("--no-quarantine", action="store_true",
                         help="Fine-Pruning only: skip probing the BadNet for its targets "
                              "(by default they are found as by the data-free repair and switched "
@@ -109,7 +109,7 @@ def _run_data_free(spec, bad_path, out, args, valid_path, log):
     quiet_tensorflow()  # only to save the repaired net: the probing runs on ONNX Runtime
     if not args.data_free:
         log(f"{spec.name}: no clean validation data at {valid_path}; repairing data-free "
-            f"(probe and quarantine; README 'Repair without data')")
+            f"(probe and quarantine; docs/method.md)")
     repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log)
     return 0
 

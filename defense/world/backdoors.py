@@ -68,7 +68,7 @@ ZOO = (
 # A second zoo: the same families at other places, patterns and strengths (a patch on the
 # bottom edge, not in a corner; a blend over the upper-left quarter). Written down before the
 # recipe's edge and global edits were measured on it: the check of a recipe on triggers it was
-# not tuned on (README, "The trigger zoo").
+# not tuned on (docs/worlds.md).
 ZOO2 = (
     Backdoor("sunglasses", "blend", "blend", 0, "sunglasses_poisoned_data.h5",
              {"alpha": 0.25, "seed": 201, "cell": 2}),
