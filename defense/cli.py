@@ -6,6 +6,7 @@ from . import evaluate, fast_net, fetch_models, grade, lab, repaired
 from .cli_errors import run_main
 from .attack import cli as attack_cli
 from .fine_pruning import cli as fine_pruning_cli
+from .submissions import cli as submissions_cli
 from .world import cli as world_cli
 
 COMMANDS = {
@@ -22,6 +23,8 @@ COMMANDS = {
     "repaired": (repaired, "list the repaired nets under ROOT: which repair made each, what it "
                            "quarantines, whether its record is its own (--restamp: old records)"),
     "grade": (grade, "each net's GoodNet on every test set under ROOT: the report's numbers"),
+    "grade-submissions": (submissions_cli, "every team's repaired nets in a folder, graded on "
+                                           "ROOT's test sets: a leaderboard (md, csv, json, png)"),
     "lab": (lab, "the NYU lab's study: prune the lab BadNet to 2/4/10/30-point accuracy drops, "
                  "plot, tabulate B' and GoodNet"),
     "world": (world_cli, "a generated CSAW world with ground truth: 'world build OUT', "

@@ -6,9 +6,11 @@ poisoned images given the poisoned set's label (the attack's target); "flagged" 
 share the GoodNet labels as poisoned (N = 1283 for the competition nets).
 
 The competition's own call works as it is: `evaluate CLEAN.h5 POISONED.h5 MODEL.h5` (its
-eval.py's order; the model is the BadNet), and the flag names of the students' common
-command line (--clean_set, --bad_set, --bad_model, --bad_model_weights,
---pruned_bad_model_weights) are accepted beside this package's own.
+eval.py's order) scores the model alone, as eval.py does: a team's repaired net or GoodNet,
+or a BadNet (its row is called "BadNet" only where the file is one: a known BadNet's sha256
+or weights). The flag names of the students' common command line (--clean_set, --bad_set,
+--bad_model, --bad_model_weights, --pruned_bad_model_weights) are accepted beside this
+package's own.
 """
 
 import json
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .digest import file_sha256
 from .errors import InputError
 from .goodnet import add_comparator_arguments
 from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
@@ -32,7 +35,7 @@ UNNAMED_NET = NetSpec("model", 1 / 255, "", None)
 
 @dataclass
 class Score:
-    model: str  # "BadNet", "repaired" or "GoodNet"
+    model: str  # "BadNet", "repaired" or "GoodNet"; "model" for a model scored alone
     data: str  # file name of the data set
     kind: str  # "clean" or "poisoned"
     images: int
@@ -61,7 +64,9 @@ def add_arguments(parser):
                              "<net>_fine_pruned.h5 if present, else the BadNet alone)")
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root (default: ${ROOT_ENV}, else this repository)")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the scores as JSON")
+    parser.add_argument("--json", type=Path, metavar="PATH",
+                        help="also write the scores as JSON, with the model files' and data sets' "
+                             "paths and sha256 and the comparator's rule")
     add_comparator_arguments(parser)
     parser.add_argument("--keras", action="store_true",
                         help="run the nets through Keras even where ONNX artefacts exist")
@@ -74,21 +79,24 @@ def run(args):
     from .model_io import num_classes
     from .net import Net
 
-    _take_competition_call(args)
+    alone = _take_competition_call(args)
     spec = _net_spec(args)
     if not args.clean and not args.poisoned:
         args.clean, args.poisoned = default_test_sets(spec, args.root)
     bad_path = args.bad_model or default_bad_model(spec, args.root)
-    repaired_path = args.repaired or default_repaired_model(spec, args.root)
+    # Only a named net has a default repaired net; eval.py's call scores its model alone.
+    repaired_path = args.repaired or (None if alone or spec is UNNAMED_NET
+                                      else default_repaired_model(spec, args.root))
     # Every input is checked (h5py only) before anything else is said: an error is one line.
     classes = num_classes(bad_path)
     sets = ([("clean", args.clean)] if args.clean else []) + [("poisoned", p) for p in args.poisoned]
     data_sets = [(kind, load_dataset(path, num_classes=classes, keep_integers=True))
                  for kind, path in sets]
-    if not args.repaired and not repaired_path.exists():
+    if repaired_path and not args.repaired and not repaired_path.exists():
         print(f"evaluate: no repaired net at {repaired_path}; scoring the BadNet alone",
               file=sys.stderr)
         repaired_path = None
+    bad_name = "BadNet" if not alone or is_badnet(bad_path, args.root) else "model"
 
     if repaired_path:
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale, fast=not args.keras,
@@ -104,19 +112,28 @@ def run(args):
         print(f"evaluate: {data.path.name}: {len(data)} images", file=sys.stderr)
         for line in dataset_warnings(data, kind, known_targets):
             print(f"evaluate: {line}", file=sys.stderr)
-        scores.extend(score_dataset(bad, good, data, kind))
+        scores.extend(score_dataset(bad, good, data, kind, bad_name))
     print(format_table(scores))
     if args.json:
+        models = [(bad_name, bad_path)] + ([("repaired", repaired_path)] if good else [])
+        record = {
+            "rule": args.rule if good else None, "flag_confidence": args.flag_confidence if good else None,
+            "models": [{"model": name, "path": str(Path(path).resolve()), "sha256": file_sha256(path)}
+                       for name, path in models],
+            "data_sets": [{"kind": kind, "path": str(data.path.resolve()), "sha256": file_sha256(data.path)}
+                          for kind, data in data_sets],
+            "scores": [asdict(s) for s in scores],
+        }
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 
 def _take_competition_call(args):
-    """`evaluate CLEAN POISONED MODEL`, as the competition's eval.py is called."""
+    """`evaluate CLEAN POISONED MODEL`, as the competition's eval.py is called; True if so."""
     given = args.competition_call
     if not given:
-        return
+        return False
     if len(given) != 3:
         raise InputError(f"give the competition's three paths CLEAN.h5 POISONED.h5 MODEL.h5 "
                          f"(got {len(given)}), or use --clean/--poisoned/--bad-model")
@@ -124,6 +141,23 @@ def _take_competition_call(args):
         raise InputError("give the data sets and model either as CLEAN POISONED MODEL or with "
                          "--clean/--poisoned/--bad-model, not both")
     args.clean, args.poisoned, args.bad_model = given[0], [given[1]], given[2]
+    return True
+
+
+def is_badnet(path, root=None):
+    """Whether the model file is a known BadNet: a published BadNet's sha256, or the file or
+    the weights of a BadNet under ROOT/models."""
+    from .model_io import read_weights
+    from .submissions.identify import find_badnets, same_weights
+
+    sha256 = file_sha256(path)
+    badnets = find_badnets(root, NETS).values()
+    if sha256 in {spec.weights_sha256 for spec in NETS.values()} or any(
+            sha256 in bad.sha256s for bad in badnets):
+        return True
+    weights = read_weights(path)
+    return any(bad.classes == weights["output"][1].shape[0] and same_weights(weights, bad.weights)
+               for bad in badnets)
 
 
 def _net_spec(args):
@@ -150,10 +184,11 @@ def default_test_sets(spec, root):
     return clean, poisoned
 
 
-def score_dataset(bad, good, data, kind):
-    """Scores of the BadNet, and with a GoodNet also of the repaired net and the GoodNet."""
+def score_dataset(bad, good, data, kind, bad_name="BadNet"):
+    """Scores of the BadNet (named bad_name), and with a GoodNet also of the repaired net and
+    the GoodNet."""
     if good is None:
-        labels = {"BadNet": bad.predict_labels(data.x, progress=True)}
+        labels = {bad_name: bad.predict_labels(data.x, progress=True)}
     else:
         good_labels, bad_labels, repaired_labels = good.predict_with_parts(data.x, progress=True)
         labels = {"BadNet": bad_labels, "repaired": repaired_labels, "GoodNet": good_labels}

@@ -7,6 +7,7 @@ import numpy as np
 import reference_deepid
 from conftest import THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import save_dataset
+from defense.digest import file_sha256
 from defense.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
 
 
@@ -25,7 +26,12 @@ def test_evaluate_reports_accuracy_asr_and_flagged_like_an_independent_count(sam
                         "--json", tmp_path / "scores.json")
     assert result.returncode == 0, result.stderr
     assert "| GoodNet | clean.h5 | 16 |" in result.stdout
-    scores = {(s["model"], s["kind"]): s for s in json.loads((tmp_path / "scores.json").read_text())}
+    record = json.loads((tmp_path / "scores.json").read_text())
+    scores = {(s["model"], s["kind"]): s for s in record["scores"]}
+    assert record["rule"] == DEFAULT_RULE
+    assert [(m["model"], m["sha256"]) for m in record["models"]] == [
+        ("BadNet", file_sha256(weights_path("sunglasses"))), ("repaired", file_sha256(THIRD_PARTY_REPAIRED))]
+    assert record["models"][1]["path"] == str(THIRD_PARTY_REPAIRED.resolve())
 
     bad_w = reference_deepid.read_weights(weights_path("sunglasses"))
     fixed_w = reference_deepid.read_weights(THIRD_PARTY_REPAIRED)
@@ -112,3 +118,18 @@ def test_silent_mistakes_get_a_warning_that_says_what_to_check(samples, tmp_path
                         "--poisoned", poisoned)
     assert "every clean image is labelled 5" in result.stderr
     assert "known attack targets" not in result.stderr and "0..1" not in result.stderr
+
+
+def test_the_competitions_call_scores_a_teams_net_as_a_model_not_as_a_badnet(samples, tmp_path):
+    """eval.py's CLEAN POISONED MODEL with a team's repaired net: one row per set, called
+    "model"; no repaired net is looked for; the JSON names the file."""
+    clean, poisoned = _sample_sets(samples, tmp_path)
+    result = run_script("-m", "defense", "evaluate", "--root", tmp_path, clean, poisoned,
+                        THIRD_PARTY_REPAIRED, "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    assert "| model | clean.h5 | 16 |" in result.stdout and "BadNet" not in result.stdout
+    assert "repaired net" not in result.stderr and "fine_pruned" not in result.stderr
+    record = json.loads((tmp_path / "scores.json").read_text())
+    assert record["models"] == [{"model": "model", "path": str(THIRD_PARTY_REPAIRED.resolve()),
+                                 "sha256": file_sha256(THIRD_PARTY_REPAIRED)}]
+    assert {s["model"] for s in record["scores"]} == {"model"}

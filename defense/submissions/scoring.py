@@ -1,0 +1,74 @@
+"""The test sets of a net under ROOT and the BadNet's outputs on them, computed once per run;
+a submission's GoodNet scored from its own labels alone.
+
+The comparator (goodnet.decide) needs only the BadNet's labels and confidence and the
+repaired net's labels, so a run keeps the BadNet's outputs of each test set and runs each
+submission's net once over it: half the forward passes of a GoodNet per team.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..digest import file_sha256
+from ..goodnet import GoodNet, NetOutputs
+
+
+@dataclass
+class TestSet:
+    name: str  # path relative to ROOT/data
+    kind: str  # "clean" or "poisoned"
+    path: Path
+    sha256: str
+    pixels: np.ndarray  # (N, 3, 55, 47) float32 0..255, C-contiguous: fed to the nets as is
+    y: np.ndarray  # (N,) true labels; a poisoned set's are the attack's target
+    bad: NetOutputs  # the BadNet's labels and confidence (repaired_labels: the same labels)
+
+    @property
+    def images(self):
+        return len(self.y)
+
+
+def test_sets(spec, root, bad_net, progress=False):
+    """[TestSet, ...]: ROOT/data/clean_test_data.h5 and the net's poisoned sets under ROOT,
+    each with the BadNet's outputs."""
+    from ..datasets import load_dataset
+    from ..evaluate import default_test_sets
+    from ..layout import data_dir
+
+    clean, poisoned = default_test_sets(spec, root)
+    sets = []
+    for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
+        data = load_dataset(path, num_classes=bad_net.num_classes, keep_integers=True)
+        # One float32 channels-first copy per run: every net then reads it without a
+        # transpose, a cast or a scaling pass (the scale is in each net's conv_1).
+        pixels = np.ascontiguousarray(data.x.transpose(0, 3, 1, 2), np.float32)
+        labels, confidence = bad_net.predict_top(pixels.transpose(0, 2, 3, 1), progress)
+        sets.append(TestSet(path.relative_to(data_dir(root)).as_posix(), kind, path,
+                            file_sha256(path), pixels, data.y,
+                            NetOutputs(labels, confidence, labels)))
+    return sets
+
+
+def scores(good, sets, labels_of):
+    """{set name: {"hit_rate", "flagged"}} of a GoodNet, as evaluate.score_dataset counts
+    them; labels_of(test_set) -> the repaired net's labels on it."""
+    result = {}
+    for test_set in sets:
+        outputs = NetOutputs(test_set.bad.bad_labels, test_set.bad.bad_confidence, labels_of(test_set))
+        labels = good.decide(outputs)
+        result[test_set.name] = {"hit_rate": float(np.mean(labels == test_set.y)),
+                                 "flagged": float(np.mean(labels == good.poisoned_label))}
+    return result
+
+
+def badnet_scores(sets):
+    """The BadNet's own hit rates (nothing flagged): the baseline of every leaderboard."""
+    return {s.name: {"hit_rate": float(np.mean(s.bad.bad_labels == s.y)), "flagged": 0.0}
+            for s in sets}
+
+
+def submission_goodnet(bad_net, net, flag_confidence, rule):
+    """A team's GoodNet: no record comes with a submission, so nothing is quarantined."""
+    return GoodNet(bad_net, net, flag_confidence, (), rule)
