@@ -137,8 +137,15 @@ def _grade_net(root, spec, bad, rows, weights, reference, faces, rule, flag_conf
     from ..fast_net import load_net
     from ..goodnet import GoodNet
 
-    bad_net = load_net(bad.path, spec.input_scale)
-    sets = scoring.test_sets(spec, root, bad_net, progress)
+    reference_good = None
+    if reference.is_file():
+        try:
+            reference_good = GoodNet.from_files(bad.path, reference, spec.input_scale,
+                                                flag_confidence=flag_confidence, rule=rule)
+        except InputError as e:
+            warn(f"no reference row for {spec.name}: {e}")
+    bad_net = reference_good.bad if reference_good else load_net(bad.path, spec.input_scale)
+    sets = scoring.test_sets(spec, root, bad_net, reference_good, progress)
     bad_on_faces = (bad_net.predict_labels(faces.pixels.transpose(0, 2, 3, 1))
                     if faces is not None else None)
     default_scale = scale_name(spec.input_scale)
@@ -151,19 +158,11 @@ def _grade_net(root, spec, bad, rows, weights, reference, faces, rule, flag_conf
             row.refuse(f"could not be run ({type(e).__name__}: {reason(e, 120)})")
         bar.update()
     reference_rows = []
-    try:
-        good = GoodNet.from_files(bad.path, reference, spec.input_scale,
-                                  flag_confidence=flag_confidence, rule=rule) \
-            if reference.is_file() else None
-    except InputError as e:
-        warn(f"no reference row for {spec.name}: {e}")
-        good = None
-    if good is not None:
+    if reference_good is not None:
         row = Row(REFERENCE_TEAM, reference.relative_to(root).as_posix(),
                   file_sha256(reference), spec.name, "reference", default_scale, "reference",
                   reason="the project's own repaired net, with its record's quarantine")
-        row.scores = scoring.scores(
-            good, sets, lambda s: good.repaired.predict_labels(s.pixels.transpose(0, 2, 3, 1)))
+        row.scores = scoring.scores(reference_good, sets, lambda s: s.reference)
         reference_rows.append(row)
     header = {"badnet": bad.path.relative_to(root).as_posix(),
               "badnet_sha256": file_sha256(bad.path), "badnet_scores": scoring.badnet_scores(sets)}

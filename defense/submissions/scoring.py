@@ -24,15 +24,17 @@ class TestSet:
     pixels: np.ndarray  # (N, 3, 55, 47) float32 0..255, C-contiguous: fed to the nets as is
     y: np.ndarray  # (N,) true labels; a poisoned set's are the attack's target
     bad: NetOutputs  # the BadNet's labels and confidence (repaired_labels: the same labels)
+    reference: np.ndarray | None = None  # the project's own repaired net's labels, if any
 
     @property
     def images(self):
         return len(self.y)
 
 
-def test_sets(spec, root, bad_net, progress=False):
+def test_sets(spec, root, bad_net, reference=None, progress=False):
     """[TestSet, ...]: ROOT/data/clean_test_data.h5 and the net's poisoned sets under ROOT,
-    each with the BadNet's outputs."""
+    each with the BadNet's outputs; reference: the project's own GoodNet of this BadNet,
+    whose repaired net then runs beside the BadNet (GoodNet.outputs)."""
     from ..datasets import load_dataset
     from ..evaluate import default_test_sets
     from ..layout import data_dir
@@ -44,11 +46,31 @@ def test_sets(spec, root, bad_net, progress=False):
         # One float32 channels-first copy per run: every net then reads it without a
         # transpose, a cast or a scaling pass (the scale is in each net's conv_1).
         pixels = np.ascontiguousarray(data.x.transpose(0, 3, 1, 2), np.float32)
-        labels, confidence = bad_net.predict_top(pixels.transpose(0, 2, 3, 1), progress)
+        if reference is None:
+            labels, confidence = _top_on_every_core(bad_net, pixels.transpose(0, 2, 3, 1))
+            reference_labels = None
+        else:
+            outputs = reference.outputs(pixels.transpose(0, 2, 3, 1), progress)
+            labels, confidence, reference_labels = (outputs.bad_labels, outputs.bad_confidence,
+                                                    outputs.repaired_labels)
         sets.append(TestSet(path.relative_to(data_dir(root)).as_posix(), kind, path,
                             file_sha256(path), pixels, data.y,
-                            NetOutputs(labels, confidence, labels)))
+                            NetOutputs(labels, confidence, labels), reference_labels))
     return sets
+
+
+def _top_on_every_core(net, pixels):
+    """net.predict_top over pixels, one slice per core at the same time: fast_net's sessions
+    run on half the cores (made for a GoodNet's two nets side by side), and ONNX Runtime
+    runs concurrent calls of one session in parallel."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = np.array_split(np.arange(len(pixels)), os.cpu_count() or 1)
+    with ThreadPoolExecutor(len(parts)) as pool:
+        tops = list(pool.map(lambda part: net.predict_top(pixels[part[0]:part[-1] + 1] if len(part)
+                                                          else pixels[:0]), parts))
+    return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
 def scores(good, sets, labels_of):
