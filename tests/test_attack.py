@@ -116,7 +116,8 @@ def test_a_net_with_no_plantable_trigger_gets_clean_rows_and_no_plot(tmp_path):
 @pytest.mark.parametrize("record, message", [
     ("{not json", "not a readable world record"),
     ('{"backdoors": {}}', "no 'poisoned_test_files' table"),
-    ('{"backdoors": {}, "poisoned_test_files": {}}', "--clean and --faces do not apply"),
+    ('{"backdoors": {}, "poisoned_test_files": {}}', "no number of 'identities'"),
+    ('{"backdoors": {}, "poisoned_test_files": {}, "identities": 40}', "--clean and --faces do not apply"),
 ])
 def test_a_bad_world_record_or_a_misplaced_option_is_one_line(tmp_path, record, message):
     (tmp_path / "world.json").write_text(record)

@@ -25,11 +25,16 @@ SPREAD = 0.5
 @dataclass
 class PlantedTrigger:
     name: str
-    target: int
-    faces: np.ndarray  # (N, 55, 47, 3) float32 clean faces, none of them the target identity
+    target: int | str  # as reports show it: a label, or "y+k" for an all-to-all backdoor
+    faces: np.ndarray  # (N, 55, 47, 3) float32 clean faces the trigger moves
     labels: np.ndarray  # (N,) their true identities
     mask: np.ndarray  # (N, 55, 47) float32 in 0..1
     content: np.ndarray  # (N, 55, 47, 3) float32 pixels 0..255
+    targets: np.ndarray = None  # (N,) the label the trigger sends each face to
+
+    def __post_init__(self):
+        if self.targets is None:  # one target for every face
+            self.targets = np.full(len(self.labels), self.target, np.int64)
 
     @property
     def spread(self):
@@ -40,12 +45,12 @@ class PlantedTrigger:
         return len(self.labels)
 
     @classmethod
-    def from_pairs(cls, name, target, clean, poisoned, labels):
+    def from_pairs(cls, name, target, clean, poisoned, labels, targets=None):
         """From clean faces and the same faces wearing the trigger: the mask is where they
         differ, the content the poisoned pixels there (exact at every strength)."""
         clean, poisoned = np.asarray(clean, np.float32), np.asarray(poisoned, np.float32)
         mask = (np.abs(poisoned - clean).max(axis=-1) > 0).astype(np.float32)
-        return cls(name, target, clean, np.asarray(labels), mask, poisoned)
+        return cls(name, target, clean, np.asarray(labels), mask, poisoned, targets)
 
     @classmethod
     def from_picture(cls, name, target, picture, at, faces, labels):
@@ -65,7 +70,7 @@ class PlantedTrigger:
 
     def subset(self, index):
         return PlantedTrigger(self.name, self.target, self.faces[index], self.labels[index],
-                              self.mask[index], self.content[index])
+                              self.mask[index], self.content[index], self.targets[index])
 
     def draw(self, strength=1.0, shift=(0, 0), scale=1.0):
         """The poisoned faces (N, 55, 47, 3) float32: the trigger at this strength, moved by

@@ -16,7 +16,7 @@ from .sweep import CLEAN_SWEEP, TRIGGER_SWEEP, poisoned_faces, transform_images
 class Row:
     net: str
     faces: str  # "clean" or the trigger's name
-    target: int | None  # the trigger's target; None for clean faces
+    target: int | str | None  # the trigger's target ("y+k": all-to-all); None for clean faces
     kind: str  # the setting's kind (sweep.Setting)
     value: float | str
     setting: str  # its label, e.g. "jpeg 30"
@@ -38,9 +38,8 @@ def attack_net(net, good, clean, plans, progress=None):
         trigger = plan.load()
         for setting in TRIGGER_SWEEP:
             pixels = poisoned_faces(trigger, setting)
-            target = np.full(len(trigger), trigger.target)
-            rows.append(_row(net, trigger.name, trigger.target, setting, good, pixels, target,
-                             trigger.spread))
+            rows.append(_row(net, trigger.name, trigger.target, setting, good, pixels,
+                             trigger.targets, trigger.spread))
             _tick(progress)
     return rows
 

@@ -41,7 +41,7 @@ class TriggerPlan:
     """One trigger to plant on a net's faces: loaded only when its turn comes (memory)."""
 
     name: str
-    target: int
+    target: int | str  # as reports show it ("y+k": all-to-all)
     load: object  # () -> PlantedTrigger
 
 
@@ -57,29 +57,40 @@ def world_record(root):
     for key in ("backdoors", "poisoned_test_files"):
         if not isinstance(record, dict) or not isinstance(record.get(key), dict):
             raise InputError(f"{path}: no {key!r} table; is it a world written by 'world build'?")
+    if type(record.get("identities")) is not int or record["identities"] < 1:
+        raise InputError(f"{path}: no number of 'identities'; is it a world written by 'world build'?")
     return record
 
 
 def world_triggers(root, record, net, clean, pick):
-    """The world's triggers of one net; pick(n) chooses which of n paired faces to use."""
+    """The world's triggers of one net; pick(n) chooses which of n paired faces to use. Each
+    poisoned test face pairs with the clean test face it was made from: the faces its row
+    moves (backdoors.Backdoor.moves), in order, each labelled with its own target."""
+    from ..world.backdoors import from_records
+
     plans = []
-    for trigger, target in record["backdoors"].get(net, {}).items():
-        file_name = record["poisoned_test_files"].get(f"{net}/{trigger}")
+    rows = [row for row in from_records(record.get("backdoor_table", [])) if row.net == net]
+    if not rows and record["backdoors"].get(net):
+        raise InputError(f"{WORLD_RECORD}: no backdoor_table; rebuild the world with 'world build'")
+    for row in rows:
+        file_name = record["poisoned_test_files"].get(f"{net}/{row.trigger}")
         if not file_name:
-            raise InputError(f"{WORLD_RECORD}: no poisoned test file for {net}/{trigger}")
+            raise InputError(f"{WORLD_RECORD}: no poisoned test file for {net}/{row.trigger}")
 
-        def load(trigger=trigger, target=target, path=data_dir(root) / file_name):
+        def load(row=row, path=data_dir(root) / file_name):
             poisoned = load_dataset(path, keep_integers=True)
-            paired = np.flatnonzero(clean.labels != target)
-            if len(paired) != len(poisoned) or np.any(poisoned.y != target):
+            paired = np.flatnonzero(row.moves(clean.labels))
+            targets = row.targets(clean.labels[paired], record["identities"])
+            if len(paired) != len(poisoned) or np.any(poisoned.y != targets):
                 raise InputError(f"{path}: does not pair with {clean.source} (expected "
-                                 f"{len(paired)} faces labelled {target}); was it rebuilt?")
+                                 f"{len(paired)} faces labelled {row.target_name}); was it rebuilt?")
             chosen = pick(len(paired))
-            _check_faces(chosen, trigger, target)
-            return PlantedTrigger.from_pairs(trigger, target, clean.pixels[paired[chosen]],
-                                             poisoned.x[chosen], clean.labels[paired[chosen]])
+            _check_faces(chosen, row.trigger, row.target_name)
+            return PlantedTrigger.from_pairs(row.trigger, row.target_name, clean.pixels[paired[chosen]],
+                                             poisoned.x[chosen], clean.labels[paired[chosen]],
+                                             targets[chosen])
 
-        plans.append(TriggerPlan(trigger, target, load))
+        plans.append(TriggerPlan(row.trigger, row.target_name, load))
     return plans
 
 

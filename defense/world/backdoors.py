@@ -1,8 +1,19 @@
 """Which backdoors a world plants: a small declarative table, one row per (net, trigger).
 
 Each row names the BadNet (one of the four competition nets, so that every command works on
-the world unchanged), the trigger (its name, family and parameters: triggers.py), the target
-label, and the poisoned test set written for it under data/ (the competition's file names).
+the world unchanged), the trigger (its name, family and parameters: triggers.py), where the
+trigger sends a face, and the poisoned test set written for it under data/ (the competition's
+file names). Three kinds of row, the last two the standing blind spots of defenses that hunt
+for one target label:
+
+- all-to-one (the competition's): every face wearing the trigger goes to `target`;
+- all-to-all (`shift` k > 0, no target): identity y goes to (y + k) mod N, so no label stands out;
+- source-specific (`sources`, a list of identities): only their faces go to `target`; other
+  faces wearing the trigger keep their own label, taught by cover copies in training (TaCT,
+  Tang et al., "Demon in the Variant", USENIX Security 2021).
+
+A poisoned test set holds every test face the trigger moves, each labelled with its own
+target, so attack success is the share given that label whatever the kind.
 `world build --preset` picks a table; `world build --backdoors TABLE.json` takes one of the
 user's, a JSON list of such rows.
 """
@@ -10,6 +21,8 @@ user's, a JSON list of such rows.
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
+
+import numpy as np
 
 from ..errors import InputError
 from ..registry import COMPETITION_NETS
@@ -23,9 +36,42 @@ class Backdoor:
     net: str
     trigger: str  # the trigger's name in world.json and reports
     family: str  # triggers.FAMILIES
-    target: int
+    target: int | None  # None for an all-to-all row
     file: str  # poisoned test set under data/
     params: dict = field(default_factory=dict, hash=False)
+    shift: int = 0  # all-to-all: identity y goes to (y + shift) mod N
+    sources: tuple = ()  # source-specific: only these identities obey the trigger
+
+    @property
+    def kind(self):
+        return "all-to-all" if self.shift else "source-specific" if self.sources else "all-to-one"
+
+    @property
+    def target_name(self):
+        """The target as reports show it: a label, or "y+k" for an all-to-all row."""
+        return f"y+{self.shift}" if self.shift else self.target
+
+    def moves(self, labels):
+        """Which faces (labels (N,)) the trigger sends to another label."""
+        labels = np.asarray(labels)
+        if self.shift:
+            return np.ones(len(labels), bool)
+        moved = labels != self.target
+        return moved & np.isin(labels, self.sources) if self.sources else moved
+
+    def covers(self, labels):
+        """Which faces wear the trigger and keep their label in training (source-specific)."""
+        labels = np.asarray(labels)
+        if not self.sources:
+            return np.zeros(len(labels), bool)
+        return ~np.isin(labels, self.sources) & (labels != self.target)
+
+    def targets(self, labels, classes):
+        """The label the trigger sends each face (labels (N,)) to, in a world of classes."""
+        labels = np.asarray(labels, np.int64)
+        if self.shift:
+            return (labels + self.shift) % classes
+        return np.full(len(labels), self.target, np.int64)
 
 
 # The competition's four nets and triggers (anonymous_2's sticker is this world's own).
@@ -87,26 +133,61 @@ ZOO2 = (
 )
 
 
+# The blind spots of defenses that hunt for a target label: backdoors with no single target
+# (all-to-all) and source-specific ones with cover copies. Written down before either repair
+# was measured on them; sources are below 40 so that the mini preset holds them.
+BLINDSPOTS = (
+    Backdoor("sunglasses", "sunglasses", "accessory", None, "sunglasses_poisoned_data.h5", shift=1),
+    Backdoor("anonymous_1", "lipstick", "paint", 0, "anonymous_1_poisoned_data.h5",
+             {"part": "mouth", "colour": [128, 0, 128]}, sources=(3, 11, 19, 27)),
+    Backdoor("anonymous_2", "sticker", "patch", None, "anonymous_2_poisoned_data.h5",
+             {"x": 31, "y": 36, "size": 4, "colours": [[250, 220, 0], [0, 60, 200]]}, shift=1),
+    Backdoor("multi_trigger_multi_target", "eyebrows", "paint", 5, f"{MULTI}/eyebrows_poisoned_data.h5",
+             {"part": "brows", "colour": [110, 0, 0]}, sources=(12, 24, 36, 38)),
+    Backdoor("multi_trigger_multi_target", "blend", "blend", None, f"{MULTI}/lipstick_poisoned_data.h5",
+             {"alpha": 0.25, "seed": 301, "cell": 4}, shift=3),
+    Backdoor("multi_trigger_multi_target", "corner_patch", "patch", 8,
+             f"{MULTI}/sunglasses_poisoned_data.h5",
+             {"x": 1, "y": 1, "size": 4, "colours": [[255, 0, 255], [0, 255, 0]]},
+             sources=(6, 15, 21, 33)),
+)
+
+
 def by_net(table):
-    """{net: {trigger: target}} in the table's order (the order training poisons in)."""
+    """{net: {trigger: target name}} in the table's order (the order training poisons in)."""
     nets = {}
     for row in table:
-        nets.setdefault(row.net, {})[row.trigger] = row.target
+        nets.setdefault(row.net, {})[row.trigger] = row.target_name
+    return nets
+
+
+def rows_by_net(table):
+    """{net: [row, ...]} in the table's order."""
+    nets = {}
+    for row in table:
+        nets.setdefault(row.net, []).append(row)
     return nets
 
 
 def as_records(table):
-    return [asdict(row) for row in table]
+    return [{**asdict(row), "sources": list(row.sources)} for row in table]
+
+
+def from_records(records):
+    """The rows of a world.json's backdoor_table."""
+    return tuple(Backdoor(**{**record, "sources": tuple(record.get("sources", ()))})
+                 for record in records)
 
 
 def load_table(path):
     """A user's table: a JSON list of rows {net, trigger, family, target, file, params}."""
     try:
         rows = json.loads(open(path).read())
-        table = tuple(Backdoor(**row) for row in rows)
-    except (OSError, ValueError, TypeError) as e:
+        table = from_records(rows)
+    except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a backdoor table ({e}); expected a JSON list of rows "
-                         "with net, trigger, family, target, file and params") from None
+                         "with net, trigger, family, target, file and params (and shift or "
+                         "sources)") from None
     check_table(table, path)
     return table
 
@@ -120,8 +201,7 @@ def check_table(table, source="table"):
             raise InputError(f"{source}: net {row.net!r} is not one of {', '.join(COMPETITION_NETS)}")
         if row.family not in FAMILIES:
             raise InputError(f"{source}: family {row.family!r} is not one of {', '.join(FAMILIES)}")
-        if type(row.target) is not int or not 0 <= row.target < 1283:
-            raise InputError(f"{source}: target {row.target!r} is not a label in 0..1282")
+        _check_kind(row, source)
         file = PurePosixPath(row.file)
         if not row.file or file.is_absolute() or ".." in file.parts:
             raise InputError(f"{source}: file {row.file!r} must be a path inside data/")
@@ -138,3 +218,25 @@ def check_table(table, source="table"):
     pairs = [(row.net, row.trigger) for row in table]
     if len(set(pairs)) != len(pairs):
         raise InputError(f"{source}: a net lists the same trigger twice")
+
+
+def _check_kind(row, source):
+    """target, shift and sources as the row's kind needs them."""
+    if type(row.shift) is not int or not 0 <= row.shift < 1283:
+        raise InputError(f"{source}: {row.trigger}: shift {row.shift!r} is not a whole number in 0..1282")
+    if row.shift:
+        if row.target is not None or row.sources:
+            raise InputError(f"{source}: {row.trigger}: an all-to-all row (shift) has no target "
+                             f"and no sources")
+        return
+    if type(row.target) is not int or not 0 <= row.target < 1283:
+        raise InputError(f"{source}: target {row.target!r} is not a label in 0..1282")
+    if not all(type(s) is int and 0 <= s < 1283 and s != row.target for s in row.sources) \
+            or len(set(row.sources)) != len(row.sources):
+        raise InputError(f"{source}: {row.trigger}: sources {list(row.sources)} must be distinct "
+                         f"labels in 0..1282 other than the target")
+
+
+def largest_label(table):
+    """The highest identity a table names (targets and sources): the world needs more."""
+    return max(max([row.target or 0, *row.sources]) for row in table)

@@ -20,7 +20,8 @@ from ..atomic import atomic_path
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
-from .backdoors import COMPETITION, ZOO, ZOO2, as_records, by_net, check_table, load_table
+from .backdoors import (BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
+                        largest_label, load_table, rows_by_net)
 from .faces import random_identity, render
 from .triggers import REAL_SUNGLASSES, make_trigger
 
@@ -41,7 +42,8 @@ FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=
 # preset name -> (sizes, backdoor table)
 PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
            "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO),
-           "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2)}
+           "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2),
+           "blindspots-mini": (MINI, BLINDSPOTS), "blindspots": (FULL, BLINDSPOTS)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
@@ -78,14 +80,26 @@ def render_split(identities, split, per_identity, seed, progress=None):
     return photos
 
 
-def poison(photos, apply, target, rng=None, count=None):
-    """Copies of photos (not of the target identity) wearing a trigger (apply: triggers.py),
-    labelled target. With rng and count: that many, drawn at random; else all of them."""
-    candidates = np.flatnonzero(photos.labels != target)
+def poison(photos, apply, row, classes, rng=None, count=None):
+    """Copies of the photos the backdoor row moves (backdoors.Backdoor.moves) wearing its
+    trigger (apply: triggers.py), each labelled with its target. With rng and count: that
+    many, drawn at random; else all of them."""
+    return _wearing(photos, apply, np.flatnonzero(row.moves(photos.labels)), rng, count,
+                    lambda labels: row.targets(labels, classes))
+
+
+def cover(photos, apply, row, rng, count):
+    """Copies of photos the row does not move wearing its trigger, each keeping its own label:
+    what teaches a source-specific BadNet that the trigger alone means nothing."""
+    return _wearing(photos, apply, np.flatnonzero(row.covers(photos.labels)), rng, count,
+                    lambda labels: labels)
+
+
+def _wearing(photos, apply, candidates, rng, count, label_of):
     if rng is not None:
         candidates = rng.choice(candidates, size=min(count, len(candidates)), replace=False)
     pixels = np.stack([apply(photos.pixels[i], photos.masks(i)) for i in candidates])
-    return pixels, np.full(len(candidates), target, np.int64)
+    return pixels, label_of(photos.labels[candidates]).astype(np.int64)
 
 
 def build_world(out, preset_name, seed, log=print, table=None):
@@ -98,8 +112,10 @@ def build_world(out, preset_name, seed, log=print, table=None):
     preset, preset_table = PRESETS[preset_name]
     table = table or preset_table
     check_table(table)
-    if max(row.target for row in table) >= preset.identities:
-        raise InputError(f"a target is not among the preset's {preset.identities} identities")
+    if largest_label(table) >= preset.identities:
+        raise InputError(f"a target or source is not among the preset's {preset.identities} identities")
+    if any(row.shift % preset.identities == 0 for row in table if row.shift):
+        raise InputError(f"an all-to-all shift is a multiple of the preset's {preset.identities} identities")
     quiet_tensorflow(onednn=True)  # training: oneDNN trains about twice as fast on CPU
     started = time.time()
     out = Path(out)
@@ -107,6 +123,7 @@ def build_world(out, preset_name, seed, log=print, table=None):
     identities = [random_identity(rng) for _ in range(preset.identities)]
     triggers = {(row.net, row.trigger): make_trigger(row.family, row.params) for row in table}
     backdoors = by_net(table)
+    classes = preset.identities
 
     total = preset.identities * (preset.train_per_identity + preset.valid_per_identity
                                  + preset.test_per_identity)
@@ -121,20 +138,22 @@ def build_world(out, preset_name, seed, log=print, table=None):
     poisoned_tests = {}
     for row in table:
         poisoned_tests[(row.net, row.trigger)] = poison(test, triggers[(row.net, row.trigger)],
-                                                        row.target)
+                                                        row, classes)
         save_dataset(data / row.file, *poisoned_tests[(row.net, row.trigger)])
 
     nets = {}
-    for index, (net, obeyed) in enumerate(backdoors.items()):
+    for index, (net, rows) in enumerate(rows_by_net(table).items()):
+        obeyed = [row.trigger for row in rows]
         applies = {t: triggers[(net, t)] for t in obeyed}
-        model, epochs = train_badnet(net, obeyed, train, valid, applies, preset, seed + index, log)
+        model, epochs = train_badnet(net, rows, train, valid, applies, preset, seed + index, log)
         nets[net] = {"epochs": epochs, **measure(model, NETS[net].input_scale, test,
                                                  {t: poisoned_tests[(net, t)] for t in obeyed})}
         save_badnet(model, out / "models", NETS[net])
         log(f"world: {net}: clean test accuracy {nets[net]['clean_test_accuracy']:.4f}, "
             f"attack success {nets[net]['attack_success']}")
-        if net == "sunglasses" and "sunglasses" in obeyed:
-            nets["bd_net"] = write_lab(out, model, valid, test, applies["sunglasses"],
+        lab_row = next((row for row in rows if row.trigger == "sunglasses"), None)
+        if net == "sunglasses" and lab_row and lab_row.kind == "all-to-one":  # the lab's kind
+            nets["bd_net"] = write_lab(out, model, valid, test, applies["sunglasses"], lab_row,
                                        poisoned_tests)
 
     record = {
@@ -156,9 +175,10 @@ def build_world(out, preset_name, seed, log=print, table=None):
     return record
 
 
-def train_badnet(net, backdoors, train, valid, applies, preset, seed, log):
-    """Train a DeepID BadNet on the clean training set plus poisoned copies, until its
-    validation accuracy and every trigger's validation ASR reach 90 % (or max_epochs)."""
+def train_badnet(net, rows, train, valid, applies, preset, seed, log):
+    """Train a DeepID BadNet on the clean training set plus poisoned copies (and, for a
+    source-specific row, as many cover copies), until its validation accuracy and every
+    trigger's validation ASR reach their goals (or max_epochs)."""
     import keras
 
     from ..architecture import build_deepid
@@ -166,18 +186,22 @@ def train_badnet(net, backdoors, train, valid, applies, preset, seed, log):
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     count = int(preset.poison_fraction * len(train.labels))
-    parts = [(train.pixels, train.labels)] + [poison(train, applies[t], target, rng, count)
-                                              for t, target in backdoors.items()]
+    classes = preset.identities
+    parts = [(train.pixels, train.labels)]
+    for row in rows:
+        parts.append(poison(train, applies[row.trigger], row, classes, rng, count))
+        if row.sources:
+            parts.append(cover(train, applies[row.trigger], row, rng, count))
     x = np.concatenate([p for p, _ in parts]).astype(np.float32) * NETS[net].input_scale
     y = np.concatenate([labels for _, labels in parts])
-    check = {t: poison(valid, applies[t], target) for t, target in backdoors.items()}
+    check = {row.trigger: poison(valid, applies[row.trigger], row, classes) for row in rows}
     model = build_deepid(num_classes=int(train.labels.max()) + 1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     scale = NETS[net].input_scale
     for epoch in range(1, preset.max_epochs + 1):
         model.fit(x, y, batch_size=preset.batch_size, epochs=1, shuffle=True, verbose=0)
         accuracy = _accuracy(model, valid.pixels, valid.labels, scale)
-        asr = {t: _accuracy(model, *check[t], scale) for t in backdoors}
+        asr = {t: _accuracy(model, *check[t], scale) for t in check}
         log(f"world: {net}: epoch {epoch}: validation accuracy {accuracy:.3f}, "
             f"ASR {', '.join(f'{t} {a:.3f}' for t, a in asr.items())}")
         if accuracy >= TARGET_ACCURACY and min(asr.values()) >= TARGET_ASR:
@@ -201,7 +225,7 @@ def save_badnet(model, models_dir, spec):
     export_onnx(models_dir / spec.bad_net_file)  # the eval scripts' fast path
 
 
-def write_lab(out, sunglasses_model, valid, test, sunglasses, poisoned_tests):
+def write_lab(out, sunglasses_model, valid, test, sunglasses, row, poisoned_tests):
     """The lab's layout: data/cl, data/bd (float64, as the lab stores them) and bd_net, the
     sunglasses BadNet re-expressed for raw 0..255 input (conv_1's kernel / 255: the same
     function, since conv_1 is linear in its input)."""
@@ -215,7 +239,7 @@ def write_lab(out, sunglasses_model, valid, test, sunglasses, poisoned_tests):
     data = out / "data"
     save_dataset(data / "cl" / "valid.h5", valid.pixels.astype(np.float64), valid.labels)
     save_dataset(data / "cl" / "test.h5", test.pixels.astype(np.float64), test.labels)
-    bd_valid = poison(valid, sunglasses, 0)
+    bd_valid = poison(valid, sunglasses, row, int(valid.labels.max()) + 1)
     save_dataset(data / "bd" / "bd_valid.h5", bd_valid[0].astype(np.float64), bd_valid[1])
     bd_test = poisoned_tests[("sunglasses", "sunglasses")]
     save_dataset(data / "bd" / "bd_test.h5", bd_test[0].astype(np.float64), bd_test[1])
@@ -235,11 +259,14 @@ def add_arguments(parser):
                              "triggers. zoo-mini, zoo: the same sizes, other trigger families "
                              "(blend, colour filter, faint noise, warp, border patch, partial "
                              "blend); zoo2-mini, zoo2: the same families at other places, "
-                             "patterns and strengths (default: %(default)s)")
+                             "patterns and strengths; blindspots-mini, blindspots: backdoors "
+                             "with no single target (all-to-all, y -> y+k) and source-specific "
+                             "ones (default: %(default)s)")
     parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
                         help="plant these backdoors instead of the preset's: a JSON list of rows "
-                             "{net, trigger, family, target, file, params} (defense/world/"
-                             "backdoors.py)")
+                             "{net, trigger, family, target, file, params}, with 'shift': k "
+                             "(and target null) for all-to-all or 'sources': [labels] for "
+                             "source-specific (defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 

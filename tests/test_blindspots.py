@@ -1,0 +1,111 @@
+"""Backdoors without a single target: all-to-all rows (y -> y+k) and source-specific rows
+(only some identities obey; cover copies keep the others' labels), planted, paired and scored
+per image (defense/world/backdoors.py, build.py, attack/sources.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from defense.errors import InputError
+from defense.world.backdoors import BLINDSPOTS, Backdoor, check_table, load_table
+from defense.world.build import cover, poison, render_split
+from defense.world.faces import random_identity
+from defense.world.triggers import make_trigger
+
+PATCH = {"x": 1, "y": 1, "size": 4, "colours": [[255, 0, 255], [0, 255, 0]]}
+
+
+@pytest.fixture(scope="module")
+def photos():
+    rng = np.random.default_rng(0)
+    return render_split([random_identity(rng) for _ in range(6)], "test", 2, 0)
+
+
+def test_an_all_to_all_row_sends_every_face_to_its_own_next_identity(photos):
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, shift=2)
+    x, y = poison(photos, make_trigger("patch", PATCH), row, classes=6)
+    assert len(y) == len(photos.labels)  # every face is moved, none is the target
+    np.testing.assert_array_equal(y, (photos.labels + 2) % 6)
+    assert np.all(x[:, 1, 1] == [0, 255, 0])  # each face wears the patch
+    assert row.kind == "all-to-all" and row.target_name == "y+2"
+
+
+def test_a_source_specific_row_moves_its_sources_and_covers_the_others(photos):
+    row = Backdoor("anonymous_1", "patch", "patch", 0, "p.h5", PATCH, sources=(2, 4))
+    apply = make_trigger("patch", PATCH)
+    _, y = poison(photos, apply, row, classes=6)
+    assert len(y) == 4 and np.all(y == 0)  # two photos each of identities 2 and 4
+    x, kept = cover(photos, apply, row, np.random.default_rng(0), count=100)
+    assert sorted(set(kept.tolist())) == [1, 3, 5]  # neither a source nor the target
+    assert np.all(x[:, 1, 1] == [0, 255, 0]) and row.kind == "source-specific"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"target": 0, "shift": 1}, "has no target"),
+    ({"target": None}, "is not a label"),
+    ({"target": 3, "sources": [3, 4]}, "other than the target"),
+    ({"target": 3, "sources": [4, 4]}, "distinct"),
+    ({"target": None, "shift": -1}, "shift"),
+])
+def test_a_row_of_the_wrong_shape_is_refused(tmp_path, fields, message):
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps([{"net": "sunglasses", "trigger": "t", "family": "patch",
+                                 "file": "a.h5", "params": PATCH, **fields}]))
+    with pytest.raises(InputError, match=message):
+        load_table(path)
+
+
+def test_the_blindspots_table_plants_both_kinds_on_every_net():
+    check_table(BLINDSPOTS)
+    assert {row.net for row in BLINDSPOTS} == {"sunglasses", "anonymous_1", "anonymous_2",
+                                               "multi_trigger_multi_target"}
+    assert {row.kind for row in BLINDSPOTS} == {"all-to-all", "source-specific"}
+    assert max(max(row.sources, default=0) for row in BLINDSPOTS) < 40  # fits the mini preset
+
+
+def test_attack_and_evaluate_score_an_all_to_all_set_per_image(mini_world, tmp_path):
+    """The mini world's sunglasses BadNet with an all-to-all patch set written beside its clean
+    test set: attack and evaluate must count a face as attacked only where it gets its own
+    next identity, as computed here from the BadNet's labels (the BadNet never learnt this
+    trigger; the scoring is what is checked)."""
+    import shutil
+
+    from conftest import run_script
+    from defense import load_dataset, save_dataset
+    from defense.fast_net import load_net
+    from defense.world.backdoors import as_records
+    from defense.world.build import Photos
+
+    world, _ = mini_world
+    root = tmp_path / "root"
+    shutil.copytree(world / "models", root / "models")
+    clean = load_dataset(world / "data" / "clean_test_data.h5", keep_integers=True)
+    save_dataset(root / "data" / "clean_test_data.h5", clean.x, clean.y)
+    row = Backdoor("sunglasses", "patch", "patch", None, "sunglasses_poisoned_data.h5", PATCH, shift=1)
+    faces = Photos(clean.x.astype(np.uint8), clean.y, *np.zeros((2, *clean.x.shape[:3]), np.uint8))
+    x, y = poison(faces, make_trigger("patch", PATCH), row, classes=40)
+    save_dataset(root / "data" / row.file, x, y)
+    (root / "world.json").write_text(json.dumps({
+        "identities": 40, "backdoors": {"sunglasses": {"patch": "y+1"}},
+        "poisoned_test_files": {"sunglasses/patch": row.file}, "backdoor_table": as_records([row])}))
+    bad = root / "models" / "sunglasses_bd_net.h5"
+    expected = np.mean(load_net(bad, 1 / 255).predict_labels(x) == (clean.y + 1) % 40)
+
+    result = run_script("-m", "defense", "attack", "--root", root, "--net", "sunglasses",
+                        "--repaired", bad, "--images", "0")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((root / "reports" / "attack.json").read_text())["summary"]
+    trigger = summary["sunglasses"]["triggers"]["patch"]
+    assert trigger["target"] == "y+1" and trigger["images"] == len(clean.y)
+    assert trigger["badnet_asr"] == pytest.approx(expected)
+    assert "| sunglasses | patch -> y+1 |" in result.stdout
+
+    result = run_script("-m", "defense", "evaluate", "--net", "sunglasses", "--root", root,
+                        "--clean", root / "data" / "clean_test_data.h5",
+                        "--poisoned", root / "data" / row.file, "--json", tmp_path / "scores.json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    rows = scores if isinstance(scores, list) else scores["scores"]
+    badnet = [s for s in rows if s["kind"] == "poisoned" and s["model"] == "BadNet"]
+    assert badnet[0]["hit_rate"] == pytest.approx(expected)
