@@ -191,7 +191,10 @@ def grading(work):
     wall = time.perf_counter() - started
     board = json.loads((work / "out" / "leaderboard.json").read_text())
     rows = [r for r in board["rows"] if r["how_net"] != "reference"]
-    assert len(rows) == 4 * GRADING_TEAMS and all(r["status"] == "graded" for r in rows), \
+    # Every submission ran over every test set (an unrepaired verdict from its agreement still
+    # runs it; only a copy of the BadNet's weights would not).
+    assert len(rows) == 4 * GRADING_TEAMS and all(
+        r["status"] in ("graded", "unrepaired") and r["how_scale"] != "same weights" for r in rows), \
         [(r["file"], r["status"], r["reason"]) for r in rows if r["status"] != "graded"]
     images = sum(board["header"]["data_sets"][name]["images"] for r in rows for name in r["scores"])
 
@@ -286,8 +289,12 @@ def print_table(rows):
     print("|---|---:|---:|---:|---|---|")
     for name, ours, keras, goal, met in rows:
         ratio = "" if keras is None else f"{(keras / ours if 'images/s' not in name else ours / keras):.1f}x"
-        keras = "" if keras is None else f"{keras:.3g}"
-        print(f"| {name} | {ours:.3g} | {keras} | {ratio} | {goal} | {'yes' if met else 'NO'} |")
+        keras = "" if keras is None else _figure(keras)
+        print(f"| {name} | {_figure(ours)} | {keras} | {ratio} | {goal} | {'yes' if met else 'NO'} |")
+
+
+def _figure(value):
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
 
 
 def as_called(image, work):

@@ -149,10 +149,18 @@ def plot(header, rows, path):
             ax.scatter(100 * asr, 100 * accuracy, marker=style[0], color=style[1])
             ax.annotate(row["team"], (100 * asr, 100 * accuracy), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
+        if net in header["nets"]:  # where the unrepaired BadNet stands
+            accuracy, _, asr = summary({"scores": header["nets"][net]["badnet_scores"]}, header)
+            if accuracy is not None and asr is not None:
+                ax.scatter(100 * asr, 100 * accuracy, marker="s", color="grey")
+                ax.annotate("BadNet", (100 * asr, 100 * accuracy), fontsize=6, color="grey",
+                            xytext=(3, -8), textcoords="offset points")
         ax.set_xlim(-3, 103)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(nets):]:
         ax.axis("off")
+    figure.suptitle("o graded   x unrepaired   * this project's repaired net   "
+                    "square: the BadNet", fontsize=8, y=0.995)
     figure.tight_layout()
     figure.savefig(path, dpi=110, format="png")
     plt.close(figure)
