@@ -94,6 +94,8 @@ COMMANDS = {
         ("skip", "slow (minutes); test_zoo checks the zoo's table and every family"),
     "python3 -m defense world build worlds/zoo2-mini --preset zoo2-mini":
         ("skip", "slow (minutes); test_zoo checks the second zoo's table"),
+    "python3 -m defense world build worlds/blindspots-mini --preset blindspots-mini":
+        ("skip", "slow (minutes); test_blindspots checks the table's kinds and their scoring"),
 }
 
 
