@@ -302,10 +302,10 @@ def test_net_identity_on_the_real_badnets(tmp_path):
     for net in COMPETITION_NETS:
         shutil.copyfile(SHARED_MODELS / f"{net}_bd_weights.h5", tmp_path / "models" / f"{net}_bd_weights.h5")
     badnets = find_badnets(tmp_path, COMPETITION_NETS)
-    row, _ = _identified(Submission("t", "G1.h5", THIRD_PARTY_REPAIRED), badnets)
+    row = _identified(Submission("t", "G1.h5", THIRD_PARTY_REPAIRED), badnets)
     assert (row.net, row.how_net, row.status) == ("sunglasses", "weights", "graded")
     small = copy_with_classes(SHARED_MODELS / "anonymous_1_bd_weights.h5", tmp_path / "a1.h5", 40)
-    row, _ = _identified(Submission("t", "anonymous_1.h5", small), badnets)
+    row = _identified(Submission("t", "anonymous_1.h5", small), badnets)
     assert row.status == "refused" and "has 40 classes; the BadNets under ROOT have 1283" in row.reason
 
 

@@ -6,8 +6,9 @@ read and the BadNet's outputs computed once; each submission of that net runs on
 clean faces under both scales (identify.decide_scale) and once over every test set.
 """
 
+import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..digest import file_sha256
@@ -36,6 +37,7 @@ class Row:
     agreement: dict = field(default_factory=dict)  # scale -> agreement with the BadNet
     scores: dict = field(default_factory=dict)  # test set -> {"hit_rate", "flagged"}
     path: Path | None = field(default=None, repr=False)  # the file itself; not in the records
+    weights: dict | None = field(default=None, repr=False)  # read once, by _identified; nor these
 
     def refuse(self, why):
         self.status, self.reason = "refused", why
@@ -59,10 +61,9 @@ def grade_submissions(folder, root=None, nets=None, rule="original", flag_confid
         raise InputError(f"{models_dir(root)}: no BadNet of {', '.join(nets or COMPETITION_NETS)}; "
                          "run 'make setup' (or give --root)")
     bar = _progress(len(submissions), progress)
-    rows, weights = [], {}
+    rows = []
     for submission in submissions:
-        row, row_weights = _identified(submission, badnets)
-        weights[id(row)] = row_weights
+        row = _identified(submission, badnets)
         rows.append(row)
         if row.status in ("refused", "no-net"):
             warn(f"{row.status} {row.team}/{row.file}: {row.reason}")
@@ -74,7 +75,7 @@ def grade_submissions(folder, root=None, nets=None, rule="original", flag_confid
         reference = default_repaired_model(NETS[net], root)
         if not mine and not reference.is_file():
             continue
-        graded = _grade_net(root, NETS[net], bad, mine, weights, reference, faces, rule,
+        graded = _grade_net(root, NETS[net], bad, mine, reference, faces, rule,
                             flag_confidence, bar, progress, warn)
         rows.extend(graded["reference"])
         header_nets[net] = graded["header"]
@@ -94,45 +95,46 @@ def grade_submissions(folder, root=None, nets=None, rule="original", flag_confid
 
 
 def _identified(submission, badnets):
-    """(Row with net, how_net and, for a bad file, status and reason; the weights or None)."""
+    """The Row with net, how_net and the weights; for a bad file, its status and reason."""
     from ..model_io import read_weights
 
     row = Row(submission.team, submission.file, path=submission.path)
     try:
         row.sha256 = file_sha256(submission.path)
     except OSError as e:
-        return row.refuse(f"cannot be read ({reason(e, 120)})"), None
+        return row.refuse(f"cannot be read ({reason(e, 120)})")
     if submission.path.suffix.lower() == ".keras":
         return row.refuse("a Keras 3 .keras archive: only .h5 model files are read (they can "
-                          "be checked without running code); save with model.save('NAME.h5')"), None
+                          "be checked without running code); save with model.save('NAME.h5')")
     try:
         weights = read_weights(submission.path)
     except InputError as e:
         # The loader's message starts with the path; the row names the file already.
-        return row.refuse(str(e).removeprefix(f"{submission.path}: ")), None
+        return row.refuse(str(e).removeprefix(f"{submission.path}: "))
     if submission.problems:
-        return row.refuse("; ".join(submission.problems)), None
+        return row.refuse("; ".join(submission.problems))
     classes = int(weights["output"][1].shape[0])
     candidates = {net: bad for net, bad in badnets.items() if bad.classes == classes}
     if not candidates:
         have = sorted({bad.classes for bad in badnets.values()})
         return row.refuse(f"has {classes} classes; the BadNets under ROOT have "
-                          f"{' or '.join(map(str, have))}"), None
+                          f"{' or '.join(map(str, have))}")
     if submission.net and submission.net not in candidates:
         return row.refuse(f"manifest names {submission.net}, which has no BadNet of "
-                          f"{classes} classes under ROOT/models"), None
+                          f"{classes} classes under ROOT/models")
     decision = identify.decide_net(submission.file, weights, candidates, submission.net)
     row.net, row.how_net = decision.net, decision.how
     for note in decision.notes:
         row.note(note)
     if row.net is None:
         row.status = "no-net"
-        return row, None
+        return row
     row.scale = submission.scale  # the manifest's, if any; decided later otherwise
-    return row, weights
+    row.weights = weights
+    return row
 
 
-def _grade_net(root, spec, bad, rows, weights, reference, faces, rule, flag_confidence, bar,
+def _grade_net(root, spec, bad, rows, reference, faces, rule, flag_confidence, bar,
                progress, warn):
     from ..fast_net import load_net
     from ..goodnet import GoodNet
@@ -152,10 +154,11 @@ def _grade_net(root, spec, bad, rows, weights, reference, faces, rule, flag_conf
     done = {}  # (sha256, scale) -> scores: a file handed in twice is run once
     for row in rows:
         try:
-            _grade_one(row, weights[id(row)], bad, bad_net, sets, faces, bad_on_faces,
+            _grade_one(row, bad, bad_net, sets, faces, bad_on_faces,
                        default_scale, rule, flag_confidence, done)
         except Exception as e:  # a net that loads but cannot run must not stop the others
             row.refuse(f"could not be run ({type(e).__name__}: {reason(e, 120)})")
+        row.weights = None  # a few MB a file: not kept for the whole run
         bar.update()
     reference_rows = []
     if reference_good is not None:
@@ -170,9 +173,9 @@ def _grade_net(root, spec, bad, rows, weights, reference, faces, rule, flag_conf
     return {"reference": reference_rows, "header": header, "data_sets": data_sets}
 
 
-def _grade_one(row, weights, bad, bad_net, sets, faces, bad_on_faces, default_scale, rule,
+def _grade_one(row, bad, bad_net, sets, faces, bad_on_faces, default_scale, rule,
                flag_confidence, done):
-    if row.sha256 in bad.sha256s or identify.same_weights(weights, bad.weights):
+    if row.sha256 in bad.sha256s or identify.same_weights(row.weights, bad.weights):
         row.status, row.scale, row.how_scale = "unrepaired", row.scale or default_scale, "same weights"
         row.note("the BadNet's own file" if row.sha256 in bad.sha256s else "the BadNet's weights")
         good = scoring.submission_goodnet(bad_net, bad_net, flag_confidence, rule)
@@ -182,11 +185,11 @@ def _grade_one(row, weights, bad, bad_net, sets, faces, bad_on_faces, default_sc
 
     def net(scale):
         if scale not in nets:
-            nets[scale] = DirectNet(weights, SCALES[scale], row.path)
+            nets[scale] = DirectNet(row.weights, SCALES[scale], row.path)
         return nets[scale]
 
     decision = identify.decide_scale(
-        weights, bad, default_scale, lambda scale: net(scale).labels_channels_first(faces.pixels),
+        row.weights, bad, default_scale, lambda scale: net(scale).labels_channels_first(faces.pixels),
         bad_on_faces, row.scale)
     row.scale, row.how_scale, row.agreement = decision.scale, decision.how, decision.agreement
     agreement = decision.agreement.get(row.scale)
@@ -227,4 +230,6 @@ def project_version():
 
 
 def as_records(rows):
-    return [{k: v for k, v in asdict(row).items() if k != "path"} for row in rows]
+    """The rows as the JSON records them: everything but the file's path and weights."""
+    return [{f.name: copy.deepcopy(getattr(row, f.name)) for f in fields(row)
+             if f.name not in ("path", "weights")} for row in rows]
