@@ -65,6 +65,9 @@ COMMANDS = {
     "./fine_prune_all.sh": ("skip", "rewrites fine_pruned_models/ as make setup did; "
                                     "test_data_free runs it on a mini world"),
     "python3 -m defense grade": ("run", _needs_data),
+    "python3 -m defense grade-submissions submissions/ --root ROOT":
+        ("skip", "needs the teams' files and test sets; test_submissions grades a dozen made-up "
+                 "teams on a mini world and bench/run.py 30 teams at full size"),
     "python3 -m defense repaired": ("run", lambda r: r.returncode == 0 and len(r.stdout.splitlines()) == 4
                                     and r.stdout.count("data-free repair") == 4),
     "python3 -m defense fine-prune --net anonymous_2 --data-free": ("run", None),  # own test below
