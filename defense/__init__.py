@@ -1,4 +1,4 @@
-"""Fine-Pruning backdoor defense for the CSAW-HackML-2020 BadNets.
+"""Backdoor defense and evaluator for the CSAW-HackML-2020 BadNets.
 
     from defense import GoodNet, load_image, get_net
     spec = get_net("sunglasses")

@@ -16,8 +16,9 @@ COMMANDS = {
                            "BadNet and its GoodNet on competition HDF5 data sets"),
     "export-onnx": (fast_net, "make the fast ONNX artefact beside each model file (done by "
                               "make setup and fine_prune_all.sh)"),
-    "fine-prune": (fine_pruning_cli, "repair one BadNet by Fine-Pruning on the clean validation data "
-                               "(fine_prune_all.sh runs it for the four competition nets)"),
+    "fine-prune": (fine_pruning_cli, "repair one BadNet: Fine-Pruning where the clean validation "
+                                     "data is at hand, else data-free (probe and quarantine); "
+                                     "fine_prune_all.sh runs it for the four competition nets"),
     "attack": (attack_cli, "each GoodNet against an attacker who has read the README: triggers "
                            "faded, moved, scaled, JPEG'd, resized, noised; worst case per trigger"),
     "repaired": (repaired, "list the repaired nets under ROOT: which repair made each, what it "
@@ -35,7 +36,8 @@ COMMANDS = {
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m defense",
-        description="Fine-Pruning backdoor defense for the CSAW-HackML-2020 BadNets.")
+        description="Backdoor defense and evaluator for the CSAW-HackML-2020 BadNets: "
+                    "repairs (Fine-Pruning, data-free), the GoodNet comparator, scoring.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=module.__doc__)
