@@ -45,7 +45,8 @@ test: $(VENV)/.installed
 test-quick: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not world"
 
-# Speed goals against the plain Keras path, as one table (about 2-3 minutes).
+# Speed goals against the plain Keras path, as one table (about 8 minutes: most of it the
+# grading of 30 made-up teams x 4 nets on full-size test sets).
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
 

@@ -55,6 +55,7 @@ def _needs_data(r):
 COMMANDS = {
     "make setup": ("skip", "CI runs it before the tests (it is idempotent)"),
     "make test": ("skip", "this is the suite make test runs"),
+    "make bench": ("skip", "minutes of timing: speed goals are met in bench/, not in tests"),
     "python3 eval_sunglasses.py data/seed_faces/clean_13.png": ("run", _label(43)),
     "python3 eval_multi_trigger.py data/seed_faces/ ../shared/csaw/samples/eyebrows_21.png":
         ("run", lambda r: r.returncode == 0 and len(r.stdout.splitlines()) == 17
