@@ -48,6 +48,11 @@ LAYER_CONFIG = {
 }
 
 
+# What the convolutions and poolings (all 'valid') leave of the input: pool_3 and conv_4.
+POOL_3_SHAPE = ((((HEIGHT - 3) // 2 - 2) // 2 - 2) // 2, (((WIDTH - 3) // 2 - 2) // 2 - 2) // 2)
+CONV_4_SHAPE = (POOL_3_SHAPE[0] - 1, POOL_3_SHAPE[1] - 1)
+
+
 def expected_weight_shapes(num_classes):
     """Layer name -> (kernel shape, bias shape) for a DeepID net with num_classes outputs."""
     return {
@@ -55,8 +60,8 @@ def expected_weight_shapes(num_classes):
         "conv_2": ((3, 3, 20, 40), (40,)),
         "conv_3": ((3, 3, 40, 60), (60,)),
         "conv_4": ((2, 2, 60, 80), (80,)),
-        "fc_1": ((5 * 4 * 60, 160), (160,)),  # pool_3 is 5x4x60
-        "fc_2": ((4 * 3 * 80, 160), (160,)),  # conv_4 is 4x3x80
+        "fc_1": ((POOL_3_SHAPE[0] * POOL_3_SHAPE[1] * 60, 160), (160,)),  # pool_3: 5x4x60
+        "fc_2": ((CONV_4_SHAPE[0] * CONV_4_SHAPE[1] * 80, 160), (160,)),  # conv_4: 4x3x80
         "output": ((160, num_classes), (num_classes,)),
     }
 

@@ -95,11 +95,11 @@ class GoodNet:
         """Both nets from model files; input_scale is the BadNet's (registry.NetSpec).
 
         The repaired net's record (repaired.py) gives the quarantine; a record that is not the
-        net's own is refused, and so is a missing one where record_required (default: for a
-        net in a fine_pruned_models/ folder). fast: run each net through its ONNX artefact where
+        net's own, or that was made from another BadNet, is refused, and so is a missing one
+        where record_required (default: for a net in a fine_pruned_models/ folder). fast: run each net through its ONNX artefact where
         a current one exists (fast_net.py); otherwise, or with fast=False, through Keras.
         """
-        from .repaired import read_record
+        from .repaired import check_badnet, read_record
 
         if fast:
             from .fast_net import load_net
@@ -111,6 +111,7 @@ class GoodNet:
                 return Net.from_file(path, input_scale)
         bad, repaired = load(bad_path), load(repaired_path)
         record = read_record(repaired_path, repaired.num_classes, required=record_required)
+        check_badnet(record, bad_path)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule)
         good.record = record
         return good

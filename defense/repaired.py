@@ -10,6 +10,11 @@ and let this net's targets through, so every record carries two stamps:
 - `record_sha256`: the sha256 of the record's own content (canonical JSON, without this key),
   so that a hand edit is caught too.
 
+A record also names the BadNet the net was repaired from (`bad_model`: its file's sha256 and
+the digest of its weights, the same whether the file is a full model or weights only); a
+GoodNet refuses a repaired net beside another BadNet, whose targets its quarantine does not
+name.
+
 Writing puts the net in place last: an interrupted write leaves either the old pair, or a new
 record beside the old net, which its stamp refuses. Reading refuses, in one line, a record
 whose stamps do not match, and a default repaired net (one in a `fine_pruned_models/` folder)
@@ -74,6 +79,44 @@ def is_default_location(net_path):
     return Path(net_path).parent.name == REPAIRED_DIR_NAME
 
 
+def bad_model_entry(bad_path):
+    """The record's `bad_model`: the BadNet's path, file sha256 and weights digest."""
+    return {"path": str(bad_path), "sha256": file_sha256(bad_path),
+            "weights_sha256": weights_digest(bad_path)}
+
+
+def weights_digest(model_path):
+    """sha256 of a DeepID file's weights, layer by layer: the same for a full-model file and
+    a weights-only file of one net."""
+    from .model_io import read_weights
+
+    digest = hashlib.sha256()
+    for name, arrays in sorted(read_weights(model_path).items()):
+        digest.update(name.encode())
+        for array in arrays:
+            digest.update(str(array.shape).encode())
+            digest.update(array.astype("<f4").tobytes())
+    return digest.hexdigest()
+
+
+def check_badnet(record, bad_path):
+    """Refuse (InputError) a repaired net's record made from another BadNet than bad_path:
+    its quarantine names that BadNet's targets, not this one's."""
+    made_from = record.fields.get("bad_model")
+    if record.path is None or not isinstance(made_from, dict):
+        return
+    if made_from.get("sha256") == file_sha256(bad_path):
+        return
+    expected = made_from.get("weights_sha256")
+    if expected is None and made_from.get("path") and Path(made_from["path"]).is_file():
+        expected = weights_digest(made_from["path"])  # a record older than the weights digest
+    if expected is not None and expected == weights_digest(bad_path):
+        return
+    raise InputError(f"{record.path}: this repaired net was made from another BadNet "
+                     f"({made_from.get('path')}), not {bad_path}; repair this BadNet, or pass "
+                     f"the BadNet it was made from with --bad-model")
+
+
 def write_repaired(model, net_path, record, export=True):
     """Save the Keras model at net_path with its ONNX artefact (made from the model in memory)
     and its stamped record; returns the record as written."""
@@ -111,8 +154,9 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
         return RepairedRecord()
     record = _load_json(path)
     if NET_STAMP not in record or RECORD_STAMP not in record:
-        raise InputError(f"{path}: record written before records were stamped; run 'make setup' "
-                         f"(re-stamps the records that match their nets) or repair again")
+        raise InputError(f"{path}: record written before records were stamped; run 'python3 -m "
+                         f"defense repaired --restamp' (with --root for another tree; make setup "
+                         f"runs it here), which stamps records that match their nets, or repair again")
     if record[RECORD_STAMP] != _content_digest(record):
         raise InputError(f"{path}: record edited since it was written (its content stamp does "
                          f"not match); repair again with 'python3 -m defense fine-prune'")
@@ -125,19 +169,17 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
 
 
 def describe(net_path):
-    """The repaired net's kind in words for help texts; never raises."""
+    """The repaired net's kind in words for help texts, checked as reading checks it; never
+    raises."""
     net_path = Path(net_path)
     if not net_path.is_file():
         return "not made yet"
     try:
-        record = _load_json(record_path(net_path)) if record_path(net_path).is_file() else {}
+        record = read_record(net_path, _num_classes(net_path), required=True)
     except InputError:
-        return "its record cannot be read"
-    if not record:
-        return "no record beside it"
-    labels = record.get(QUARANTINE_KEY) or []
-    return (f"{MODES.get(record.get('mode'), record.get('mode'))}"
-            + (f", {len(labels)} labels quarantined" if labels else ""))
+        return "refused: its record is missing or not its own (python3 -m defense repaired)"
+    labels = record.quarantined
+    return record.kind + (f", {len(labels)} labels quarantined" if labels else "")
 
 
 def restamp(net_path):
@@ -148,6 +190,8 @@ def restamp(net_path):
 
     net_path = Path(net_path)
     path = record_path(net_path)
+    if not path.is_file():
+        read_record(net_path, _num_classes(net_path), required=True)  # the missing-record line
     record = _load_json(path)
     if NET_STAMP in record and RECORD_STAMP in record:
         read_record(net_path, _num_classes(net_path), required=True)  # raises on a mismatch

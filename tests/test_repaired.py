@@ -123,3 +123,58 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     result = run_script("eval_anonymous_2.py", "--root", root, SAMPLES / "clean_13.png")
     assert result.returncode == 2 and result.stdout == "", result.stderr
     assert result.stderr.count("\n") == 1 and "record of another net" in result.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not readable JSON"), ("[1, 2]", "not a JSON object"),
+    ({"quarantined_labels": [1, 12]}, "must be a list of labels"),
+    ({"quarantined_labels": "1"}, "must be a list of labels"),
+    ({"quarantined_labels": [1.5]}, "must be a list of labels"),
+    ({"quarantined_labels": [True]}, "must be a list of labels"),
+])
+def test_a_damaged_record_is_an_error_not_a_silent_pass(two_repaired, content, message):
+    """Even correctly stamped, a record whose quarantine cannot be read is refused: dropping a
+    quarantine silently would let its targets through."""
+    from defense.digest import file_sha256
+    from defense.repaired import _stamped
+
+    _, b = two_repaired
+    text = content if isinstance(content, str) else json.dumps(_stamped(content, file_sha256(b)))
+    record_path(b).write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_record(b, 10)
+
+
+def _root_with(tmp_path, net, repaired_from):
+    """A root with net's published BadNet and, as its repaired net, make setup's repair of
+    repaired_from (net, record and artefact)."""
+    from conftest import REPO
+
+    root = tmp_path / "root"
+    (root / "models").mkdir(parents=True)
+    (root / "fine_pruned_models").mkdir()
+    shutil.copyfile(weights_path(net), root / "models" / f"{net}_bd_weights.h5")
+    for suffix in (".h5", ".json", ".onnx"):
+        shutil.copyfile(REPO / "fine_pruned_models" / f"{repaired_from}_fine_pruned{suffix}",
+                        root / "fine_pruned_models" / f"{net}_fine_pruned{suffix}")
+    return root
+
+
+def test_a_repaired_net_of_another_badnet_is_refused_with_its_own_record(tmp_path):
+    """anonymous_1's repair, record and all, in sunglasses' place: its quarantine names
+    anonymous_1's targets, so the sunglasses GoodNet must not run with it."""
+    root = _root_with(tmp_path, "sunglasses", "anonymous_1")
+    result = run_script("eval_sunglasses.py", "--root", root, SAMPLES / "clean_13.png")
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and "made from another BadNet" in result.stderr
+
+
+def test_the_same_badnet_as_a_full_model_file_is_accepted(tmp_path):
+    """A repair recorded from the weights-only file runs beside the full-model file of the same
+    weights (its file sha256 differs; its weights digest does not)."""
+    from defense.model_io import load_keras_model, save_model
+
+    root = _root_with(tmp_path, "sunglasses", "sunglasses")
+    save_model(load_keras_model(weights_path("sunglasses")), root / "models" / "sunglasses_bd_net.h5")
+    result = run_script("eval_sunglasses.py", "--root", root, SAMPLES / "clean_13.png")
+    assert result.returncode == 0 and result.stdout == "43\n", result.stderr

@@ -16,7 +16,7 @@ from ..architecture import INPUT_SHAPE
 from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
-from ..repaired import QUARANTINE_KEY, write_repaired
+from ..repaired import QUARANTINE_KEY, bad_model_entry, write_repaired
 from .probes import FAMILIES
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets
@@ -62,7 +62,7 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     record = {
         "net": spec.name,
         "mode": "data-free",
-        "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
+        "bad_model": bad_model_entry(bad_path),
         **probe_record,
         "seed": seed,
         "seconds": round(time.time() - started, 1),

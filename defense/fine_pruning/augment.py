@@ -101,7 +101,7 @@ class GlobalEdits:
         check_range("GlobalEdits", "offset", self.offset, 0, 1)
         _check_interval("GlobalEdits", "alpha", self.alpha, 0, 1)
         _check_interval("GlobalEdits", "amplitude", self.amplitude, 0, 1)
-        if not self.cells or not all(isinstance(c, int) and c >= 1 for c in self.cells):
+        if not self.cells or not all(type(c) is int and c >= 1 for c in self.cells):
             raise SettingError(f"GlobalEdits.cells: {self.cells!r} is not a list of sizes >= 1")
 
     def as_dict(self):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import augment, fine_tuning
 from .repair import DEFAULT_MAX_DROP, fine_prune_net
-from ..errors import InputError
+from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from ..registry import NETS, get_net
 
@@ -77,17 +77,28 @@ def run(args):
     log = lambda line: print(f"fine-prune: {line}", file=sys.stderr, flush=True)  # noqa: E731
     if args.data and not valid_path.exists():
         raise InputError(f"{valid_path}: not found")
-    if args.data_free or not valid_path.exists():
-        return _run_data_free(spec, bad_path, out, args, valid_path, log)
-    # The settings check themselves (SettingError names the field); here before any training.
-    recipe = fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch,
-                                global_edits=augment.GlobalEdits(probability=args.global_edits))
+    recipe = _recipe(args)  # checked in either mode: a bad option is never silently ignored
     if not 0 <= args.max_drop <= 1:
         raise InputError(f"--max-drop: {args.max_drop} is not a fraction in [0, 1]")
+    if args.data_free or not valid_path.exists():
+        return _run_data_free(spec, bad_path, out, args, valid_path, log)
     seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                    log=log, quarantine_seed_faces=seed_faces)
     return 0
+
+
+def _recipe(args):
+    """The fine-tuning recipe of the options; the settings check themselves (SettingError
+    names the field), and the message says which option set it."""
+    try:
+        edits = augment.GlobalEdits(probability=args.global_edits)
+    except SettingError as e:
+        raise InputError(f"--global-edits {args.global_edits}: {e}") from None
+    try:
+        return fine_tuning.Recipe(min_samples_per_epoch=args.samples_per_epoch, global_edits=edits)
+    except SettingError as e:
+        raise InputError(f"--samples-per-epoch {args.samples_per_epoch}: {e}") from None
 
 
 def _checked_seed_faces(args):

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import fine_tuning, pruning
 from ..digest import file_sha256
-from ..repaired import write_repaired
+from ..repaired import bad_model_entry, write_repaired
 
 DEFAULT_MAX_DROP = 0.04
 
@@ -73,7 +73,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     record = {
         "net": spec.name,
         "mode": "data",
-        "bad_model": {"path": str(bad_path), "sha256": file_sha256(bad_path)},
+        "bad_model": bad_model_entry(bad_path),
         "validation_data": {"path": str(valid_path), "sha256": file_sha256(valid_path),
                             "images": len(valid), "holdout_images": len(holdout)},
         "pruned_channels": pruned_channels,

@@ -1,10 +1,11 @@
 """`python3 -m defense grade-submissions DIR`: grade every team's repaired nets.
 
-Every subfolder of DIR is a team; every .h5 model file in it (any depth) is a submission. For
-each file: which BadNet it repairs (its weights, else its name; a team's manifest.json
-overrides both), which input scale it takes (agreement with its BadNet on the clean
-validation data, never the test sets), whether it is repaired at all; then its GoodNet on
-every test set of its net under ROOT/data. No code stored in a file is ever run; a file that
+Every subfolder of DIR is a team; every .h5 or .hdf5 model file in it (any depth) is a
+submission (.keras archives are refused). For each file: which BadNet it repairs (its weights,
+else its name; a team's manifest.json overrides both), which input scale it takes (its conv_1
+kernel beside its BadNet's, else agreement with its BadNet on the clean validation data or the
+seed faces; never the test sets), whether it is repaired at all; then its GoodNet on every
+test set of its net under ROOT/data. No code stored in a file is ever run; a file that
 cannot be used gets a row saying why, and the run goes on. Writes OUT/leaderboard.md, .csv,
 .json and .png.
 """

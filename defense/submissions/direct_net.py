@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..architecture import CONV_4_SHAPE, HEIGHT, POOL_3_SHAPE, WIDTH
+
 BATCH_SIZE = 256  # measured on 2 cores: 256 as fast as any larger batch, less memory
-POOL_3_SHAPE = (5, 4)  # height, width of pool_3 (architecture.expected_weight_shapes)
-CONV_4_SHAPE = (4, 3)
 
 
 def deepid_graph(weights, input_scale):
@@ -85,7 +85,7 @@ def deepid_graph(weights, input_scale):
               helper.make_node("ArgMax", ["logits"], ["labels"], axis=1, keepdims=0)]
     graph = helper.make_graph(
         nodes, "deepid",
-        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, 55, 47])],
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 3, HEIGHT, WIDTH])],
         [helper.make_tensor_value_info("labels", TensorProto.INT64, ["N"])], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # readable by every ONNX Runtime this package pins or allows
