@@ -110,7 +110,10 @@ class GoodNet:
             def load(path):
                 return Net.from_file(path, input_scale)
         bad, repaired = load(bad_path), load(repaired_path)
-        record = read_record(repaired_path, repaired.num_classes, required=record_required)
+        # The digest of what was loaded (the fast path's stamp), not a second read of the file,
+        # which a repair renaming a new net into place could have changed meanwhile.
+        record = read_record(repaired_path, repaired.num_classes, required=record_required,
+                             net_sha256=getattr(repaired, "sha256", None))
         check_badnet(record, bad_path)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule)
         good.record = record
