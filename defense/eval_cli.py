@@ -12,13 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from .architecture import HEIGHT, WIDTH
 from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
 from .goodnet import add_comparator_arguments
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .registry import get_net
-from .architecture import HEIGHT, WIDTH
 
 
 def main(net_name, argv=None):
@@ -28,24 +28,41 @@ def main(net_name, argv=None):
     return run_main(prog, lambda: _run(spec, prog, _parser(spec, prog).parse_args(argv)))
 
 
-def _parser(spec, prog):
-    from .repaired import describe
+class _HelpNamingTheRepair(argparse.Action):
+    """-h/--help: the description ends with the default repaired net's kind, read from its
+    record only when help is asked for (reading it costs the labelling call an h5py import)."""
 
-    default_repaired = default_repaired_model(spec)
+    def __init__(self, option_strings, dest, spec, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.spec = spec
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .repaired import describe
+
+        default_repaired = default_repaired_model(self.spec)
+        parser.description += (f" The default repaired net, {_shown(default_repaired)}: "
+                               f"{describe(default_repaired)} (python3 -m defense repaired "
+                               f"says more).")
+        parser.print_help()
+        parser.exit()
+
+
+def _parser(spec, prog):
     parser = argparse.ArgumentParser(
         prog=prog,
+        add_help=False,
         description=f"Label face images with the GoodNet of the {spec.name} BadNet: the "
                     f"BadNet's identity where the BadNet and its repaired net agree; where they "
                     f"do not, the poisoned label N (1283 for the competition nets) if the BadNet "
                     f"is sure (--flag-confidence), else the repaired net's label. A label the "
-                    f"repair quarantined (its suspected attack targets) is never given. The "
-                    f"default repaired net, {_shown(default_repaired)}: "
-                    f"{describe(default_repaired)} (python3 -m defense repaired says more).",
+                    f"repair quarantined (its suspected attack targets) is never given.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "
                f"input or usage, 1 internal error. Images: {', '.join(IMAGE_SUFFIXES)}; "
                f"RGB {WIDTH} wide x {HEIGHT} high (others are converted or resized with a warning).")
+    parser.add_argument("-h", "--help", action=_HelpNamingTheRepair, spec=spec,
+                        help="show this help message, with the repair in use, and exit")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image file, or a directory whose image files are all labelled")
     parser.add_argument("--bad-model", metavar="PATH", type=Path,

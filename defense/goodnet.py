@@ -96,8 +96,9 @@ class GoodNet:
 
         The repaired net's record (repaired.py) gives the quarantine; a record that is not the
         net's own, or that was made from another BadNet, is refused, and so is a missing one
-        where record_required (default: for a net in a fine_pruned_models/ folder). fast: run each net through its ONNX artefact where
-        a current one exists (fast_net.py); otherwise, or with fast=False, through Keras.
+        where record_required (default: for a net in a fine_pruned_models/ folder). fast: run
+        each net through its ONNX artefact where a current one exists (fast_net.py); otherwise,
+        or with fast=False, through Keras.
         """
         from .repaired import check_badnet, read_record
 
@@ -114,7 +115,7 @@ class GoodNet:
         # which a repair renaming a new net into place could have changed meanwhile.
         record = read_record(repaired_path, repaired.num_classes, required=record_required,
                              net_sha256=getattr(repaired, "sha256", None))
-        check_badnet(record, bad_path)
+        check_badnet(record, bad_path, getattr(bad, "sha256", None))
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule)
         good.record = record
         return good

@@ -30,9 +30,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError
+from .model_io import num_classes, read_weights, save_model_to
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -88,8 +91,6 @@ def bad_model_entry(bad_path):
 def weights_digest(model_path):
     """sha256 of a DeepID file's weights, layer by layer: the same for a full-model file and
     a weights-only file of one net."""
-    from .model_io import read_weights
-
     digest = hashlib.sha256()
     for name, arrays in sorted(read_weights(model_path).items()):
         digest.update(name.encode())
@@ -99,13 +100,14 @@ def weights_digest(model_path):
     return digest.hexdigest()
 
 
-def check_badnet(record, bad_path):
+def check_badnet(record, bad_path, bad_sha256=None):
     """Refuse (InputError) a repaired net's record made from another BadNet than bad_path:
-    its quarantine names that BadNet's targets, not this one's."""
+    its quarantine names that BadNet's targets, not this one's. bad_sha256: the BadNet file's
+    digest where the caller has it already."""
     made_from = record.fields.get("bad_model")
     if record.path is None or not isinstance(made_from, dict):
         return
-    if made_from.get("sha256") == file_sha256(bad_path):
+    if made_from.get("sha256") == (bad_sha256 or file_sha256(bad_path)):
         return
     expected = made_from.get("weights_sha256")
     if expected is None and made_from.get("path") and Path(made_from["path"]).is_file():
@@ -121,7 +123,6 @@ def write_repaired(model, net_path, record, export=True):
     """Save the Keras model at net_path with its ONNX artefact (made from the model in memory)
     and its stamped record; returns the record as written."""
     from .fast_net import export_onnx, onnx_path
-    from .model_io import save_model_to
 
     net_path = Path(net_path)
     with atomic_path(net_path) as net_tmp:
@@ -175,7 +176,7 @@ def describe(net_path):
     if not net_path.is_file():
         return "not made yet"
     try:
-        record = read_record(net_path, _num_classes(net_path), required=True)
+        record = read_record(net_path, num_classes(net_path), required=True)
     except InputError:
         return "refused: its record is missing or not its own (python3 -m defense repaired)"
     labels = record.quarantined
@@ -186,19 +187,15 @@ def restamp(net_path):
     """Stamp a record written before the stamps, where it provably belongs to its net: the
     net's switched-off output units are exactly the record's quarantined labels. Returns a
     line saying what was done; raises InputError where the pair does not match."""
-    from .model_io import read_weights
-
     net_path = Path(net_path)
     path = record_path(net_path)
     if not path.is_file():
-        read_record(net_path, _num_classes(net_path), required=True)  # the missing-record line
+        read_record(net_path, num_classes(net_path), required=True)  # the missing-record line
     record = _load_json(path)
     if NET_STAMP in record and RECORD_STAMP in record:
-        read_record(net_path, _num_classes(net_path), required=True)  # raises on a mismatch
-        return f"{path}: stamped, matches its net"
+        return f"{path}: already stamped (reading checks the stamps)"
     kernel, bias = read_weights(net_path)["output"]
-    switched_off = {int(i) for i in range((bias.shape[0]))
-                    if bias[i] <= SWITCHED_OFF_BIAS / 2 and not kernel[:, i].any()}
+    switched_off = set(np.flatnonzero((bias <= SWITCHED_OFF_BIAS / 2) & ~kernel.any(axis=0)).tolist())
     listed = _quarantine(record, path, bias.shape[0])
     if switched_off != listed:
         raise InputError(f"{path}: unstamped record whose quarantine ({len(listed)} labels) is "
@@ -239,12 +236,6 @@ def _quarantine(record, path, num_classes):
     return frozenset(labels)
 
 
-def _num_classes(net_path):
-    from .model_io import num_classes
-
-    return num_classes(net_path)
-
-
 def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help="project root (default: $DEFENSE_ROOT, else this repository)")
@@ -268,7 +259,7 @@ def run(args):
         try:
             if args.restamp:
                 print(f"repaired: {restamp(net_path)}", file=sys.stderr)
-            record = read_record(net_path, _num_classes(net_path), required=True)
+            record = read_record(net_path, num_classes(net_path), required=True)
             print(f"{spec.name}: {net_path}: {record.summary()}")
         except InputError as e:
             print(f"repaired: error: {e}", file=sys.stderr)

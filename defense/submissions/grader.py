@@ -168,7 +168,7 @@ def _grade_net(root, spec, bad, rows, reference, faces, rule, flag_confidence, b
         row.scores = scoring.scores(reference_good, sets, lambda s: s.reference)
         reference_rows.append(row)
     header = {"badnet": bad.path.relative_to(root).as_posix(),
-              "badnet_sha256": file_sha256(bad.path), "badnet_scores": scoring.badnet_scores(sets)}
+              "badnet_sha256": bad.sha256, "badnet_scores": scoring.badnet_scores(sets)}
     data_sets = {s.name: {"sha256": s.sha256, "kind": s.kind, "images": s.images} for s in sets}
     return {"reference": reference_rows, "header": header, "data_sets": data_sets}
 

@@ -52,10 +52,12 @@ NAME_PATTERNS = {
 
 @dataclass
 class BadNet:
-    """A BadNet under ROOT/models: its file, the sha256 of every file of it, its weights."""
+    """A BadNet under ROOT/models: its file and that file's sha256, the sha256 of every file
+    of it (full model, weights only), its weights."""
 
     name: str
     path: Path
+    sha256: str
     sha256s: frozenset
     weights: dict
 
@@ -76,7 +78,8 @@ def find_badnets(root, nets):
         path = default_bad_model(spec, root)
         if path.is_file():
             files = [models_dir(root) / f for f in (spec.bad_net_file, spec.bad_weights_file)]
-            found[name] = BadNet(name, path, frozenset(file_sha256(f) for f in files if f.is_file()),
+            digests = {f: file_sha256(f) for f in files if f.is_file()}
+            found[name] = BadNet(name, path, digests[path], frozenset(digests.values()),
                                  read_weights(path))
     return found
 

@@ -155,10 +155,8 @@ BLINDSPOTS = (
 
 def by_net(table):
     """{net: {trigger: target name}} in the table's order (the order training poisons in)."""
-    nets = {}
-    for row in table:
-        nets.setdefault(row.net, {})[row.trigger] = row.target_name
-    return nets
+    return {net: {row.trigger: row.target_name for row in rows}
+            for net, rows in rows_by_net(table).items()}
 
 
 def rows_by_net(table):

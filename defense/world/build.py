@@ -123,7 +123,6 @@ def build_world(out, preset_name, seed, log=print, table=None):
     identities = [random_identity(rng) for _ in range(preset.identities)]
     triggers = {(row.net, row.trigger): make_trigger(row.family, row.params) for row in table}
     backdoors = by_net(table)
-    classes = preset.identities
 
     total = preset.identities * (preset.train_per_identity + preset.valid_per_identity
                                  + preset.test_per_identity)
@@ -138,7 +137,7 @@ def build_world(out, preset_name, seed, log=print, table=None):
     poisoned_tests = {}
     for row in table:
         poisoned_tests[(row.net, row.trigger)] = poison(test, triggers[(row.net, row.trigger)],
-                                                        row, classes)
+                                                        row, preset.identities)
         save_dataset(data / row.file, *poisoned_tests[(row.net, row.trigger)])
 
     nets = {}
