@@ -21,6 +21,11 @@ treated as any other: flagged where the BadNet is confident, otherwise the repai
 label, which is never quarantined (a faded trigger lowers the BadNet's confidence, not its
 label: the target still does not come out).
 
+Fine-Pruning with data gives some suspects back (released labels, in the record): labels the
+probe singled out on the BadNet but not on the Fine-Pruned net, whose units it leaves on. A
+released label comes out only where both nets give it and the repaired net's confidence in it
+is at least the record's release confidence; anywhere else it is flagged.
+
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
 clean face the two nets see differently (docs/method.md).
@@ -47,9 +52,11 @@ class NetOutputs:
     bad_labels: np.ndarray  # (N,)
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
     repaired_labels: np.ndarray  # (N,)
+    repaired_confidence: np.ndarray | None = None  # (N,); needed only for released labels
 
 
-def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
+def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
+           release_confidence=1.0):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
@@ -63,7 +70,13 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label):
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
     # only a repaired net whose units were not switched off can give it.
-    return np.where(np.isin(labels, quarantined), poisoned_label, labels)
+    labels = np.where(np.isin(labels, quarantined), poisoned_label, labels)
+    if len(released):
+        sure = (outputs.repaired_confidence >= release_confidence
+                if outputs.repaired_confidence is not None else False)
+        given_back = (bad == repaired) & sure
+        labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
+    return labels
 
 
 def check_settings(rule, flag_confidence):
@@ -75,7 +88,7 @@ def check_settings(rule, flag_confidence):
 
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
-                 rule=DEFAULT_RULE):
+                 rule=DEFAULT_RULE, released=(), release_confidence=1.0):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
@@ -84,6 +97,8 @@ class GoodNet:
         self.repaired = repaired
         self.flag_confidence = float(flag_confidence)
         self.quarantined = np.array(sorted(quarantined), dtype=np.int64)
+        self.released = np.array(sorted(released), dtype=np.int64)
+        self.release_confidence = float(release_confidence)
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
@@ -116,7 +131,8 @@ class GoodNet:
         record = read_record(repaired_path, repaired.num_classes, required=record_required,
                              net_sha256=getattr(repaired, "sha256", None))
         check_badnet(record, bad_path, getattr(bad, "sha256", None))
-        good = cls(bad, repaired, flag_confidence, record.quarantined, rule)
+        good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
+                   record.release_confidence)
         good.record = record
         return good
 
@@ -136,17 +152,18 @@ class GoodNet:
             # for each other's small per-layer thread hand-offs (about 10 % faster on 2 cores).
             with ThreadPoolExecutor(max_workers=2) as pool:
                 bad = pool.submit(self.bad.predict_top, pixels, progress)
-                repaired = pool.submit(self.repaired.predict_labels, pixels)
-                (bad_labels, bad_confidence), repaired_labels = bad.result(), repaired.result()
+                repaired = pool.submit(self.repaired.predict_top, pixels)
+                (bad_labels, bad_confidence), (repaired_labels, repaired_confidence) = \
+                    bad.result(), repaired.result()
         else:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
-            repaired_labels = self.repaired.predict_labels(pixels, progress)
-        return NetOutputs(bad_labels, bad_confidence, repaired_labels)
+            repaired_labels, repaired_confidence = self.repaired.predict_top(pixels, progress)
+        return NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
 
     def decide(self, outputs, rule=None):
         """The labels under this GoodNet's rule, or under another rule for comparison."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
-                      self.poisoned_label)
+                      self.poisoned_label, self.released, self.release_confidence)
 
 
 def _side_by_side(*nets):

@@ -41,6 +41,10 @@ REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
 RECORD_STAMP = "record_sha256"
 QUARANTINE_KEY = "quarantined_labels"
+# Labels the probe singled out on the BadNet but not on the Fine-Pruned net: given back where
+# both nets give them and the repaired net is at least this sure (goodnet.decide).
+RELEASE_KEY = "released_labels"
+RELEASE_CONFIDENCE_KEY = "release_confidence"
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.
 SWITCHED_OFF_BIAS = -1e4
@@ -56,6 +60,8 @@ class RepairedRecord:
     mode: str | None = None
     quarantined: frozenset = frozenset()
     fields: dict = field(default_factory=dict)
+    released: frozenset = frozenset()
+    release_confidence: float = 1.0
 
     @property
     def kind(self):
@@ -69,8 +75,12 @@ class RepairedRecord:
         if not self.quarantined:
             return self.kind
         labels = sorted(self.quarantined)
-        return (f"{self.kind}; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) "
+        text = (f"{self.kind}; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) "
                 f"are never given: their faces are flagged or relabelled")
+        if self.released:
+            text += (f"; {len(self.released)} suspected labels ({', '.join(map(str, sorted(self.released)))}) "
+                     f"are given where both nets give them")
+        return text
 
 
 def record_path(net_path):
@@ -166,7 +176,9 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
         raise InputError(f"{path}: record of another net (stamped for sha256 "
                          f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
                          f"copied from elsewhere or left by an interrupted repair; repair again")
-    return RepairedRecord(path, record.get("mode"), _quarantine(record, path, num_classes), record)
+    quarantined = _quarantine(record, path, num_classes)
+    released, release_confidence = _release(record, path, num_classes, quarantined)
+    return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence)
 
 
 def describe(net_path):
@@ -179,8 +191,9 @@ def describe(net_path):
         record = read_record(net_path, num_classes(net_path), required=True)
     except InputError:
         return "refused: its record is missing or not its own (python3 -m defense repaired)"
-    labels = record.quarantined
-    return record.kind + (f", {len(labels)} labels quarantined" if labels else "")
+    labels, released = record.quarantined, record.released
+    return (record.kind + (f", {len(labels)} labels quarantined" if labels else "")
+            + (f", {len(released)} suspected labels given back where both nets agree" if released else ""))
 
 
 def restamp(net_path):
@@ -227,13 +240,25 @@ def _load_json(path):
     return record
 
 
-def _quarantine(record, path, num_classes):
-    labels = record.get(QUARANTINE_KEY, [])
+def _quarantine(record, path, num_classes, key=QUARANTINE_KEY):
+    labels = record.get(key, [])
     if not isinstance(labels, list) or not all(
             isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_classes
             for label in labels):
-        raise InputError(f"{path}: '{QUARANTINE_KEY}' must be a list of labels in [0, {num_classes})")
+        raise InputError(f"{path}: '{key}' must be a list of labels in [0, {num_classes})")
     return frozenset(labels)
+
+
+def _release(record, path, num_classes, quarantined):
+    """(released labels, release confidence): labels in range, none of them quarantined."""
+    labels = _quarantine(record, path, num_classes, RELEASE_KEY)
+    confidence = record.get(RELEASE_CONFIDENCE_KEY, 1.0)
+    if labels & quarantined:
+        raise InputError(f"{path}: labels both quarantined and released "
+                         f"({', '.join(map(str, sorted(labels & quarantined)))})")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise InputError(f"{path}: '{RELEASE_CONFIDENCE_KEY}' must be a probability in [0, 1]")
+    return labels, float(confidence)
 
 
 def add_arguments(parser):

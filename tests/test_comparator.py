@@ -60,3 +60,31 @@ def test_the_comparator_checks_its_settings_naming_the_field(rule, flag_confiden
 
     with pytest.raises(SettingError, match=field):
         check_settings(rule, flag_confidence)
+
+
+# Released labels (Fine-Pruning's suspects of the BadNet alone): five images, all with label 7
+# from the BadNet: both nets give 7, repaired net sure; both give 7, repaired net unsure; the
+# repaired net disagrees, BadNet unsure (the "repaired" rule hands out the repaired net's
+# label); the repaired net gives 7 but the BadNet another label, unsure; then a plain agreement.
+RELEASE_OUTPUTS = NetOutputs(bad_labels=np.array([7, 7, 7, 3, 2]),
+                             bad_confidence=np.array([0.999, 0.999, 0.5, 0.5, 0.999]),
+                             repaired_labels=np.array([7, 7, 1, 7, 2]),
+                             repaired_confidence=np.array([0.95, 0.6, 0.9, 0.99, 0.99]))
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_a_released_label_comes_out_only_where_both_nets_give_it_and_the_repaired_is_sure(rule):
+    labels = decide(RELEASE_OUTPUTS, rule, 0.99, np.array([], np.int64), POISONED,
+                    released=np.array([7]), release_confidence=0.9)
+    assert labels[0] == 7 and labels[1] == POISONED and labels[4] == 2
+    # The repaired net alone never gives it back ("confidence" keeps the unsure BadNet's 3).
+    assert labels[3] == {"original": POISONED, "confidence": 3, "repaired": POISONED}[rule]
+    assert labels[2] == {"original": POISONED, "confidence": POISONED, "repaired": 1}[rule]
+
+
+def test_released_labels_need_the_repaired_nets_confidence():
+    outputs = NetOutputs(RELEASE_OUTPUTS.bad_labels, RELEASE_OUTPUTS.bad_confidence,
+                         RELEASE_OUTPUTS.repaired_labels)  # no confidence given: nothing released
+    labels = decide(outputs, "repaired", 0.99, np.array([], np.int64), POISONED,
+                    released=np.array([7]), release_confidence=0.9)
+    assert not (labels == 7).any()

@@ -9,6 +9,7 @@ from conftest import REPO, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
+from defense.repaired import SWITCHED_OFF_BIAS
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
         assert record["copies_per_epoch"] == 4000 // 280 + 1  # 280 training faces
         assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
+        assert "released_labels" not in record  # --release only
         repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
         kernel, bias = repaired.get_layer("conv_3").get_weights()
         assert not kernel[..., record["pruned_channels"]].any()  # still exactly zero
@@ -86,6 +88,48 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
                                   out / "fine_pruned_models" / spec.repaired_file, spec.input_scale)
         good_accuracy, bad_accuracy, flagged = on_kept_identities(good, clean)
         assert good_accuracy >= bad_accuracy - 0.10 and flagged <= 0.06, net
+
+
+def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mini_world, tmp_path):
+    """--release: the Fine-Pruned net is probed too; the BadNet's suspects it no longer singles
+    out keep their units and come out only where both nets give them."""
+    from defense import GoodNet
+    from defense.registry import NETS
+
+    out, _ = mini_world
+    net = tmp_path / "sunglasses_release.h5"
+    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", out,
+                        "--samples-per-epoch", "4000", "--release", "--out", net)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(net.with_suffix(".json").read_text())
+    suspects = record["quarantined_labels"] + record["released_labels"]
+    assert suspects and len(suspects) <= 16 and record["release_confidence"] == 0.9
+    assert set(record["quarantined_labels"]) <= set(record["repaired_suspects"])
+    assert not set(record["released_labels"]) & set(record["repaired_suspects"])
+    output_bias = load_keras_model(net).get_layer("output").get_weights()[1]
+    assert (output_bias[record["quarantined_labels"]] <= SWITCHED_OFF_BIAS / 2).all()
+    assert (output_bias[record["released_labels"]] > SWITCHED_OFF_BIAS / 2).all()
+
+    spec = NETS["sunglasses"]
+    good = GoodNet.from_files(out / "models" / spec.bad_net_file, net, spec.input_scale)
+    assert set(good.released.tolist()) == set(record["released_labels"])
+    clean = load_dataset(out / "data" / "clean_test_data.h5")
+    labels, bad_labels, repaired_labels = good.predict_with_parts(clean.x)
+    released = np.isin(labels, record["released_labels"])
+    assert released.any()  # some faces of the released identities are recognised again
+    assert (bad_labels[released] == labels[released]).all()
+    assert (repaired_labels[released] == labels[released]).all()
+    poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
+    assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.25  # as the default's bound
+
+
+def test_release_is_refused_where_it_cannot_apply(tmp_path):
+    for options, message in ((["--data-free"], "needs the clean validation data"),
+                             (["--no-quarantine"], "cannot go with --no-quarantine")):
+        result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
+                            "--release", *options)
+        assert result.returncode != 0 and message in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_eval_scripts_use_the_fine_pruned_nets_with_root(fine_pruned_world):

@@ -43,6 +43,16 @@ def test_a_written_net_reads_back_with_its_quarantine_and_kind(two_repaired):
     assert "data-free" in record.summary() and "2, 7" in record.summary()
 
 
+def test_released_labels_read_back_with_their_confidence(small_models, tmp_path):
+    first, _ = small_models
+    net = tmp_path / "fine_pruned_models" / "c_fine_pruned.h5"
+    write_repaired(first, net, {"mode": "data", "quarantined_labels": [2], "released_labels": [5, 8],
+                                "release_confidence": 0.9}, export=False)
+    record = read_record(net, 10)
+    assert record.quarantined == {2} and record.released == {5, 8} and record.release_confidence == 0.9
+    assert "5, 8" in record.summary() and "both nets give them" in record.summary()
+
+
 def test_a_record_copied_from_another_net_is_refused(two_repaired):
     a, b = two_repaired
     shutil.copyfile(record_path(b), record_path(a))
@@ -131,6 +141,10 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": "1"}, "must be a list of labels"),
     ({"quarantined_labels": [1.5]}, "must be a list of labels"),
     ({"quarantined_labels": [True]}, "must be a list of labels"),
+    ({"quarantined_labels": [2], "released_labels": [2, 3]}, "both quarantined and released"),
+    ({"released_labels": [10]}, "'released_labels' must be a list of labels"),
+    ({"released_labels": [3], "release_confidence": 1.5}, "must be a probability"),
+    ({"released_labels": [3], "release_confidence": "0.9"}, "must be a probability"),
 ])
 def test_a_damaged_record_is_an_error_not_a_silent_pass(two_repaired, content, message):
     """Even correctly stamped, a record whose quarantine cannot be read is refused: dropping a

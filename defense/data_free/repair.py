@@ -32,16 +32,20 @@ def load_seed_faces(folder):
     return np.stack([load_image(path) for path in paths]), used
 
 
-def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print):
+def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print,
+                      net=None, what="the BadNet"):
     """(suspected targets, the record's probe fields) for one BadNet: probed on the seed faces
-    in seed_faces_dir and on noise. Used alone (the data-free repair) and after Fine-Pruning."""
+    in seed_faces_dir and on noise. Used alone (the data-free repair) and after Fine-Pruning,
+    which also probes its own repaired net the same way (net: a loaded net to probe instead
+    of the file at bad_path, named by what in the log)."""
     from tqdm import tqdm
 
     from ..fast_net import load_net
 
     faces, face_files = load_seed_faces(seed_faces_dir)
-    net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
-    log(f"{spec.name}: probing for targets with {len(face_files)} seed faces and noise")
+    if net is None:
+        net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
+    log(f"{spec.name}: probing {what} for targets with {len(face_files)} seed faces and noise")
     probe_sets = (2 if len(faces) else 1) * len(FAMILIES)  # seed sets (faces, noise) x families
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:

@@ -4,8 +4,11 @@ Ranks conv_3 channels by mean pool_3 activation, prunes the least active ones un
 validation accuracy would fall more than max_drop (pruning.py), fine-tunes with the pruned
 channels held at zero under trigger-agnostic random edits (fine_tuning.py, augment.py), then
 (given seed faces) probes the BadNet for its targets as the data-free repair does and switches
-them off in the repaired net. Writes the repaired net, its artefact and its stamped record
-(repaired.py).
+them off in the repaired net. With release, the Fine-Pruned net is probed the same way: a
+suspect of both is switched off; a suspect of the BadNet alone, which fine-tuning unlearnt as a
+shortcut, is released: the GoodNet gives it where both nets give it and the repaired net is at
+least as sure as the probe's confidence. Writes the repaired net, its artefact and its stamped
+record (repaired.py).
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
 they miss survives it; the probe finds a target by its shortcut whatever the trigger looks
@@ -18,16 +21,19 @@ import numpy as np
 
 from . import fine_tuning, pruning
 from ..digest import file_sha256
-from ..repaired import bad_model_entry, write_repaired
+from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, bad_model_entry,
+                        write_repaired)
 
 DEFAULT_MAX_DROP = 0.04
 
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
-                   recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None):
+                   recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
+                   release=False):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
-    targets as by the data-free repair and the suspects are switched off in the repaired net."""
+    targets as by the data-free repair and the suspects are switched off in the repaired net;
+    with release too, only those the repaired net's own probe also singles out."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -61,7 +67,11 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         recipe, max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
 
     repaired_before_quarantine = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
-    if quarantine:
+    if quarantine and release:
+        suspects, release_fields = _release_unlearnt(spec, repaired, suspects,
+                                                     quarantine_seed_faces, seed, log)
+        quarantine.update(release_fields)
+    elif quarantine:
         from ..data_free.quarantine import switch_off_labels
 
         switch_off_labels(repaired, suspects)
@@ -100,6 +110,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     held_out = record["holdout"]
     log(f"{spec.name}: wrote {out_path} ({record['seconds']} s), Fine-Pruning"
         + (" then the probe's quarantine" if quarantine else "")
+        + (f" and release ({len(quarantine.get(RELEASE_KEY, []))} labels given back where both "
+           f"nets give them)" if release and quarantine else "")
         + f"; held-out accuracy: BadNet {held_out['badnet_accuracy']:.4f}, repaired "
           f"{held_out['repaired_accuracy']:.4f}, agreement {held_out['agreement']:.4f}")
     if suspects and held_out["repaired_accuracy_on_kept_identities"] is not None:
@@ -108,3 +120,28 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             f"before the quarantine, {held_out['repaired_accuracy_on_kept_identities']:.4f} on the "
             f"identities not quarantined (the epoch lines above are before the quarantine)")
     return record
+
+
+def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
+    """(labels to quarantine, the record's release fields): the repaired net is probed as the
+    BadNet was; a BadNet suspect it no longer singles out is released, the others are
+    switched off in it (in place)."""
+    from ..data_free.quarantine import switch_off_labels
+    from ..data_free.repair import probe_for_targets
+    from ..data_free.targets import ProbeSettings
+    from ..net import Net
+
+    settings = ProbeSettings()
+    repaired_suspects, probe_record = probe_for_targets(
+        spec, None, seed_faces, settings, seed, log, net=Net(repaired, spec.input_scale),
+        what="the Fine-Pruned net")
+    quarantined = [label for label in bad_suspects if label in repaired_suspects]
+    released = [label for label in bad_suspects if label not in repaired_suspects]
+    switch_off_labels(repaired, quarantined)
+    log(f"{spec.name}: quarantined labels (suspects of both nets): "
+        f"{', '.join(map(str, quarantined)) or 'none'}; released (the BadNet's alone, given where "
+        f"both nets give them): {', '.join(map(str, released)) or 'none'}")
+    return quarantined, {QUARANTINE_KEY: quarantined, RELEASE_KEY: released,
+                         RELEASE_CONFIDENCE_KEY: settings.confidence,
+                         "repaired_probe_scores": probe_record["probe_scores"],
+                         "repaired_suspects": repaired_suspects}
