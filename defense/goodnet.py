@@ -47,7 +47,7 @@ DEFAULT_RULE = "repaired"
 
 @dataclass
 class NetOutputs:
-    """What the comparator sees of one batch: each net's label, the BadNet's confidence."""
+    """What the comparator sees of one batch: each net's label and confidence in it."""
 
     bad_labels: np.ndarray  # (N,)
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
@@ -59,6 +59,8 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
            release_confidence=1.0):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
+    # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
+    quarantined, released = _label_array(quarantined), _label_array(released)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     disagree = bad != repaired
     if rule == "original":
@@ -77,6 +79,10 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = (bad == repaired) & sure
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
     return labels
+
+
+def _label_array(labels):
+    return np.array(sorted(int(label) for label in labels), dtype=np.int64)
 
 
 def check_settings(rule, flag_confidence):

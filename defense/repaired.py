@@ -72,14 +72,15 @@ class RepairedRecord:
 
     def summary(self):
         """One phrase for help texts and logs: the kind and what its quarantine costs."""
-        if not self.quarantined:
-            return self.kind
-        labels = sorted(self.quarantined)
-        text = (f"{self.kind}; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) "
-                f"are never given: their faces are flagged or relabelled")
+        text = self.kind
+        if self.quarantined:
+            labels = sorted(self.quarantined)
+            text += (f"; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) are "
+                     f"never given: their faces are flagged or relabelled")
         if self.released:
             text += (f"; {len(self.released)} suspected labels ({', '.join(map(str, sorted(self.released)))}) "
-                     f"are given where both nets give them")
+                     f"are given only where both nets give them, the repaired net "
+                     f">= {self.release_confidence:g} sure")
         return text
 
 
@@ -193,7 +194,7 @@ def describe(net_path):
         return "refused: its record is missing or not its own (python3 -m defense repaired)"
     labels, released = record.quarantined, record.released
     return (record.kind + (f", {len(labels)} labels quarantined" if labels else "")
-            + (f", {len(released)} suspected labels given back where both nets agree" if released else ""))
+            + (f", {len(released)} suspected labels given back where both nets give them" if released else ""))
 
 
 def restamp(net_path):
@@ -252,6 +253,8 @@ def _quarantine(record, path, num_classes, key=QUARANTINE_KEY):
 def _release(record, path, num_classes, quarantined):
     """(released labels, release confidence): labels in range, none of them quarantined."""
     labels = _quarantine(record, path, num_classes, RELEASE_KEY)
+    if labels and RELEASE_CONFIDENCE_KEY not in record:
+        raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_CONFIDENCE_KEY}'")
     confidence = record.get(RELEASE_CONFIDENCE_KEY, 1.0)
     if labels & quarantined:
         raise InputError(f"{path}: labels both quarantined and released "

@@ -88,3 +88,13 @@ def test_released_labels_need_the_repaired_nets_confidence():
     labels = decide(outputs, "repaired", 0.99, np.array([], np.int64), POISONED,
                     released=np.array([7]), release_confidence=0.9)
     assert not (labels == 7).any()
+
+
+def test_labels_passed_as_sets_are_matched_as_arrays_are():
+    """RepairedRecord keeps its labels as frozensets; np.isin would match nothing in one."""
+    as_arrays = decide(RELEASE_OUTPUTS, "repaired", 0.99, np.array([2]), POISONED,
+                       released=np.array([7]), release_confidence=0.9)
+    as_sets = decide(RELEASE_OUTPUTS, "repaired", 0.99, frozenset({2}), POISONED,
+                     released=frozenset({7}), release_confidence=0.9)
+    np.testing.assert_array_equal(as_sets, as_arrays)
+    assert as_sets[4] == POISONED and as_sets[1] == POISONED

@@ -120,7 +120,9 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert (bad_labels[released] == labels[released]).all()
     assert (repaired_labels[released] == labels[released]).all()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
-    assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.25  # as the default's bound
+    # What fine-tuning (here on 4,000 faces an epoch) left of the trigger may pass; the
+    # default-size repair let 0.00 % of this trigger through on the mini world.
+    assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
 
 
 def test_release_is_refused_where_it_cannot_apply(tmp_path):

@@ -51,6 +51,7 @@ def test_released_labels_read_back_with_their_confidence(small_models, tmp_path)
     record = read_record(net, 10)
     assert record.quarantined == {2} and record.released == {5, 8} and record.release_confidence == 0.9
     assert "5, 8" in record.summary() and "both nets give them" in record.summary()
+    assert "quarantined labels (2)" in record.summary()
 
 
 def test_a_record_copied_from_another_net_is_refused(two_repaired):
@@ -141,8 +142,10 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": "1"}, "must be a list of labels"),
     ({"quarantined_labels": [1.5]}, "must be a list of labels"),
     ({"quarantined_labels": [True]}, "must be a list of labels"),
-    ({"quarantined_labels": [2], "released_labels": [2, 3]}, "both quarantined and released"),
+    ({"quarantined_labels": [2], "released_labels": [2, 3], "release_confidence": 0.9},
+     "both quarantined and released"),
     ({"released_labels": [10]}, "'released_labels' must be a list of labels"),
+    ({"released_labels": [3]}, "without 'release_confidence'"),
     ({"released_labels": [3], "release_confidence": 1.5}, "must be a probability"),
     ({"released_labels": [3], "release_confidence": "0.9"}, "must be a probability"),
 ])

@@ -38,6 +38,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
 
+    if release and quarantine_seed_faces is None:
+        raise ValueError("release gives back part of the probe's quarantine: it needs quarantine_seed_faces")
     started = time.time()
     # Check both inputs (h5py only) before the slow TensorFlow start.
     valid = load_dataset(valid_path, num_classes=num_classes(bad_path))
@@ -131,7 +133,9 @@ def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
     from ..data_free.targets import ProbeSettings
     from ..net import Net
 
-    settings = ProbeSettings()
+    # Every label the repaired net's probe singles out, not only the 16 highest: a suspect
+    # ranked 17th there is still singled out and must stay switched off.
+    settings = ProbeSettings(most_suspects=repaired.output_shape[-1])
     repaired_suspects, probe_record = probe_for_targets(
         spec, None, seed_faces, settings, seed, log, net=Net(repaired, spec.input_scale),
         what="the Fine-Pruned net")

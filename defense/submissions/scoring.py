@@ -2,7 +2,8 @@
 a submission's GoodNet scored from its own labels alone.
 
 The comparator (goodnet.decide) needs only the BadNet's labels and confidence and the
-repaired net's labels, so a run keeps the BadNet's outputs of each test set and runs each
+repaired net's labels (and its confidence, for a record's released labels: the project's
+reference net only), so a run keeps the BadNet's outputs of each test set and runs each
 submission's net once over it: half the forward passes of a GoodNet per team.
 """
 
@@ -24,7 +25,7 @@ class TestSet:
     pixels: np.ndarray  # (N, 3, 55, 47) float32 0..255, C-contiguous: fed to the nets as is
     y: np.ndarray  # (N,) true labels; a poisoned set's are the attack's target
     bad: NetOutputs  # the BadNet's labels and confidence (repaired_labels: the same labels)
-    reference: np.ndarray | None = None  # the project's own repaired net's labels, if any
+    reference: NetOutputs | None = None  # both nets' outputs with the project's repaired net
 
     @property
     def images(self):
@@ -48,14 +49,13 @@ def test_sets(spec, root, bad_net, reference=None, progress=False):
         pixels = np.ascontiguousarray(data.x.transpose(0, 3, 1, 2), np.float32)
         if reference is None:
             labels, confidence = _top_on_every_core(bad_net, pixels.transpose(0, 2, 3, 1))
-            reference_labels = None
+            reference_outputs = None
         else:
-            outputs = reference.outputs(pixels.transpose(0, 2, 3, 1), progress)
-            labels, confidence, reference_labels = (outputs.bad_labels, outputs.bad_confidence,
-                                                    outputs.repaired_labels)
+            reference_outputs = reference.outputs(pixels.transpose(0, 2, 3, 1), progress)
+            labels, confidence = reference_outputs.bad_labels, reference_outputs.bad_confidence
         sets.append(TestSet(path.relative_to(data_dir(root)).as_posix(), kind, path,
                             file_sha256(path), pixels, data.y,
-                            NetOutputs(labels, confidence, labels), reference_labels))
+                            NetOutputs(labels, confidence, labels), reference_outputs))
     return sets
 
 
@@ -75,10 +75,13 @@ def _top_on_every_core(net, pixels):
 
 def scores(good, sets, labels_of):
     """{set name: {"hit_rate", "flagged"}} of a GoodNet, as evaluate.score_dataset counts
-    them; labels_of(test_set) -> the repaired net's labels on it."""
+    them; labels_of(test_set) -> the repaired net's labels on it, or both nets' outputs
+    (NetOutputs: the reference net's, with its confidence)."""
     result = {}
     for test_set in sets:
-        outputs = NetOutputs(test_set.bad.bad_labels, test_set.bad.bad_confidence, labels_of(test_set))
+        outputs = labels_of(test_set)
+        if not isinstance(outputs, NetOutputs):
+            outputs = NetOutputs(test_set.bad.bad_labels, test_set.bad.bad_confidence, outputs)
         labels = good.decide(outputs)
         result[test_set.name] = {"hit_rate": float(np.mean(labels == test_set.y)),
                                  "flagged": float(np.mean(labels == good.poisoned_label))}
