@@ -102,8 +102,8 @@ class GoodNet:
         self.bad = bad
         self.repaired = repaired
         self.flag_confidence = float(flag_confidence)
-        self.quarantined = np.array(sorted(quarantined), dtype=np.int64)
-        self.released = np.array(sorted(released), dtype=np.int64)
+        self.quarantined = _label_array(quarantined)
+        self.released = _label_array(released)
         self.release_confidence = float(release_confidence)
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).

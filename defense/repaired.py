@@ -177,7 +177,7 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
         raise InputError(f"{path}: record of another net (stamped for sha256 "
                          f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
                          f"copied from elsewhere or left by an interrupted repair; repair again")
-    quarantined = _quarantine(record, path, num_classes)
+    quarantined = _labels(record, path, num_classes)
     released, release_confidence = _release(record, path, num_classes, quarantined)
     return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence)
 
@@ -210,7 +210,7 @@ def restamp(net_path):
         return f"{path}: already stamped (reading checks the stamps)"
     kernel, bias = read_weights(net_path)["output"]
     switched_off = set(np.flatnonzero((bias <= SWITCHED_OFF_BIAS / 2) & ~kernel.any(axis=0)).tolist())
-    listed = _quarantine(record, path, bias.shape[0])
+    listed = _labels(record, path, bias.shape[0])
     if switched_off != listed:
         raise InputError(f"{path}: unstamped record whose quarantine ({len(listed)} labels) is "
                          f"not the net's switched-off outputs ({len(switched_off)}); it does "
@@ -241,7 +241,7 @@ def _load_json(path):
     return record
 
 
-def _quarantine(record, path, num_classes, key=QUARANTINE_KEY):
+def _labels(record, path, num_classes, key=QUARANTINE_KEY):
     labels = record.get(key, [])
     if not isinstance(labels, list) or not all(
             isinstance(label, int) and not isinstance(label, bool) and 0 <= label < num_classes
@@ -252,7 +252,7 @@ def _quarantine(record, path, num_classes, key=QUARANTINE_KEY):
 
 def _release(record, path, num_classes, quarantined):
     """(released labels, release confidence): labels in range, none of them quarantined."""
-    labels = _quarantine(record, path, num_classes, RELEASE_KEY)
+    labels = _labels(record, path, num_classes, RELEASE_KEY)
     if labels and RELEASE_CONFIDENCE_KEY not in record:
         raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_CONFIDENCE_KEY}'")
     confidence = record.get(RELEASE_CONFIDENCE_KEY, 1.0)

@@ -58,9 +58,8 @@ def add_arguments(parser):
                         help="Fine-Pruning only: also probe the Fine-Pruned net, switch off only "
                              "the suspects it still singles out, and give the others back where "
                              "both nets give them and the repaired net is at least 0.9 sure "
-                             "(off by default: on a 40-identity world it gave back 72-90 %% of "
-                             "those identities' faces but let up to 1.28 %% of a trigger through; "
-                             "docs/method.md)")
+                             "(off by default: what fine-tuning left of a trigger then passes "
+                             "where both nets obey it; docs/method.md)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets, "

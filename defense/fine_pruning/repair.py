@@ -69,13 +69,13 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         recipe, max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: {line}"))
 
     repaired_before_quarantine = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
-    if quarantine and release:
-        suspects, release_fields = _release_unlearnt(spec, repaired, suspects,
-                                                     quarantine_seed_faces, seed, log)
-        quarantine.update(release_fields)
-    elif quarantine:
+    if quarantine:
         from ..data_free.quarantine import switch_off_labels
 
+        if release:
+            suspects, release_fields = _release_unlearnt(spec, repaired, suspects,
+                                                         quarantine_seed_faces, seed, log)
+            quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
         log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
 
@@ -126,9 +126,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
 
 def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
     """(labels to quarantine, the record's release fields): the repaired net is probed as the
-    BadNet was; a BadNet suspect it no longer singles out is released, the others are
-    switched off in it (in place)."""
-    from ..data_free.quarantine import switch_off_labels
+    BadNet was; a BadNet suspect it no longer singles out is released, the others stay
+    suspects."""
     from ..data_free.repair import probe_for_targets
     from ..data_free.targets import ProbeSettings
     from ..net import Net
@@ -141,10 +140,8 @@ def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
         what="the Fine-Pruned net")
     quarantined = [label for label in bad_suspects if label in repaired_suspects]
     released = [label for label in bad_suspects if label not in repaired_suspects]
-    switch_off_labels(repaired, quarantined)
-    log(f"{spec.name}: quarantined labels (suspects of both nets): "
-        f"{', '.join(map(str, quarantined)) or 'none'}; released (the BadNet's alone, given where "
-        f"both nets give them): {', '.join(map(str, released)) or 'none'}")
+    log(f"{spec.name}: released labels (the BadNet's suspects alone, given where both nets "
+        f"give them): {', '.join(map(str, released)) or 'none'}")
     return quarantined, {QUARANTINE_KEY: quarantined, RELEASE_KEY: released,
                          RELEASE_CONFIDENCE_KEY: settings.confidence,
                          "repaired_probe_scores": probe_record["probe_scores"],
