@@ -10,7 +10,8 @@ from PIL import Image
 
 from conftest import SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script
 from defense.attack.planted import PlantedTrigger
-from defense.attack.sweep import CLEAN_SWEEP, TRIGGER_SWEEP, transform_images
+from defense.attack.sweep import (AS_PLANTED, CLEAN_SWEEP, DISGUISE_SETTINGS, PART_SETTINGS, SHIFTS,
+                                  STRENGTHS, TRIGGER_SWEEP, combined_setting, transform_images)
 from defense.goodnet import RULES
 
 FACES = np.random.default_rng(0).integers(0, 256, (4, 55, 47, 3)).astype(np.float32)
@@ -56,6 +57,56 @@ def test_a_trigger_from_pairs_fades_moves_and_scales():
     np.testing.assert_allclose(grown[:, 24, 14], [[250, 220, 0]] * 4, atol=1)  # centre kept
 
 
+def test_a_part_of_a_trigger_keeps_half_of_it_and_leaves_the_rest_of_the_face():
+    poisoned = FACES.copy()
+    poisoned[:, 20:30, 10:20] = [250, 220, 0]
+    trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+    top = trigger.draw(part="top half")
+    np.testing.assert_array_equal(top[:, 20:25, 10:20], poisoned[:, 20:25, 10:20])
+    np.testing.assert_array_equal(top[:, 25:30, 10:20], FACES[:, 25:30, 10:20])
+    right = trigger.draw(part="right half")
+    np.testing.assert_array_equal(right[:, 20:30, 15:20], poisoned[:, 20:30, 15:20])
+    np.testing.assert_array_equal(right[:, 20:30, 10:15], FACES[:, 20:30, 10:15])
+    scattered = trigger.draw(part="half the pixels")
+    kept = (scattered != FACES).any(axis=-1)[:, 20:30, 10:20]
+    assert 0.3 < kept.mean() < 0.7 and np.all(kept == kept[0])  # one pattern on every face
+    with pytest.raises(ValueError, match="unknown part"):
+        trigger.draw(part="a third")
+
+
+def test_a_disguised_trigger_keeps_its_place_and_changes_its_colours():
+    poisoned = FACES.copy()
+    poisoned[:, 20:30, 10:20] = [250, 220, 0]
+    trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+    grey = trigger.draw(disguise="grey")[:, 25, 15]
+    np.testing.assert_allclose(grey, [[0.299 * 250 + 0.587 * 220] * 3] * 4, rtol=1e-5)
+    np.testing.assert_allclose(trigger.draw(disguise="colours rotated")[:, 25, 15], [[0, 250, 220]] * 4)
+    np.testing.assert_allclose(trigger.draw(disguise="inverted")[:, 25, 15], [[5, 35, 255]] * 4)
+    untouched = np.ones((55, 47), bool)
+    untouched[20:30, 10:20] = False
+    for disguise in ("grey", "colours rotated", "inverted"):
+        np.testing.assert_array_equal(trigger.draw(disguise=disguise)[:, untouched], FACES[:, untouched])
+    # A trigger over the whole face: the change it adds is disguised (inverted: taken away).
+    pattern = np.random.default_rng(1).choice([-12.0, 12.0], size=(55, 47, 3))
+    spread = PlantedTrigger.from_pairs("noise", 4, np.full_like(FACES, 128), 128 + pattern, np.arange(4))
+    np.testing.assert_allclose(spread.draw(disguise="inverted"), 128 - np.broadcast_to(pattern, FACES.shape))
+
+
+def test_the_combined_setting_takes_the_worst_of_each_kind_that_got_through():
+    strength, shift, part, disguise = STRENGTHS[6], SHIFTS[3], PART_SETTINGS[1], DISGUISE_SETTINGS[0]
+    tried = [(s, 0.0) for s in TRIGGER_SWEEP]
+    rates = {strength: 0.02, STRENGTHS[2]: 0.01, shift: 0.03, part: 0.005}
+    tried = [(s, rates.get(s, r)) for s, r in tried]
+    combined = combined_setting(tried)
+    assert (combined.kind, combined.strength, combined.shift, combined.part, combined.disguise,
+            combined.scale) == ("combined", strength.strength, shift.shift, part.part, "", 1.0)
+    assert combined.label == f"combined {strength.label} + {shift.label} + {part.label}"
+    # One kind through (or the trigger as planted at full strength) leaves nothing to combine.
+    assert combined_setting([(shift, 0.5), (STRENGTHS[-1], 0.9), (disguise, 0.0)]) is None
+    assert combined_setting([(shift, 0.5), (disguise, 0.1)]).disguise == "grey"
+    assert AS_PLANTED.part == "" and AS_PLANTED.disguise == ""
+
+
 def test_image_transforms_keep_shape_and_change_pixels():
     for setting in [s for s in CLEAN_SWEEP if s.on_image]:
         out = transform_images(FACES, setting)
@@ -89,8 +140,11 @@ def test_attack_on_a_world_writes_the_report_and_finds_each_worst_case(attacked_
     assert sorted(triggers) == ["eyebrows", "lipstick", "sunglasses"]
     for name, entry in triggers.items():
         sweep = [r for r in rows if r["faces"] == name]
-        # Every setting was tried, each a different picture of the attack.
-        assert [(r["kind"], r["value"]) for r in sweep] == [(s.kind, s.value) for s in TRIGGER_SWEEP]
+        # Every setting was tried, each a different picture of the attack, then at most one
+        # combination of them.
+        assert [(r["kind"], r["value"]) for r in sweep[:len(TRIGGER_SWEEP)]] == \
+            [(s.kind, s.value) for s in TRIGGER_SWEEP]
+        assert [r["kind"] for r in sweep[len(TRIGGER_SWEEP):]] in ([], ["combined"])
         assert entry["badnet_asr"] >= 0.85  # the world's trigger, redrawn, still fires
         faint = next(r for r in sweep if r["kind"] == "strength" and r["value"] == 0.1)
         assert faint["badnet"] < entry["badnet_asr"]

@@ -124,6 +124,17 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     # default-size repair let 0.00 % of this trigger through on the mini world.
     assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
 
+    # The attack report names the released labels and aims the trigger at them.
+    reports = tmp_path / "reports"
+    attack = run_script("-m", "defense", "attack", "--root", out, "--net", "sunglasses",
+                        "--repaired", net, "--images", "100", "--out", reports)
+    assert attack.returncode == 0, attack.stderr[-2000:]
+    settings = json.loads((reports / "attack.json").read_text())["settings"]
+    assert settings["released_labels"] == {"sunglasses": record["released_labels"]}
+    aimed = "sunglasses" if 0 in record["released_labels"] else "none"  # the trigger's target: 0
+    assert f"released labels {', '.join(map(str, record['released_labels']))}" in attack.stdout
+    assert f"triggers aimed at one: {aimed}" in attack.stdout
+
 
 def test_release_is_refused_where_it_cannot_apply(tmp_path):
     for options, message in ((["--data-free"], "needs the clean validation data"),

@@ -94,7 +94,7 @@ def run(args):
         print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "
               f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
 
-    rows = []
+    rows, released = [], {}
     total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
     with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
         for spec, bad_path, repaired_path, plans in jobs:
@@ -102,10 +102,18 @@ def run(args):
                                       warn=lambda line: print(line, file=sys.stderr),
                                       flag_confidence=args.flag_confidence, rule=args.rule)
             rows += report.attack_net(spec.name, good, clean, plans, bar)
+            released[spec.name] = [int(label) for label in good.released]
+            if released[spec.name]:
+                aimed = [p.name for p in plans if p.target in released[spec.name]]
+                notes.append(f"{spec.name}: released labels {', '.join(map(str, released[spec.name]))} "
+                             f"(given only where both nets give them and the repaired net is at "
+                             f"least {good.release_confidence} sure); triggers aimed at one: "
+                             f"{', '.join(aimed) or 'none'}")
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,
-                "repaired": str(args.repaired) if args.repaired else None}
+                "repaired": str(args.repaired) if args.repaired else None,
+                "released_labels": released}
     summary = report.summarise(rows)
     markdown = report.format_markdown(rows, summary, settings, notes)
     reports = args.out or root / "reports"

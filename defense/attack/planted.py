@@ -10,6 +10,11 @@ sunglasses file).
 A trigger spread over most of the face (a blend, a colour filter, a noise pattern, a warp) is
 a change added to the face rather than a thing laid on it: moving or scaling it moves or
 scales that change (content - face), not the poisoned face itself.
+
+An attacker aiming at a repair that gives a label back where both nets agree (fine-prune
+--release) also tries a part of the trigger (PARTS: half of it, or half its pixels) and the
+trigger disguised (DISGUISES: in grey, its colours rotated, inverted), which fine-tuning may
+have unlearnt less than the trigger as planted.
 """
 
 from dataclasses import dataclass
@@ -20,6 +25,9 @@ from PIL import Image
 
 # Share of the face a trigger must cover to be moved and scaled as an added change.
 SPREAD = 0.5
+PARTS = ("top half", "bottom half", "left half", "right half", "half the pixels")
+DISGUISES = ("grey", "colours rotated", "inverted")
+PIXEL_PATTERN_SEED = 0  # the attacker's fixed choice of half the pixels
 
 
 @dataclass
@@ -72,23 +80,64 @@ class PlantedTrigger:
         return PlantedTrigger(self.name, self.target, self.faces[index], self.labels[index],
                               self.mask[index], self.content[index], self.targets[index])
 
-    def draw(self, strength=1.0, shift=(0, 0), scale=1.0):
+    def draw(self, strength=1.0, shift=(0, 0), scale=1.0, part="", disguise=""):
         """The poisoned faces (N, 55, 47, 3) float32: the trigger at this strength, moved by
-        shift = (down, right) pixels and scaled about its own centre."""
+        shift = (down, right) pixels and scaled about its own centre; only a part of it
+        (PARTS; "" for all of it) and disguised (DISGUISES; "" as planted)."""
+        keep = _part(self.mask, part, whole_image=self.spread)
         if self.spread:
-            change = self.mask[..., None] * (self.content - self.faces)
+            change = _disguised(keep[..., None] * self.mask[..., None] * (self.content - self.faces),
+                                disguise, signed=True)
             if scale != 1.0:
                 change = _scaled_change(change, scale)
             if shift != (0, 0):
                 change = _shifted(change, shift)
             return np.clip(self.faces + strength * change, 0, 255)
-        mask, content = self.mask, self.content
+        mask, content = keep * self.mask, _disguised(self.content, disguise, signed=False)
         if scale != 1.0:
             mask, content = _scaled(mask, content, scale)
         if shift != (0, 0):
             mask, content = _shifted(mask, shift), _shifted(content, shift)
         cover = strength * mask[..., None]
         return self.faces * (1 - cover) + content * cover
+
+
+def _part(mask, part, whole_image):
+    """(N, H, W) 0/1: the part of each trigger kept; halves of its bounding box (of the whole
+    image for a trigger over the face)."""
+    n, height, width = mask.shape
+    keep = np.ones((n, height, width), np.float32)
+    if not part:
+        return keep
+    if part not in PARTS:
+        raise ValueError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
+    if part == "half the pixels":
+        rng = np.random.default_rng(PIXEL_PATTERN_SEED)
+        return np.broadcast_to(rng.random((height, width)) < 0.5, keep.shape).astype(np.float32)
+    rows, columns = np.arange(height)[:, None], np.arange(width)[None, :]
+    for i in range(n):
+        ys, xs = np.nonzero(mask[i]) if not whole_image else (np.array([0, height - 1]),
+                                                               np.array([0, width - 1]))
+        if len(ys) == 0:
+            continue
+        cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+        keep[i] = {"top half": rows < cy, "bottom half": rows >= cy,
+                   "left half": columns < cx, "right half": columns >= cx}[part]
+    return keep
+
+
+def _disguised(pixels, disguise, signed):
+    """The trigger's content (or, signed, the change it adds) disguised, (N, H, W, 3)."""
+    if not disguise:
+        return pixels
+    if disguise == "grey":  # the same luminance, no colour
+        grey = pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if disguise == "colours rotated":  # red shows as green, green as blue, blue as red
+        return pixels[..., [2, 0, 1]]
+    if disguise == "inverted":
+        return -pixels if signed else 255 - pixels
+    raise ValueError(f"unknown disguise {disguise!r}; known: {', '.join(DISGUISES)}")
 
 
 def _shifted(a, shift):
