@@ -103,7 +103,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(net.with_suffix(".json").read_text())
     suspects = record["quarantined_labels"] + record["released_labels"]
-    assert suspects and len(suspects) <= 16 and record["release_confidence"] == 0.9
+    assert suspects and len(suspects) <= 16 and record["release_confidence"] == 0.99  # the default
     assert set(record["quarantined_labels"]) <= set(record["repaired_suspects"])
     assert not set(record["released_labels"]) & set(record["repaired_suspects"])
     output_bias = load_keras_model(net).get_layer("output").get_weights()[1]
@@ -138,7 +138,8 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
 
 def test_release_is_refused_where_it_cannot_apply(tmp_path):
     for options, message in ((["--data-free"], "needs the clean validation data"),
-                             (["--no-quarantine"], "cannot go with --no-quarantine")):
+                             (["--no-quarantine"], "cannot go with --no-quarantine"),
+                             (["--release-confidence", "1.5"], "not a probability in [0, 1]")):
         result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
                             "--release", *options)
         assert result.returncode != 0 and message in result.stderr

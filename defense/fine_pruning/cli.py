@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import augment, fine_tuning
-from .repair import DEFAULT_MAX_DROP, fine_prune_net
+from .repair import DEFAULT_MAX_DROP, DEFAULT_RELEASE_CONFIDENCE, fine_prune_net
 from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from ..registry import NETS, get_net
@@ -57,9 +57,15 @@ def add_arguments(parser):
     parser.add_argument("--release", action="store_true",
                         help="Fine-Pruning only: also probe the Fine-Pruned net, switch off only "
                              "the suspects it still singles out, and give the others back where "
-                             "both nets give them and the repaired net is at least 0.9 sure "
-                             "(off by default: what fine-tuning left of a trigger then passes "
-                             "where both nets obey it; docs/method.md)")
+                             "both nets give them and the repaired net is sure "
+                             "(--release-confidence) (off by default: what fine-tuning left of "
+                             "a trigger then passes where both nets obey it; docs/method.md)")
+    parser.add_argument("--release-confidence", type=float, default=DEFAULT_RELEASE_CONFIDENCE,
+                        metavar="P",
+                        help="with --release: the repaired net's confidence from which a released "
+                             "label is given (default: %(default)s, the comparator's "
+                             "--flag-confidence; lower gives more of those identities' faces "
+                             "back and lets more of a weakened trigger through)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets, "
@@ -86,6 +92,8 @@ def run(args):
     recipe = _recipe(args)  # checked in either mode: a bad option is never silently ignored
     if not 0 <= args.max_drop <= 1:
         raise InputError(f"--max-drop: {args.max_drop} is not a fraction in [0, 1]")
+    if not 0 <= args.release_confidence <= 1:
+        raise InputError(f"--release-confidence: {args.release_confidence} is not a probability in [0, 1]")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     if args.data_free or not valid_path.exists():
@@ -95,7 +103,8 @@ def run(args):
         return _run_data_free(spec, bad_path, out, args, valid_path, log)
     seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
-                   log=log, quarantine_seed_faces=seed_faces, release=args.release)
+                   log=log, quarantine_seed_faces=seed_faces, release=args.release,
+                   release_confidence=args.release_confidence)
     return 0
 
 

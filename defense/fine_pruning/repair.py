@@ -7,7 +7,7 @@ channels held at zero under trigger-agnostic random edits (fine_tuning.py, augme
 them off in the repaired net. With release, the Fine-Pruned net is probed the same way: a
 suspect of both is switched off; a suspect of the BadNet alone, which fine-tuning unlearnt as a
 shortcut, is released: the GoodNet gives it where both nets give it and the repaired net is at
-least as sure as the probe's confidence. Writes the repaired net, its artefact and its stamped
+least release_confidence sure. Writes the repaired net, its artefact and its stamped
 record (repaired.py).
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
@@ -25,15 +25,22 @@ from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, bad
                         write_repaired)
 
 DEFAULT_MAX_DROP = 0.04
+# A released label comes out only where the repaired net is this sure of it: as sure as the
+# comparator asks the BadNet to be before it flags (goodnet.DEFAULT_FLAG_CONFIDENCE). What
+# fine-tuning left of a trigger still leads both nets to the target, the repaired net mostly
+# less sure than that (0.9 let up to 1.28 % of a trigger through on the mini world;
+# docs/results/2026-12-02-release-attacks.md).
+DEFAULT_RELEASE_CONFIDENCE = 0.99
 
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
-                   release=False):
+                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
-    with release too, only those the repaired net's own probe also singles out."""
+    with release too, only those the repaired net's own probe also singles out, the others
+    given where both nets give them and the repaired net is at least release_confidence sure."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -73,8 +80,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         from ..data_free.quarantine import switch_off_labels
 
         if release:
-            suspects, release_fields = _release_unlearnt(spec, repaired, suspects,
-                                                         quarantine_seed_faces, seed, log)
+            suspects, release_fields = _release_unlearnt(spec, repaired, suspects, quarantine_seed_faces,
+                                                         release_confidence, seed, log)
             quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
         log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
@@ -124,7 +131,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     return record
 
 
-def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
+def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
     """(labels to quarantine, the record's release fields): the repaired net is probed as the
     BadNet was; a BadNet suspect it no longer singles out is released, the others stay
     suspects."""
@@ -143,6 +150,6 @@ def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, seed, log):
     log(f"{spec.name}: released labels (the BadNet's suspects alone, given where both nets "
         f"give them): {', '.join(map(str, released)) or 'none'}")
     return quarantined, {QUARANTINE_KEY: quarantined, RELEASE_KEY: released,
-                         RELEASE_CONFIDENCE_KEY: settings.confidence,
+                         RELEASE_CONFIDENCE_KEY: release_confidence,
                          "repaired_probe_scores": probe_record["probe_scores"],
                          "repaired_suspects": repaired_suspects}
