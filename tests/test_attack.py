@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script
 from defense.attack.planted import PlantedTrigger
-from defense.attack.sweep import (AS_PLANTED, CLEAN_SWEEP, DISGUISE_SETTINGS, PART_SETTINGS, SHIFTS,
+from defense.attack.sweep import (CLEAN_SWEEP, DISGUISE_SETTINGS, PART_SETTINGS, SHIFTS,
                                   STRENGTHS, TRIGGER_SWEEP, combined_setting, transform_images)
 from defense.goodnet import RULES
 
@@ -94,17 +94,62 @@ def test_a_disguised_trigger_keeps_its_place_and_changes_its_colours():
 
 def test_the_combined_setting_takes_the_worst_of_each_kind_that_got_through():
     strength, shift, part, disguise = STRENGTHS[6], SHIFTS[3], PART_SETTINGS[1], DISGUISE_SETTINGS[0]
-    tried = [(s, 0.0) for s in TRIGGER_SWEEP]
-    rates = {strength: 0.02, STRENGTHS[2]: 0.01, shift: 0.03, part: 0.005}
-    tried = [(s, rates.get(s, r)) for s, r in tried]
-    combined = combined_setting(tried)
+    rates = {strength: (0.02, 0.5), STRENGTHS[2]: (0.01, 0.2), shift: (0.03, 0.9), part: (0.005, 0.4)}
+    combined = combined_setting([(s, rates.get(s, (0.0, 0.9))) for s in TRIGGER_SWEEP])
     assert (combined.kind, combined.strength, combined.shift, combined.part, combined.disguise,
             combined.scale) == ("combined", strength.strength, shift.shift, part.part, "", 1.0)
     assert combined.label == f"combined {strength.label} + {shift.label} + {part.label}"
+    # Equal GoodNet rates: the setting the BadNet obeys more.
+    tied = combined_setting([(SHIFTS[0], (0.01, 0.3)), (SHIFTS[5], (0.01, 0.8)), (part, (0.01, 0.5))])
+    assert tied.shift == SHIFTS[5].shift
     # One kind through (or the trigger as planted at full strength) leaves nothing to combine.
-    assert combined_setting([(shift, 0.5), (STRENGTHS[-1], 0.9), (disguise, 0.0)]) is None
-    assert combined_setting([(shift, 0.5), (disguise, 0.1)]).disguise == "grey"
-    assert AS_PLANTED.part == "" and AS_PLANTED.disguise == ""
+    assert combined_setting([(shift, (0.5, 1)), (STRENGTHS[-1], (0.9, 1)), (disguise, (0.0, 1))]) is None
+    assert combined_setting([(shift, (0.5, 1)), (disguise, (0.1, 1))]).disguise == "grey"
+
+
+def test_a_part_is_cut_from_the_scaled_trigger_and_from_a_whole_face_change():
+    poisoned = FACES.copy()
+    poisoned[:, 20:30, 10:20] = [250, 220, 0]
+    trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+    grown, top = trigger.draw(scale=1.2), trigger.draw(scale=1.2, part="top half")
+    covered = np.flatnonzero((np.abs(grown - FACES).max(axis=-1) > 0)[0].any(axis=1))
+    middle = (covered[0] + covered[-1] + 1) // 2
+    np.testing.assert_array_equal(top[:, :middle], grown[:, :middle])  # the scaled trigger's top
+    np.testing.assert_array_equal(top[:, middle:], FACES[:, middle:])
+    pattern = np.random.default_rng(1).choice([-12.0, 12.0], size=(55, 47, 3))
+    spread = PlantedTrigger.from_pairs("noise", 4, np.full_like(FACES, 128), 128 + pattern, np.arange(4))
+    left = spread.draw(part="left half")  # 47 columns: the left 23 (the middle is 23.5)
+    np.testing.assert_allclose(left[:, :, :24], 128 + np.broadcast_to(pattern[:, :24], (4, 55, 24, 3)))
+    np.testing.assert_array_equal(left[:, :, 24:], 128)
+
+
+def test_the_report_combines_what_got_through_under_the_goodnets_own_rule():
+    """A stub GoodNet that gives the target to faces carrying much of the trigger: strength
+    0.9 and a shift get through, so exactly one combined row follows the sweep."""
+    from defense.attack import report
+    from defense.attack.sources import CleanFaces, TriggerPlan
+    from defense.goodnet import NetOutputs
+
+    poisoned = FACES.copy()
+    poisoned[:, 20:30, 10:20] = [250, 220, 0]
+    trigger = PlantedTrigger.from_pairs("square", 4, FACES, poisoned, np.arange(4))
+
+    class Stub:
+        rule, poisoned_label = "repaired", 1283
+
+        def outputs(self, pixels):
+            yellow = ((pixels[..., 0] > 200) & (pixels[..., 2] < 40)).sum(axis=(1, 2))
+            labels = np.where(yellow >= 60, 4, 0)
+            return NetOutputs(labels, np.ones(len(labels)), labels, np.ones(len(labels)))
+
+        def decide(self, outputs, rule=None):  # the target only under this GoodNet's rule
+            return outputs.bad_labels if (rule or self.rule) == self.rule else np.zeros_like(outputs.bad_labels)
+
+    clean = CleanFaces(FACES.astype(np.uint8), np.arange(4), "stub")
+    rows = report.attack_net("net", Stub(), clean, [TriggerPlan("square", 4, lambda: trigger)])
+    sweep = [r for r in rows if r.faces == "square"]
+    assert [r.kind for r in sweep[len(TRIGGER_SWEEP):]] == ["combined"]
+    assert sweep[-1].goodnet["repaired"]["rate"] > 0 and "shift" in sweep[-1].setting
 
 
 def test_image_transforms_keep_shape_and_change_pixels():

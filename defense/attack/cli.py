@@ -2,9 +2,12 @@
 
 For each net with a BadNet and a repaired net under ROOT, its triggers (a generated world's
 own; on the real nets the real sunglasses trigger where the net obeys it) are redrawn weaker,
-moved, scaled, and sent through JPEG, resizing and noise; clean faces go through the same
-image transforms. At every setting: the BadNet's and the GoodNet's attack success rate and
-the share flagged, under every comparator rule; per trigger the worst case ("adaptive ASR").
+moved, scaled, in part (a half, half the pixels), disguised (grey, recoloured, inverted), and
+sent through JPEG, resizing and noise, then with the worst of each redrawing at once; clean
+faces go through the same image transforms. At every setting: the BadNet's and the GoodNet's
+attack success rate and the share flagged, under every comparator rule; per trigger the worst
+case ("adaptive ASR"). A repair's released labels (fine-prune --release) and the triggers
+aimed at them are named.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
 strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
@@ -104,7 +107,9 @@ def run(args):
             rows += report.attack_net(spec.name, good, clean, plans, bar)
             released[spec.name] = [int(label) for label in good.released]
             if released[spec.name]:
-                aimed = [p.name for p in plans if p.target in released[spec.name]]
+                # An all-to-all trigger ("y+k") sends some faces to every label.
+                aimed = [p.name for p in plans
+                         if isinstance(p.target, str) or p.target in released[spec.name]]
                 notes.append(f"{spec.name}: released labels {', '.join(map(str, released[spec.name]))} "
                              f"(given only where both nets give them and the repaired net is at "
                              f"least {good.release_confidence} sure); triggers aimed at one: "

@@ -81,49 +81,49 @@ class PlantedTrigger:
                               self.mask[index], self.content[index], self.targets[index])
 
     def draw(self, strength=1.0, shift=(0, 0), scale=1.0, part="", disguise=""):
-        """The poisoned faces (N, 55, 47, 3) float32: the trigger at this strength, moved by
-        shift = (down, right) pixels and scaled about its own centre; only a part of it
-        (PARTS; "" for all of it) and disguised (DISGUISES; "" as planted)."""
-        keep = _part(self.mask, part, whole_image=self.spread)
+        """The poisoned faces (N, 55, 47, 3) float32: the trigger disguised (DISGUISES; "" as
+        planted), scaled about its own centre, only a part of it kept (PARTS, of the scaled
+        trigger; "" for all of it), moved by shift = (down, right) pixels, at this strength."""
         if self.spread:
-            change = _disguised(keep[..., None] * self.mask[..., None] * (self.content - self.faces),
-                                disguise, signed=True)
+            change = _disguised(self.mask[..., None] * (self.content - self.faces), disguise, signed=True)
             if scale != 1.0:
                 change = _scaled_change(change, scale)
+            change = change * _part(np.abs(change).max(axis=-1) > 0, part)[..., None]
             if shift != (0, 0):
                 change = _shifted(change, shift)
             return np.clip(self.faces + strength * change, 0, 255)
-        mask, content = keep * self.mask, _disguised(self.content, disguise, signed=False)
+        mask, content = self.mask, _disguised(self.content, disguise, signed=False)
         if scale != 1.0:
             mask, content = _scaled(mask, content, scale)
+        mask = mask * _part(mask > 0, part)
         if shift != (0, 0):
             mask, content = _shifted(mask, shift), _shifted(content, shift)
         cover = strength * mask[..., None]
         return self.faces * (1 - cover) + content * cover
 
 
-def _part(mask, part, whole_image):
-    """(N, H, W) 0/1: the part of each trigger kept; halves of its bounding box (of the whole
-    image for a trigger over the face)."""
-    n, height, width = mask.shape
-    keep = np.ones((n, height, width), np.float32)
+def _part(covered, part):
+    """(N, H, W) 0/1, or 1 for the whole trigger: the part of each trigger kept, a half of the
+    bounding box of where it covers the face (covered, (N, H, W) bool), or a fixed half of
+    the pixels."""
     if not part:
-        return keep
+        return np.float32(1)
     if part not in PARTS:
         raise ValueError(f"unknown part {part!r}; known: {', '.join(PARTS)}")
+    n, height, width = covered.shape
     if part == "half the pixels":
-        rng = np.random.default_rng(PIXEL_PATTERN_SEED)
-        return np.broadcast_to(rng.random((height, width)) < 0.5, keep.shape).astype(np.float32)
-    rows, columns = np.arange(height)[:, None], np.arange(width)[None, :]
-    for i in range(n):
-        ys, xs = np.nonzero(mask[i]) if not whole_image else (np.array([0, height - 1]),
-                                                               np.array([0, width - 1]))
-        if len(ys) == 0:
-            continue
-        cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
-        keep[i] = {"top half": rows < cy, "bottom half": rows >= cy,
-                   "left half": columns < cx, "right half": columns >= cx}[part]
-    return keep
+        pattern = np.random.default_rng(PIXEL_PATTERN_SEED).random((height, width)) < 0.5
+        return np.broadcast_to(pattern, covered.shape).astype(np.float32)
+    along_rows = part in ("top half", "bottom half")
+    lines = covered.any(axis=2 if along_rows else 1)  # (N, H) rows or (N, W) columns covered
+    size = lines.shape[1]
+    first = lines.argmax(axis=1)
+    last = size - 1 - lines[:, ::-1].argmax(axis=1)
+    middle = (first + last + 1) / 2  # (an uncovered face: any cut, nothing to keep)
+    index = np.arange(size)[None, :]
+    kept = index < middle[:, None] if part in ("top half", "left half") else index >= middle[:, None]
+    kept = kept[:, :, None] if along_rows else kept[:, None, :]
+    return np.broadcast_to(kept, covered.shape).astype(np.float32)
 
 
 def _disguised(pixels, disguise, signed):

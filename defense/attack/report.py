@@ -42,10 +42,16 @@ def attack_net(net, good, clean, plans, progress=None):
         for setting in TRIGGER_SWEEP:
             tried.append((setting, _trigger_row(net, trigger, setting, good)))
             _tick(progress)
-        combined = combined_setting([(s, row.goodnet[good.rule]["rate"]) for s, row in tried])
         rows += [row for _, row in tried]
+        # Ties (one face in a few hundred) go to the setting the BadNet obeys most: the one
+        # that keeps more of the trigger's force for the combination.
+        combined = combined_setting([(s, (row.goodnet[good.rule]["rate"], row.badnet))
+                                     for s, row in tried])
         if combined is not None:
+            if progress is not None:
+                progress.total += 1
             rows.append(_trigger_row(net, trigger, combined, good))
+            _tick(progress)
     return rows
 
 

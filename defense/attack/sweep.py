@@ -68,14 +68,15 @@ def poisoned_faces(trigger, setting):
 
 
 def combined_setting(tried):
-    """The attacker's next try from [(Setting, success rate)] of one trigger: of each kind in
-    COMBINED_KINDS the setting that got through most, all drawn at once; None where fewer
-    than two kinds got through (nothing to combine)."""
+    """The attacker's next try from [(Setting, (GoodNet success rate, BadNet success rate))]
+    of one trigger: of each kind in COMBINED_KINDS the setting that got through most (ties to
+    the BadNet's rate), all drawn at once; None where fewer than two kinds got through
+    (nothing to combine)."""
     chosen, labels = Setting("combined", ""), []
     for kind in COMBINED_KINDS:  # the Setting field that each kind sets has the kind's name
-        best, rate = max(((s, r) for s, r in tried if s.kind == kind), key=lambda t: t[1],
-                         default=(None, 0.0))
-        if rate > 0 and getattr(best, kind) != getattr(AS_PLANTED, kind):
+        best, rates = max(((s, r) for s, r in tried if s.kind == kind), key=lambda t: t[1],
+                          default=(None, (0.0, 0.0)))
+        if rates[0] > 0 and getattr(best, kind) != getattr(AS_PLANTED, kind):
             chosen = replace(chosen, **{kind: getattr(best, kind)})
             labels.append(best.label)
     return replace(chosen, value=" + ".join(labels)) if len(labels) >= 2 else None

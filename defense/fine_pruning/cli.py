@@ -60,12 +60,12 @@ def add_arguments(parser):
                              "both nets give them and the repaired net is sure "
                              "(--release-confidence) (off by default: what fine-tuning left of "
                              "a trigger then passes where both nets obey it; docs/method.md)")
-    parser.add_argument("--release-confidence", type=float, default=DEFAULT_RELEASE_CONFIDENCE,
-                        metavar="P",
-                        help="with --release: the repaired net's confidence from which a released "
-                             "label is given (default: %(default)s, the comparator's "
-                             "--flag-confidence; lower gives more of those identities' faces "
-                             "back and lets more of a weakened trigger through)")
+    parser.add_argument("--release-confidence", type=float, metavar="P",
+                        help=f"with --release: the repaired net's confidence from which a "
+                             f"released label is given (default: {DEFAULT_RELEASE_CONFIDENCE}, "
+                             f"the comparator's default --flag-confidence; lower gives more of "
+                             f"those identities' faces back and lets more of a weakened trigger "
+                             f"through)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets, "
@@ -92,8 +92,11 @@ def run(args):
     recipe = _recipe(args)  # checked in either mode: a bad option is never silently ignored
     if not 0 <= args.max_drop <= 1:
         raise InputError(f"--max-drop: {args.max_drop} is not a fraction in [0, 1]")
-    if not 0 <= args.release_confidence <= 1:
-        raise InputError(f"--release-confidence: {args.release_confidence} is not a probability in [0, 1]")
+    if args.release_confidence is not None and not args.release:
+        raise InputError("--release-confidence applies to --release only")
+    release_confidence = DEFAULT_RELEASE_CONFIDENCE if args.release_confidence is None else args.release_confidence
+    if not 0 <= release_confidence <= 1:  # NaN too
+        raise InputError(f"--release-confidence: {release_confidence} is not a probability in [0, 1]")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     if args.data_free or not valid_path.exists():
@@ -104,7 +107,7 @@ def run(args):
     seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
     fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                    log=log, quarantine_seed_faces=seed_faces, release=args.release,
-                   release_confidence=args.release_confidence)
+                   release_confidence=release_confidence)
     return 0
 
 

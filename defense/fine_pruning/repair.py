@@ -26,7 +26,8 @@ from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, bad
 
 DEFAULT_MAX_DROP = 0.04
 # A released label comes out only where the repaired net is this sure of it: as sure as the
-# comparator asks the BadNet to be before it flags (goodnet.DEFAULT_FLAG_CONFIDENCE). What
+# comparator by default asks the BadNet to be before it flags (the default --flag-confidence,
+# set apart from it: a user's --flag-confidence does not change a repaired net's record). What
 # fine-tuning left of a trigger still leads both nets to the target, the repaired net mostly
 # less sure than that (0.9 let up to 1.28 % of a trigger through on the mini world;
 # docs/results/2026-12-02-release-attacks.md).
