@@ -179,7 +179,7 @@ def _grade_one(row, bad, bad_net, sets, faces, bad_on_faces, default_scale, rule
         row.status, row.scale, row.how_scale = "unrepaired", row.scale or default_scale, "same weights"
         row.note("the BadNet's own file" if row.sha256 in bad.sha256s else "the BadNet's weights")
         good = scoring.submission_goodnet(bad_net, bad_net, flag_confidence, rule)
-        row.scores = scoring.scores(good, sets, lambda s: s.bad.bad_labels)
+        row.scores = scoring.scores(good, sets, lambda s: s.bad)  # its own labels: agreement
         return
     nets = {}
 
@@ -201,7 +201,8 @@ def _grade_one(row, bad, bad_net, sets, faces, bad_on_faces, default_scale, rule
     key = (row.sha256, row.scale)
     if key not in done:
         good = scoring.submission_goodnet(bad_net, net(row.scale), flag_confidence, rule)
-        done[key] = scoring.scores(good, sets, lambda s: net(row.scale).labels_channels_first(s.pixels))
+        done[key] = scoring.scores(
+            good, sets, lambda s: s.with_repaired(net(row.scale).labels_channels_first(s.pixels)))
     row.scores = done[key]
 
 

@@ -27,6 +27,10 @@ class TestSet:
     bad: NetOutputs  # the BadNet's labels and confidence (repaired_labels: the same labels)
     reference: NetOutputs | None = None  # both nets' outputs with the project's repaired net
 
+    def with_repaired(self, repaired_labels):
+        """The comparator's input for a submission: the BadNet's outputs, its net's labels."""
+        return NetOutputs(self.bad.bad_labels, self.bad.bad_confidence, repaired_labels)
+
     @property
     def images(self):
         return len(self.y)
@@ -73,16 +77,13 @@ def _top_on_every_core(net, pixels):
     return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
-def scores(good, sets, labels_of):
+def scores(good, sets, outputs_of):
     """{set name: {"hit_rate", "flagged"}} of a GoodNet, as evaluate.score_dataset counts
-    them; labels_of(test_set) -> the repaired net's labels on it, or both nets' outputs
-    (NetOutputs: the reference net's, with its confidence)."""
+    them; outputs_of(test_set) -> both nets' outputs on it (NetOutputs; a submission's:
+    TestSet.with_repaired)."""
     result = {}
     for test_set in sets:
-        outputs = labels_of(test_set)
-        if not isinstance(outputs, NetOutputs):
-            outputs = NetOutputs(test_set.bad.bad_labels, test_set.bad.bad_confidence, outputs)
-        labels = good.decide(outputs)
+        labels = good.decide(outputs_of(test_set))
         result[test_set.name] = {"hit_rate": float(np.mean(labels == test_set.y)),
                                  "flagged": float(np.mean(labels == good.poisoned_label))}
     return result
