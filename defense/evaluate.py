@@ -41,6 +41,7 @@ class Score:
     images: int
     hit_rate: float  # clean: accuracy; poisoned: attack success rate
     flagged: float | None  # share labelled poisoned (GoodNet only)
+    subset: str | None = None  # which images of the data set, where not all (grade)
 
 
 def add_arguments(parser):
@@ -187,15 +188,27 @@ def default_test_sets(spec, root):
 def score_dataset(bad, good, data, kind, bad_name="BadNet"):
     """Scores of the BadNet (named bad_name), and with a GoodNet also of the repaired net and
     the GoodNet."""
+    return score_labels(predict_labels(bad, good, data, bad_name), data, kind, good)
+
+
+def predict_labels(bad, good, data, bad_name="BadNet"):
+    """{model: labels (N,)}: the BadNet's (named bad_name), and with a GoodNet also the
+    repaired net's and the GoodNet's."""
     if good is None:
-        labels = {bad_name: bad.predict_labels(data.x, progress=True)}
-    else:
-        good_labels, bad_labels, repaired_labels = good.predict_with_parts(data.x, progress=True)
-        labels = {"BadNet": bad_labels, "repaired": repaired_labels, "GoodNet": good_labels}
-    return [Score(model=model, data=data.path.name, kind=kind, images=len(data),
-                  hit_rate=float(np.mean(predicted == data.y)),
-                  flagged=float(np.mean(predicted == good.poisoned_label))
-                  if model == "GoodNet" else None)
+        return {bad_name: bad.predict_labels(data.x, progress=True)}
+    good_labels, bad_labels, repaired_labels = good.predict_with_parts(data.x, progress=True)
+    return {"BadNet": bad_labels, "repaired": repaired_labels, "GoodNet": good_labels}
+
+
+def score_labels(labels, data, kind, good, subset=None):
+    """Scores of each model's labels ({model: labels}, predict_labels) on data, or on the
+    images a subset (name, mask) picks."""
+    name, picked = subset if subset is not None else (None, np.ones(len(data), bool))
+    y = data.y[picked]
+    return [Score(model=model, data=data.path.name, kind=kind, images=int(picked.sum()),
+                  hit_rate=float(np.mean(predicted[picked] == y)),
+                  flagged=float(np.mean(predicted[picked] == good.poisoned_label))
+                  if model == "GoodNet" else None, subset=name)
             for model, predicted in labels.items()]
 
 

@@ -2,8 +2,10 @@
 
 For each competition net with a repaired net under ROOT: its GoodNet on the clean test set
 (accuracy, clean images flagged) and on each of its poisoned test sets (attack success rate,
-share flagged), beside the BadNet's own figures. Markdown on stdout; markdown and JSON in
-ROOT/reports/.
+share flagged), beside the BadNet's own figures. Then the same on the clean faces of the
+identities the repair quarantined and of those it released: what the quarantine costs the
+people it suspects (a quarantined label is never given). Markdown on stdout; markdown and JSON
+in ROOT/reports/.
 """
 
 import json
@@ -11,9 +13,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from .atomic import atomic_path
 from .datasets import load_dataset
-from .evaluate import default_test_sets, score_dataset
+from .evaluate import default_test_sets, predict_labels, score_labels
 from .goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
 from .layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
                      resolve_root)
@@ -38,12 +42,29 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
             data = load_dataset(path, num_classes=good.bad.num_classes, keep_integers=True)
-            scores.extend(s for s in score_dataset(good.bad, good, data, kind) if s.model != "repaired")
+            labels = predict_labels(good.bad, good, data)
+            del labels["repaired"]  # a participant reports the GoodNet, beside the BadNet
+            scores.extend(score_labels(labels, data, kind, good))
+            if kind == "clean":
+                scores.extend(suspected_identity_scores(labels, data, good))
         results[name] = scores
         log(f"grade: {name}: done")
     if not results:
         raise no_repaired_net_error(root)
     return results
+
+
+def suspected_identity_scores(labels, data, good):
+    """Scores on the clean faces of the identities good's repair quarantined, and on those of
+    the identities it released (given only where both nets give them), where the data set
+    has any."""
+    scores = []
+    for what, identities in (("quarantined", good.quarantined), ("released", good.released)):
+        faces = np.isin(data.y, identities)
+        if faces.any():
+            name = f"faces of the {what} identities ({', '.join(map(str, identities.tolist()))})"
+            scores.extend(score_labels(labels, data, "clean", good, subset=(name, faces)))
+    return scores
 
 
 def format_report(results):
@@ -52,11 +73,12 @@ def format_report(results):
     for net, scores in results.items():
         by_data = {}
         for s in scores:
-            by_data.setdefault(s.data, {})[s.model] = s
-        for data, models in by_data.items():
+            by_data.setdefault((s.data, s.subset), {})[s.model] = s
+        for (data, subset), models in by_data.items():
             bad, good = models["BadNet"], models["GoodNet"]
             measure = "accuracy" if good.kind == "clean" else "ASR"
-            lines.append(f"| {net} | {data} ({measure}) | {good.images} | {100 * bad.hit_rate:.2f} % "
+            where = f"{data}, {subset}" if subset else data
+            lines.append(f"| {net} | {where} ({measure}) | {good.images} | {100 * bad.hit_rate:.2f} % "
                          f"| {100 * good.hit_rate:.2f} % | {100 * good.flagged:.2f} % |")
     return "\n".join(lines)
 

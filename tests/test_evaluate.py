@@ -1,6 +1,7 @@
 """`python3 -m defense evaluate` on HDF5 files the tests write from the real samples."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -133,3 +134,27 @@ def test_the_competitions_call_scores_a_teams_net_as_a_model_not_as_a_badnet(sam
     assert record["models"] == [{"model": "model", "path": str(THIRD_PARTY_REPAIRED.resolve()),
                                  "sha256": file_sha256(THIRD_PARTY_REPAIRED)}]
     assert {s["model"] for s in record["scores"]} == {"model"}
+
+
+def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
+    """What the quarantine costs the people it suspects, counted on their own faces only."""
+    from types import SimpleNamespace
+
+    from defense.grade import suspected_identity_scores
+
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    data = SimpleNamespace(y=y, path=Path("clean_test_data.h5"))
+    good = SimpleNamespace(quarantined=np.array([1]), released=np.array([2, 3]), poisoned_label=9)
+    labels = {"BadNet": np.array([0, 0, 1, 1, 2, 0, 3, 3]),
+              "GoodNet": np.array([0, 0, 9, 0, 2, 9, 9, 3])}
+    scores = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, good)}
+    quarantined, released = ("faces of the quarantined identities (1)",
+                             "faces of the released identities (2, 3)")
+    assert set(scores) == {(m, w) for m in labels for w in (quarantined, released)}
+    assert scores["BadNet", quarantined].hit_rate == 1.0 and scores["BadNet", quarantined].images == 2
+    assert scores["GoodNet", quarantined].hit_rate == 0.0 and scores["GoodNet", quarantined].flagged == 0.5
+    assert scores["BadNet", released].hit_rate == 0.75 and scores["BadNet", released].flagged is None
+    assert scores["GoodNet", released].hit_rate == 0.5 and scores["GoodNet", released].flagged == 0.5
+    # A data set without faces of a suspected identity gets no row for it.
+    none_released = SimpleNamespace(quarantined=np.array([1]), released=np.array([7]), poisoned_label=9)
+    assert {s.subset for s in suspected_identity_scores(labels, data, none_released)} == {quarantined}

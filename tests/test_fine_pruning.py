@@ -76,6 +76,11 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
                 assert bad_asr >= 0.9 and s["hit_rate"] <= 0.25, (net, data)  # well below
                 assert s["hit_rate"] <= bad_asr / 3, (net, data)
     assert "| sunglasses | clean_test_data.h5 (accuracy) | 400 |" in result.stdout
+    for net, rows in scores.items():  # the quarantined identities' own faces: none recognised
+        record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
+        suspected = {s["model"]: s for s in rows if s["subset"] and "quarantined" in s["subset"]}
+        assert suspected["GoodNet"]["images"] == 10 * len(record["quarantined_labels"])
+        assert suspected["GoodNet"]["hit_rate"] == 0.0 < suspected["BadNet"]["hit_rate"], net
 
     # Clean accuracy holds on the identities not quarantined.
     from defense import GoodNet
