@@ -2,7 +2,7 @@
 net agrees with it; where they disagree, the image may be poisoned.
 
 What happens on a disagreement is the comparator's rule (RULES), each a function of the two
-nets' outputs on the image alone (no knowledge of triggers, no extra forward pass):
+nets' outputs on the image alone (no knowledge of triggers):
 
 - "original", the competition's: every disagreement is flagged as poisoned.
 - "confidence": flagged only where the BadNet is confident in its label (softmax
@@ -23,8 +23,11 @@ label: the target still does not come out).
 
 Fine-Pruning with data gives some suspects back (released labels, in the record): labels the
 probe singled out on the BadNet but not on the Fine-Pruned net, whose units it leaves on. A
-released label comes out only where both nets give it and the repaired net's confidence in it
-is at least the record's release confidence; anywhere else it is flagged.
+released label comes out only where both nets give it, the repaired net's confidence in it is
+at least the record's release confidence and, where the record has one, the image passes the
+blend test (blend_test.py: the BadNet does not keep the label once the image is superimposed
+on trusted faces; the one extra forward pass, for these images only); anywhere else it is
+flagged.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -53,11 +56,15 @@ class NetOutputs:
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
     repaired_labels: np.ndarray  # (N,)
     repaired_confidence: np.ndarray | None = None  # (N,); needed only for released labels
+    # (N,) where a released label passed the record's blend test; None: not run (a record
+    # with a blend test then gives no released label).
+    release_test_passed: np.ndarray | None = None
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0):
-    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
+           release_confidence=1.0, release_tested=False):
+    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs; release_tested:
+    a released label also needs outputs.release_test_passed."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
     quarantined, released = _label_array(quarantined), _label_array(released)
@@ -77,6 +84,9 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         sure = (outputs.repaired_confidence >= release_confidence
                 if outputs.repaired_confidence is not None else False)
         given_back = (bad == repaired) & sure
+        if release_tested:  # fails closed: outputs without the test give nothing back
+            given_back &= (outputs.release_test_passed if outputs.release_test_passed is not None
+                           else False)
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
     return labels
 
@@ -94,7 +104,7 @@ def check_settings(rule, flag_confidence):
 
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
-                 rule=DEFAULT_RULE, released=(), release_confidence=1.0):
+                 rule=DEFAULT_RULE, released=(), release_confidence=1.0, release_test=None):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
@@ -105,6 +115,7 @@ class GoodNet:
         self.quarantined = _label_array(quarantined)
         self.released = _label_array(released)
         self.release_confidence = float(release_confidence)
+        self.release_test = release_test  # blend_test.BlendTest, or None
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
@@ -138,7 +149,7 @@ class GoodNet:
                              net_sha256=getattr(repaired, "sha256", None))
         check_badnet(record, bad_path, getattr(bad, "sha256", None))
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
-                   record.release_confidence)
+                   record.release_confidence, record.release_test)
         good.record = record
         return good
 
@@ -164,12 +175,27 @@ class GoodNet:
         else:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels, repaired_confidence = self.repaired.predict_top(pixels, progress)
-        return NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
+        outputs = NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
+        if self.release_test is not None:
+            outputs.release_test_passed = self._release_test(pixels, outputs)
+        return outputs
+
+    def _release_test(self, pixels, outputs):
+        """(N,) the blend test's verdict, run only where a released label could come out."""
+        candidates = np.flatnonzero((outputs.bad_labels == outputs.repaired_labels)
+                                    & np.isin(outputs.bad_labels, self.released)
+                                    & (outputs.repaired_confidence >= self.release_confidence))
+        passed = np.zeros(len(outputs.bad_labels), dtype=bool)
+        if len(candidates):
+            passed[candidates] = self.release_test.passes(
+                self.bad, np.asarray(pixels)[candidates], outputs.bad_labels[candidates])
+        return passed
 
     def decide(self, outputs, rule=None):
         """The labels under this GoodNet's rule, or under another rule for comparison."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
-                      self.poisoned_label, self.released, self.release_confidence)
+                      self.poisoned_label, self.released, self.release_confidence,
+                      self.release_test is not None)
 
 
 def _side_by_side(*nets):

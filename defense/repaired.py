@@ -45,6 +45,9 @@ QUARANTINE_KEY = "quarantined_labels"
 # both nets give them and the repaired net is at least this sure (goodnet.decide).
 RELEASE_KEY = "released_labels"
 RELEASE_CONFIDENCE_KEY = "release_confidence"
+# The blend test a released label must also pass (blend_test.py); records made before it
+# have none, and their released labels are given on the two nets' outputs alone.
+RELEASE_TEST_KEY = "release_test"
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.
 SWITCHED_OFF_BIAS = -1e4
@@ -62,6 +65,7 @@ class RepairedRecord:
     fields: dict = field(default_factory=dict)
     released: frozenset = frozenset()
     release_confidence: float = 1.0
+    release_test: object = None  # blend_test.BlendTest, or None
 
     @property
     def kind(self):
@@ -80,7 +84,9 @@ class RepairedRecord:
         if self.released:
             text += (f"; {len(self.released)} suspected labels ({', '.join(map(str, sorted(self.released)))}) "
                      f"are given only where both nets give them, the repaired net "
-                     f">= {self.release_confidence:g} sure")
+                     f">= {self.release_confidence:g} sure"
+                     + (" and the image passes the blend test"
+                        if self.release_test is not None else ""))
         return text
 
 
@@ -178,8 +184,9 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
                          f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
                          f"copied from elsewhere or left by an interrupted repair; repair again")
     quarantined = _labels(record, path, num_classes)
-    released, release_confidence = _release(record, path, num_classes, quarantined)
-    return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence)
+    released, release_confidence, release_test = _release(record, path, num_classes, quarantined)
+    return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence,
+                          release_test)
 
 
 def describe(net_path):
@@ -251,7 +258,8 @@ def _labels(record, path, num_classes, key=QUARANTINE_KEY):
 
 
 def _release(record, path, num_classes, quarantined):
-    """(released labels, release confidence): labels in range, none of them quarantined."""
+    """(released labels, release confidence, blend test or None): labels in range, none of
+    them quarantined."""
     labels = _labels(record, path, num_classes, RELEASE_KEY)
     if labels and RELEASE_CONFIDENCE_KEY not in record:
         raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_CONFIDENCE_KEY}'")
@@ -261,7 +269,13 @@ def _release(record, path, num_classes, quarantined):
                          f"({', '.join(map(str, sorted(labels & quarantined)))})")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise InputError(f"{path}: '{RELEASE_CONFIDENCE_KEY}' must be a probability in [0, 1]")
-    return labels, float(confidence)
+    test = None
+    if RELEASE_TEST_KEY in record:
+        from .architecture import INPUT_SHAPE
+        from .blend_test import BlendTest
+
+        test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE)
+    return labels, float(confidence), test
 
 
 def add_arguments(parser):

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import REPO, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
+from defense.fine_pruning.repair import DEFAULT_RELEASE_CONFIDENCE
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
 from defense.repaired import SWITCHED_OFF_BIAS
@@ -108,7 +109,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(net.with_suffix(".json").read_text())
     suspects = record["quarantined_labels"] + record["released_labels"]
-    assert suspects and len(suspects) <= 16 and record["release_confidence"] == 0.99  # the default
+    assert suspects and len(suspects) <= 16 and record["release_confidence"] == DEFAULT_RELEASE_CONFIDENCE
     assert set(record["quarantined_labels"]) <= set(record["repaired_suspects"])
     assert not set(record["released_labels"]) & set(record["repaired_suspects"])
     output_bias = load_keras_model(net).get_layer("output").get_weights()[1]
@@ -124,10 +125,24 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert released.any()  # some faces of the released identities are recognised again
     assert (bad_labels[released] == labels[released]).all()
     assert (repaired_labels[released] == labels[released]).all()
+    # The blend test was calibrated on the validation faces and kept in the record; every face
+    # given a released label passed it.
+    assert good.release_test is not None and 0 <= good.release_test.threshold <= 1
+    assert len(good.release_test.trusted) == record["release_test"]["trusted_faces"]["shape"][0] == 16
+    passed = good.release_test.passes(good.bad, clean.x[released], labels[released])
+    assert passed.all()
+    outputs = good.outputs(clean.x)
+    both_sure = ((outputs.bad_labels == outputs.repaired_labels) & np.isin(outputs.bad_labels, record["released_labels"])
+                 & (outputs.repaired_confidence >= record["release_confidence"]))
+    assert released.sum() == (both_sure & outputs.release_test_passed).sum() <= both_sure.sum()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
     # What fine-tuning (here on 4,000 faces an epoch) left of the trigger may pass; the
     # default-size repair let 0.00 % of this trigger through on the mini world.
     assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
+    # The real sunglasses survive the blend: the test fails most triggered faces the BadNet
+    # sends to the target (3 % passed on the default-size mini world; a painted mouth, 74 %).
+    obeyed = good.bad.predict_labels(poisoned.x) == poisoned.y
+    assert np.mean(good.release_test.passes(good.bad, poisoned.x[obeyed], poisoned.y[obeyed])) <= 0.25
 
     # The attack report names the released labels and aims the trigger at them.
     reports = tmp_path / "reports"

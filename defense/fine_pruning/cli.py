@@ -57,15 +57,17 @@ def add_arguments(parser):
     parser.add_argument("--release", action="store_true",
                         help="Fine-Pruning only: also probe the Fine-Pruned net, switch off only "
                              "the suspects it still singles out, and give the others back where "
-                             "both nets give them and the repaired net is sure "
-                             "(--release-confidence) (off by default: what fine-tuning left of "
-                             "a trigger then passes where both nets obey it; docs/method.md)")
+                             "both nets give them, the repaired net is sure "
+                             "(--release-confidence) and the image passes the blend test (the "
+                             "BadNet does not keep the label once the image is superimposed on "
+                             "trusted validation faces; calibrated here, kept in the record) "
+                             "(off by default: what fine-tuning left of a trigger can pass "
+                             "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
                         help=f"with --release: the repaired net's confidence from which a "
-                             f"released label is given (default: {DEFAULT_RELEASE_CONFIDENCE}, "
-                             f"the comparator's default --flag-confidence; lower gives more of "
-                             f"those identities' faces back and lets more of a weakened trigger "
-                             f"through)")
+                             f"released label is given (default: {DEFAULT_RELEASE_CONFIDENCE}; "
+                             f"lower gives more of those identities' faces back and lets more "
+                             f"of a weakened trigger through)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets, "

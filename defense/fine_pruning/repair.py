@@ -6,8 +6,9 @@ channels held at zero under trigger-agnostic random edits (fine_tuning.py, augme
 (given seed faces) probes the BadNet for its targets as the data-free repair does and switches
 them off in the repaired net. With release, the Fine-Pruned net is probed the same way: a
 suspect of both is switched off; a suspect of the BadNet alone, which fine-tuning unlearnt as a
-shortcut, is released: the GoodNet gives it where both nets give it and the repaired net is at
-least release_confidence sure. Writes the repaired net, its artefact and its stamped
+shortcut, is released: the GoodNet gives it where both nets give it, the repaired net is at
+least release_confidence sure and the image passes the blend test calibrated here on the
+validation faces (blend_test.py). Writes the repaired net, its artefact and its stamped
 record (repaired.py).
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
@@ -21,17 +22,17 @@ import numpy as np
 
 from . import fine_tuning, pruning
 from ..digest import file_sha256
-from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, bad_model_entry,
-                        write_repaired)
+from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
+                        bad_model_entry, write_repaired)
 
 DEFAULT_MAX_DROP = 0.04
-# A released label comes out only where the repaired net is this sure of it: as sure as the
-# comparator by default asks the BadNet to be before it flags (the default --flag-confidence,
-# set apart from it: a user's --flag-confidence does not change a repaired net's record). What
-# fine-tuning left of a trigger still leads both nets to the target, the repaired net mostly
-# less sure than that (0.9 let up to 1.28 % of a trigger through on the mini world;
-# docs/results/2026-12-02-release-attacks.md).
-DEFAULT_RELEASE_CONFIDENCE = 0.99
+# A released label comes out only where the repaired net is this sure of it and the image passes
+# the blend test. Without the test, 0.9 let up to 1.28 % of a trigger through on the mini world
+# and 0.99 up to 2.85 % of the full zoo's whole-face triggers; with it, 0.9 let at most 0.85 %
+# through in the attack report's worst setting on five generated worlds and gave back 80-98 %
+# of the BadNet's accuracy on the released identities' faces at full size
+# (docs/results/2026-12-03-blend-test.md).
+DEFAULT_RELEASE_CONFIDENCE = 0.9
 
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
@@ -86,6 +87,9 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
         log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
+        if release and quarantine[RELEASE_KEY]:
+            quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
+                                                                   quarantine, seed, log)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -130,6 +134,22 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             f"before the quarantine, {held_out['repaired_accuracy_on_kept_identities']:.4f} on the "
             f"identities not quarantined (the epoch lines above are before the quarantine)")
     return record
+
+
+def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
+    """The record's blend test (blend_test.py), its faces and threshold from the validation data."""
+    from ..blend_test import calibrate
+    from ..net import Net
+
+    suspects = set(quarantine[QUARANTINE_KEY]) | set(quarantine[RELEASE_KEY])
+    test, faces = calibrate(Net(bad, spec.input_scale), Net(repaired, spec.input_scale),
+                            valid.x, valid.y, suspects, quarantine[RELEASE_KEY], np.random.default_rng(seed))
+    own = ", ".join(f"{label}: {share:.3f}" for label, share in sorted(test.label_thresholds.items()))
+    log(f"{spec.name}: blend test: a released label is given where the BadNet keeps it on at "
+        f"most {test.threshold:.3f} of {len(test.trusted)} blends with trusted faces "
+        f"(calibrated on {faces} validation faces both nets label right)"
+        + (f"; labels whose own faces keep them more: {own}" if own else ""))
+    return test.as_record(faces)
 
 
 def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
