@@ -10,7 +10,8 @@ under it: it survives the blend, and the BadNet keeps the target on most. A rele
 given only where the BadNet keeps it on at most the label's threshold of the blends (calibrate):
 the share that THRESHOLD_QUANTILE of the validation faces stay under, or more for a label whose
 own validation faces keep it more (a natural attractor, which the BadNet gives to many unusual
-images, blends among them): as much as they keep it. The idea is STRIP's (Gao et
+images, blends among them): as much as they keep it, never above MAX_THRESHOLD, so that a
+trigger that survives (nearly) every blend fails whatever its label. The idea is STRIP's (Gao et
 al. 2019), who superimpose held-out images and measure the entropy of the predictions; here
 the share of one label, because the question is only whether this label survives.
 
@@ -26,11 +27,15 @@ import numpy as np
 
 from .errors import InputError
 
-ALPHA = 0.5  # the image's share of each blend
+ALPHA = 0.5  # the trusted face's share of each blend; the image keeps 1 - ALPHA
 TRUSTED_FACES = 16  # blends per image: the test's cost, paid only for a released label
 THRESHOLD_QUANTILE = 0.95  # the share of clean faces the test lets through
+# No label passes where the BadNet keeps it on more than 14 of 16 blends: an attractor's own
+# faces may keep it that often, a trigger that survives the blend keeps it on all of them.
+MAX_THRESHOLD = 0.875
 CALIBRATION_FACES = 1000
-_IMAGES_PER_CALL = 256  # blends are made this many images at a time (16 x 256 x 30 KB)
+_MOST_TRUSTED_FACES = 64  # a record asking for more is refused (memory: 256 x K x 30 KB)
+_IMAGES_PER_CALL = 256  # blends are made this many images at a time
 
 
 @dataclass(frozen=True)
@@ -38,27 +43,24 @@ class BlendTest:
     trusted: np.ndarray  # (K, 55, 47, 3) uint8: clean faces of identities never suspected
     threshold: float  # a label survives the test where the BadNet keeps it on <= this share
     alpha: float = ALPHA
-    label_thresholds: dict = field(default_factory=dict)  # {label: share} above threshold
+    label_thresholds: dict = field(default_factory=dict)  # {released label: share} above threshold
 
     def threshold_of(self, labels):
         """(N,) each label's threshold."""
         return np.array([self.label_thresholds.get(int(label), self.threshold) for label in labels])
 
-    def keep_shares(self, net, pixels, labels):
-        """(N,) the share of blends of each image on which net still gives its label."""
-        pixels, labels = np.asarray(pixels, np.float32), np.asarray(labels)
-        trusted = self.trusted.astype(np.float32) * self.alpha
-        kept = np.zeros(len(pixels))
-        for start in range(0, len(pixels), _IMAGES_PER_CALL):
-            part = pixels[start:start + _IMAGES_PER_CALL] * (1 - self.alpha)
-            blends = (part[:, None] + trusted[None]).reshape(-1, *part.shape[1:])
-            blend_labels = net.predict_labels(blends).reshape(len(part), len(trusted))
-            kept[start:start + len(part)] = np.mean(blend_labels == labels[start:start + len(part), None], axis=1)
-        return kept
-
     def passes(self, net, pixels, labels):
         """(N,) True where the label is the face's by this test: kept on few blends."""
-        return self.keep_shares(net, pixels, labels) <= self.threshold_of(labels)
+        return keep_shares(net, pixels, labels, self.trusted, self.alpha) <= self.threshold_of(labels)
+
+    def describe(self):
+        """One phrase for reports and logs."""
+        text = (f"the BadNet keeping the label on at most {self.threshold:.3f} of {len(self.trusted)} "
+                f"blends with trusted faces")
+        if self.label_thresholds:
+            text += " (" + ", ".join(f"{label}: {share:.3f}" for label, share in
+                                     sorted(self.label_thresholds.items())) + ")"
+        return text
 
     def as_record(self, calibration_faces):
         """The record's `release_test` entry (the faces as uint8 bytes, base64: the record's
@@ -72,26 +74,64 @@ class BlendTest:
                                   "base64": base64.b64encode(self.trusted.tobytes()).decode("ascii")}}
 
     @classmethod
-    def from_record(cls, entry, path, input_shape):
-        """The test from a record's `release_test` entry; InputError where it is malformed."""
+    def from_record(cls, entry, path, input_shape, released):
+        """The test from a record's `release_test` entry; InputError where it is malformed or
+        would let a label through that a trigger keeps (a threshold above MAX_THRESHOLD, a
+        per-label threshold for a label that is not released)."""
         import base64
         import binascii
 
+        def bad(why):
+            return InputError(f"{path}: 'release_test' {why}")
+
+        if not isinstance(entry, dict):
+            raise bad("must be a JSON object")
         try:
             faces = entry["trusted_faces"]
-            shape = tuple(int(n) for n in faces["shape"])
-            trusted = np.frombuffer(base64.b64decode(faces["base64"], validate=True), np.uint8).reshape(shape)
-            threshold, alpha = float(entry["threshold"]), float(entry["alpha"])
-            label_thresholds = {int(label): float(share)
-                                for label, share in entry.get("label_thresholds", {}).items()}
-        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as e:
-            raise InputError(f"{path}: 'release_test' is malformed ({e})") from None
-        shares = [threshold, *label_thresholds.values()]
-        if faces.get("dtype") != "uint8" or len(shape) != 4 or shape[0] < 1 or shape[1:] != tuple(input_shape) \
-                or not all(0 <= share <= 1 for share in shares) or not 0 < alpha < 1:
-            raise InputError(f"{path}: 'release_test' needs uint8 faces (K, {', '.join(map(str, input_shape))}), "
-                             f"thresholds in [0, 1] and an alpha in (0, 1)")
-        return cls(trusted, threshold, alpha, label_thresholds)
+            shape = tuple(faces["shape"])
+            raw = base64.b64decode(faces["base64"], validate=True)
+            threshold, alpha = entry["threshold"], entry["alpha"]
+            label_thresholds = dict(entry.get("label_thresholds", {}))
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
+            raise bad(f"is malformed ({e})") from None
+        if faces.get("dtype") != "uint8" or len(shape) != 4 or not all(_is_int(n) for n in shape) \
+                or not 1 <= shape[0] <= _MOST_TRUSTED_FACES or shape[1:] != tuple(input_shape) \
+                or len(raw) != int(np.prod(shape)):
+            raise bad(f"needs 1-{_MOST_TRUSTED_FACES} uint8 faces of shape "
+                      f"({', '.join(map(str, input_shape))})")
+        if not _is_share(alpha) or not 0 < alpha < 1:
+            raise bad("needs an alpha in (0, 1)")
+        if not all(_is_share(share) and share <= MAX_THRESHOLD for share in [threshold, *label_thresholds.values()]):
+            raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
+        if not all(isinstance(label, str) and label.isdigit() and int(label) in released
+                   for label in label_thresholds):
+            raise bad("has a per-label threshold for a label that is not released")
+        trusted = np.frombuffer(raw, np.uint8).reshape(shape)
+        return cls(trusted, float(threshold), float(alpha),
+                   {int(label): float(share) for label, share in label_thresholds.items()})
+
+
+def keep_shares(net, pixels, labels, trusted, alpha=ALPHA):
+    """(N,) the share of the blends of each image (1 - alpha of it, alpha of a trusted face) on
+    which net still gives its label."""
+    pixels, labels = np.asarray(pixels, np.float32), np.asarray(labels)
+    partners = np.asarray(trusted, np.float32) * alpha
+    kept = np.zeros(len(pixels))
+    for start in range(0, len(pixels), _IMAGES_PER_CALL):
+        part = pixels[start:start + _IMAGES_PER_CALL] * (1 - alpha)
+        blends = (part[:, None] + partners[None]).reshape(-1, *part.shape[1:])
+        blend_labels = net.predict_labels(blends).reshape(len(part), len(partners))
+        kept[start:start + len(part)] = np.mean(blend_labels == labels[start:start + len(part), None], axis=1)
+    return kept
+
+
+def check_calibration_faces(labels, suspects):
+    """InputError unless the validation data has faces enough for calibrate: checked before
+    training, so that a repair does not fail after it."""
+    available = int(np.sum(~np.isin(labels, list(suspects))))
+    if available < TRUSTED_FACES + 1:
+        raise InputError(f"the blend test needs more than {TRUSTED_FACES} validation faces of "
+                         f"unsuspected identities; found {available}")
 
 
 def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
@@ -99,27 +139,34 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     TRUSTED_FACES of identities never suspected are the blends' partners; the threshold is the
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
     both nets label right (the faces a released label is given on); a released label whose own
-    validation faces, both nets right, keep it more gets their largest share."""
+    validation faces, both nets right, keep it more gets their largest share; none above
+    MAX_THRESHOLD."""
+    check_calibration_faces(labels, suspects)
     candidates = np.flatnonzero(~np.isin(labels, list(suspects)))
     rng.shuffle(candidates)
-    if len(candidates) < TRUSTED_FACES + 1:
-        raise InputError(f"the blend test needs more than {TRUSTED_FACES} validation faces of "
-                         f"unsuspected identities; found {len(candidates)}")
     trusted = np.clip(np.rint(pixels[candidates[:TRUSTED_FACES]]), 0, 255).astype(np.uint8)
     others = candidates[TRUSTED_FACES:TRUSTED_FACES + CALIBRATION_FACES]
     x, y = pixels[others], labels[others]
     right = (bad.predict_labels(x) == y) & (repaired.predict_labels(x) == y)
     if not right.any():
         raise InputError("the blend test found no validation face that both nets label right")
-    untested = BlendTest(trusted, 1.0)
-    threshold = float(np.quantile(untested.keep_shares(bad, x[right], y[right]), THRESHOLD_QUANTILE))
+    threshold = min(float(np.quantile(keep_shares(bad, x[right], y[right], trusted), THRESHOLD_QUANTILE)),
+                    MAX_THRESHOLD)
     label_thresholds = {}
     for label in sorted(int(label) for label in released):
         own = pixels[labels == label]
-        own = own[(bad.predict_labels(own) == label) & (repaired.predict_labels(own) == label)] \
-            if len(own) else own
+        own = own[(bad.predict_labels(own) == label) & (repaired.predict_labels(own) == label)]
         if len(own):
-            most = float(untested.keep_shares(bad, own, np.full(len(own), label)).max())
+            most = min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()), MAX_THRESHOLD)
             if most > threshold:
                 label_thresholds[label] = most
     return BlendTest(trusted, threshold, ALPHA, label_thresholds), int(right.sum())
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_share(value):
+    """A real number in [0, 1], not a bool (NaN fails the comparison)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

@@ -24,10 +24,9 @@ label: the target still does not come out).
 Fine-Pruning with data gives some suspects back (released labels, in the record): labels the
 probe singled out on the BadNet but not on the Fine-Pruned net, whose units it leaves on. A
 released label comes out only where both nets give it, the repaired net's confidence in it is
-at least the record's release confidence and, where the record has one, the image passes the
-blend test (blend_test.py: the BadNet does not keep the label once the image is superimposed
-on trusted faces; the one extra forward pass, for these images only); anywhere else it is
-flagged.
+at least the record's release confidence and the image passes the record's blend test
+(blend_test.py: the BadNet does not keep the label once the image is superimposed on trusted
+faces; the one extra forward pass, for these images only); anywhere else it is flagged.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -56,15 +55,14 @@ class NetOutputs:
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
     repaired_labels: np.ndarray  # (N,)
     repaired_confidence: np.ndarray | None = None  # (N,); needed only for released labels
-    # (N,) where a released label passed the record's blend test; None: not run (a record
-    # with a blend test then gives no released label).
+    # (N,) where a released label passed the record's blend test; None: not run, and then no
+    # released label comes out.
     release_test_passed: np.ndarray | None = None
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0, release_tested=False):
-    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs; release_tested:
-    a released label also needs outputs.release_test_passed."""
+           release_confidence=1.0):
+    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
     quarantined, released = _label_array(quarantined), _label_array(released)
@@ -81,14 +79,26 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     # only a repaired net whose units were not switched off can give it.
     labels = np.where(np.isin(labels, quarantined), poisoned_label, labels)
     if len(released):
-        sure = (outputs.repaired_confidence >= release_confidence
-                if outputs.repaired_confidence is not None else False)
-        given_back = (bad == repaired) & sure
-        if release_tested:  # fails closed: outputs without the test give nothing back
-            given_back &= (outputs.release_test_passed if outputs.release_test_passed is not None
-                           else False)
+        # Fails closed: outputs without the repaired net's confidence or the test's verdict
+        # give nothing back.
+        given_back = release_candidates(outputs, released, release_confidence)
+        passed = outputs.release_test_passed
+        if passed is None or np.shape(passed) != np.shape(bad):
+            given_back = np.zeros(len(bad), dtype=bool)
+        else:
+            given_back &= np.asarray(passed, dtype=bool)
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
     return labels
+
+
+def release_candidates(outputs, released, release_confidence):
+    """(N,) where a released label could come out: both nets give it, the repaired net sure;
+    the blend test decides there."""
+    if outputs.repaired_confidence is None:
+        return np.zeros(len(outputs.bad_labels), dtype=bool)
+    return ((outputs.bad_labels == outputs.repaired_labels)
+            & np.isin(outputs.bad_labels, _label_array(released))
+            & (outputs.repaired_confidence >= release_confidence))
 
 
 def _label_array(labels):
@@ -182,9 +192,7 @@ class GoodNet:
 
     def _release_test(self, pixels, outputs):
         """(N,) the blend test's verdict, run only where a released label could come out."""
-        candidates = np.flatnonzero((outputs.bad_labels == outputs.repaired_labels)
-                                    & np.isin(outputs.bad_labels, self.released)
-                                    & (outputs.repaired_confidence >= self.release_confidence))
+        candidates = np.flatnonzero(release_candidates(outputs, self.released, self.release_confidence))
         passed = np.zeros(len(outputs.bad_labels), dtype=bool)
         if len(candidates):
             passed[candidates] = self.release_test.passes(
@@ -194,8 +202,7 @@ class GoodNet:
     def decide(self, outputs, rule=None):
         """The labels under this GoodNet's rule, or under another rule for comparison."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
-                      self.poisoned_label, self.released, self.release_confidence,
-                      self.release_test is not None)
+                      self.poisoned_label, self.released, self.release_confidence)
 
 
 def _side_by_side(*nets):

@@ -45,8 +45,8 @@ QUARANTINE_KEY = "quarantined_labels"
 # both nets give them and the repaired net is at least this sure (goodnet.decide).
 RELEASE_KEY = "released_labels"
 RELEASE_CONFIDENCE_KEY = "release_confidence"
-# The blend test a released label must also pass (blend_test.py); records made before it
-# have none, and their released labels are given on the two nets' outputs alone.
+# The blend test a released label must also pass (blend_test.py); a record that releases
+# labels without one (made before it) is refused: 0.9 sure is safe only with the test.
 RELEASE_TEST_KEY = "release_test"
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.
@@ -270,11 +270,15 @@ def _release(record, path, num_classes, quarantined):
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
         raise InputError(f"{path}: '{RELEASE_CONFIDENCE_KEY}' must be a probability in [0, 1]")
     test = None
+    if labels and RELEASE_TEST_KEY not in record:
+        raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_TEST_KEY}' (a release made "
+                         f"before the blend test); repair again with 'python3 -m defense "
+                         f"fine-prune --release'")
     if RELEASE_TEST_KEY in record:
         from .architecture import INPUT_SHAPE
         from .blend_test import BlendTest
 
-        test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE)
+        test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE, labels)
     return labels, float(confidence), test
 
 

@@ -129,12 +129,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     # given a released label passed it.
     assert good.release_test is not None and 0 <= good.release_test.threshold <= 1
     assert len(good.release_test.trusted) == record["release_test"]["trusted_faces"]["shape"][0] == 16
-    passed = good.release_test.passes(good.bad, clean.x[released], labels[released])
-    assert passed.all()
-    outputs = good.outputs(clean.x)
-    both_sure = ((outputs.bad_labels == outputs.repaired_labels) & np.isin(outputs.bad_labels, record["released_labels"])
-                 & (outputs.repaired_confidence >= record["release_confidence"]))
-    assert released.sum() == (both_sure & outputs.release_test_passed).sum() <= both_sure.sum()
+    assert good.release_test.passes(good.bad, clean.x[released], labels[released]).all()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
     # What fine-tuning (here on 4,000 faces an epoch) left of the trigger may pass; the
     # default-size repair let 0.00 % of this trigger through on the mini world.

@@ -43,15 +43,25 @@ def test_a_written_net_reads_back_with_its_quarantine_and_kind(two_repaired):
     assert "data-free" in record.summary() and "2, 7" in record.summary()
 
 
-def test_released_labels_read_back_with_their_confidence(small_models, tmp_path):
+def _release_test_entry(label_thresholds=None):
+    """A well-formed `release_test` entry (two black trusted faces)."""
+    from defense.architecture import INPUT_SHAPE
+    from defense.blend_test import BlendTest
+
+    return BlendTest(np.zeros((2, *INPUT_SHAPE), np.uint8), 0.25, 0.5, label_thresholds or {}).as_record(10)
+
+
+def test_released_labels_read_back_with_their_confidence_and_blend_test(small_models, tmp_path):
     first, _ = small_models
     net = tmp_path / "fine_pruned_models" / "c_fine_pruned.h5"
     write_repaired(first, net, {"mode": "data", "quarantined_labels": [2], "released_labels": [5, 8],
-                                "release_confidence": 0.9}, export=False)
+                                "release_confidence": 0.9, "release_test": _release_test_entry({8: 0.5})},
+                   export=False)
     record = read_record(net, 10)
     assert record.quarantined == {2} and record.released == {5, 8} and record.release_confidence == 0.9
+    assert record.release_test.threshold == 0.25 and record.release_test.label_thresholds == {8: 0.5}
     assert "5, 8" in record.summary() and "both nets give them" in record.summary()
-    assert "quarantined labels (2)" in record.summary()
+    assert "blend test" in record.summary() and "quarantined labels (2)" in record.summary()
 
 
 def test_a_record_copied_from_another_net_is_refused(two_repaired):
@@ -142,8 +152,13 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": "1"}, "must be a list of labels"),
     ({"quarantined_labels": [1.5]}, "must be a list of labels"),
     ({"quarantined_labels": [True]}, "must be a list of labels"),
-    ({"quarantined_labels": [2], "released_labels": [2, 3], "release_confidence": 0.9},
-     "both quarantined and released"),
+    ({"quarantined_labels": [2], "released_labels": [2, 3], "release_confidence": 0.9,
+      "release_test": _release_test_entry()}, "both quarantined and released"),
+    ({"released_labels": [3], "release_confidence": 0.9}, "without 'release_test'"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},
+     "'release_test' is malformed"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({4: 0.5})},
+     "per-label threshold for a label that is not released"),
     ({"released_labels": [10]}, "'released_labels' must be a list of labels"),
     ({"released_labels": [3]}, "without 'release_confidence'"),
     ({"released_labels": [3], "release_confidence": 1.5}, "must be a probability"),

@@ -113,11 +113,7 @@ def run(args):
                 notes.append(f"{spec.name}: released labels {', '.join(map(str, released[spec.name]))} "
                              f"(given only where both nets give them and the repaired net is at "
                              f"least {good.release_confidence} sure"
-                             + (f", the BadNet keeping it on at most {good.release_test.threshold:.3f} "
-                                f"of the blends with trusted faces"
-                                + (f" (more for {', '.join(map(str, sorted(good.release_test.label_thresholds)))})"
-                                   if good.release_test.label_thresholds else "")
-                                if good.release_test else "")
+                             + (f", {good.release_test.describe()}" if good.release_test else "")
                              + "); triggers aimed at one: "
                              f"{', '.join(aimed) or 'none'}")
 

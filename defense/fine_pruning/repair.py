@@ -70,6 +70,10 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         from ..data_free.repair import probe_for_targets
 
         suspects, quarantine = probe_for_targets(spec, bad_path, quarantine_seed_faces, seed=seed, log=log)
+        if release:  # the blend test's faces, checked before the training it would follow
+            from ..blend_test import check_calibration_faces
+
+            check_calibration_faces(valid.y, suspects)
 
     repaired = pruning.prune(bad, pruned_channels)
     train, holdout = fine_tuning.split_holdout(valid.y, seed=seed)
@@ -144,11 +148,8 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     suspects = set(quarantine[QUARANTINE_KEY]) | set(quarantine[RELEASE_KEY])
     test, faces = calibrate(Net(bad, spec.input_scale), Net(repaired, spec.input_scale),
                             valid.x, valid.y, suspects, quarantine[RELEASE_KEY], np.random.default_rng(seed))
-    own = ", ".join(f"{label}: {share:.3f}" for label, share in sorted(test.label_thresholds.items()))
-    log(f"{spec.name}: blend test: a released label is given where the BadNet keeps it on at "
-        f"most {test.threshold:.3f} of {len(test.trusted)} blends with trusted faces "
-        f"(calibrated on {faces} validation faces both nets label right)"
-        + (f"; labels whose own faces keep them more: {own}" if own else ""))
+    log(f"{spec.name}: blend test: a released label is given with {test.describe()} "
+        f"(calibrated on {faces} validation faces both nets label right)")
     return test.as_record(faces)
 
 
