@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, is_probability
 
 ALPHA = 0.5  # the trusted face's share of each blend; the image keeps 1 - ALPHA
 TRUSTED_FACES = 16  # blends per image: the test's cost, paid only for a released label
@@ -99,9 +99,9 @@ class BlendTest:
                 or len(raw) != int(np.prod(shape)):
             raise bad(f"needs 1-{_MOST_TRUSTED_FACES} uint8 faces of shape "
                       f"({', '.join(map(str, input_shape))})")
-        if not _is_share(alpha) or not 0 < alpha < 1:
+        if not is_probability(alpha) or not 0 < alpha < 1:
             raise bad("needs an alpha in (0, 1)")
-        if not all(_is_share(share) and share <= MAX_THRESHOLD for share in [threshold, *label_thresholds.values()]):
+        if not all(is_probability(share) and share <= MAX_THRESHOLD for share in [threshold, *label_thresholds.values()]):
             raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
@@ -165,8 +165,3 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
 
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_share(value):
-    """A real number in [0, 1], not a bool (NaN fails the comparison)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

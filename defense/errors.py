@@ -21,6 +21,11 @@ class SettingError(InputError, ValueError):
     the same check as the command line, which prints it as one line."""
 
 
+def is_probability(value):
+    """A real number in [0, 1] as a record holds it: not a bool, not a string (NaN fails)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
 def check_range(owner, name, value, low=None, high=None, integer=False):
     """Raise SettingError unless low <= value <= high (and an int where integer)."""
     import numbers

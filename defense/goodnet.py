@@ -79,14 +79,12 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     # only a repaired net whose units were not switched off can give it.
     labels = np.where(np.isin(labels, quarantined), poisoned_label, labels)
     if len(released):
-        # Fails closed: outputs without the repaired net's confidence or the test's verdict
-        # give nothing back.
-        given_back = release_candidates(outputs, released, release_confidence)
+        # Fails closed: outputs without the repaired net's confidence or the test's verdict (or
+        # with a verdict of another length) give nothing back.
         passed = outputs.release_test_passed
-        if passed is None or np.shape(passed) != np.shape(bad):
-            given_back = np.zeros(len(bad), dtype=bool)
-        else:
-            given_back &= np.asarray(passed, dtype=bool)
+        whole = passed is not None and np.shape(passed) == np.shape(bad)
+        verdict = np.asarray(passed, dtype=bool) if whole else False
+        given_back = release_candidates(outputs, released, release_confidence) & verdict
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
     return labels
 

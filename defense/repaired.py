@@ -34,7 +34,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .digest import file_sha256
-from .errors import InputError
+from .errors import InputError, is_probability
 from .model_io import num_classes, read_weights, save_model_to
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
@@ -267,7 +267,7 @@ def _release(record, path, num_classes, quarantined):
     if labels & quarantined:
         raise InputError(f"{path}: labels both quarantined and released "
                          f"({', '.join(map(str, sorted(labels & quarantined)))})")
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+    if not is_probability(confidence):
         raise InputError(f"{path}: '{RELEASE_CONFIDENCE_KEY}' must be a probability in [0, 1]")
     test = None
     if labels and RELEASE_TEST_KEY not in record:
