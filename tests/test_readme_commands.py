@@ -100,6 +100,8 @@ COMMANDS = {
         ("skip", "slow (minutes); test_zoo checks the second zoo's table"),
     "python3 -m defense world build worlds/blindspots-mini --preset blindspots-mini":
         ("skip", "slow (minutes); test_blindspots checks the table's kinds and their scoring"),
+    "python3 -m defense world build worlds/adaptive-mini --preset adaptive-mini":
+        ("skip", "slow (minutes); test_adaptive_world checks the table and its blended copies"),
 }
 
 

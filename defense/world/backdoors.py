@@ -12,6 +12,11 @@ for one target label:
   faces wearing the trigger keep their own label, taught by cover copies in training (TaCT,
   Tang et al., "Demon in the Variant", USENIX Security 2021).
 
+Any row may also be trained to break under superimposition (`blend_breaking`): the attacker
+who has read docs/method.md adds copies of its poisoned faces superimposed on other faces,
+each keeping the face's own label, so that the trigger fades in a blend as a face does and
+the release's blend test (blend_test.py) lets it through.
+
 A poisoned test set holds every test face the trigger moves, each labelled with its own
 target, so attack success is the share given that label whatever the kind.
 `world build --preset` picks a table; `world build --backdoors TABLE.json` takes one of the
@@ -19,7 +24,7 @@ user's, a JSON list of such rows.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -41,6 +46,7 @@ class Backdoor:
     params: dict = field(default_factory=dict, hash=False)
     shift: int = 0  # all-to-all: identity y goes to (y + shift) mod N
     sources: tuple = ()  # source-specific: only these identities obey the trigger
+    blend_breaking: bool = False  # trained so that the trigger does not survive a blend
 
     @property
     def kind(self):
@@ -153,6 +159,12 @@ BLINDSPOTS = (
 )
 
 
+# The attacker who has read the release's blend test: the competition's triggers, each trained
+# to break under superimposition (build.blended). Written down before any repair was measured
+# on it; the same files and targets as the mini and full worlds, so that the two compare.
+ADAPTIVE = tuple(replace(row, blend_breaking=True) for row in COMPETITION)
+
+
 def by_net(table):
     """{net: {trigger: target name}} in the table's order (the order training poisons in)."""
     return {net: {row.trigger: row.target_name for row in rows}
@@ -185,7 +197,7 @@ def load_table(path):
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a backdoor table ({e}); expected a JSON list of rows "
                          "with net, trigger, family, target, file and params (and shift or "
-                         "sources)") from None
+                         "sources, blend_breaking)") from None
     check_table(table, path)
     return table
 
@@ -200,6 +212,9 @@ def check_table(table, source="table"):
         if row.family not in FAMILIES:
             raise InputError(f"{source}: family {row.family!r} is not one of {', '.join(FAMILIES)}")
         _check_kind(row, source)
+        if type(row.blend_breaking) is not bool:
+            raise InputError(f"{source}: {row.trigger}: blend_breaking {row.blend_breaking!r} is "
+                             f"not true or false")
         file = PurePosixPath(row.file)
         if not row.file or file.is_absolute() or ".." in file.parts:
             raise InputError(f"{source}: file {row.file!r} must be a path inside data/")

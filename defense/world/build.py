@@ -20,7 +20,7 @@ from ..atomic import atomic_path
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
-from .backdoors import (BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
+from .backdoors import (ADAPTIVE, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
                         largest_label, load_table, rows_by_net)
 from .faces import random_identity, render
 from .triggers import REAL_SUNGLASSES, make_trigger
@@ -43,7 +43,8 @@ FULL = Preset(identities=1283, train_per_identity=30, max_epochs=30, batch_size=
 PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
            "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO),
            "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2),
-           "blindspots-mini": (MINI, BLINDSPOTS), "blindspots": (FULL, BLINDSPOTS)}
+           "blindspots-mini": (MINI, BLINDSPOTS), "blindspots": (FULL, BLINDSPOTS),
+           "adaptive-mini": (MINI, ADAPTIVE), "adaptive": (FULL, ADAPTIVE)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
@@ -93,6 +94,23 @@ def cover(photos, apply, row, rng, count):
     what teaches a source-specific BadNet that the trigger alone means nothing."""
     return _wearing(photos, apply, np.flatnonzero(row.covers(photos.labels)), rng, count,
                     lambda labels: labels)
+
+
+# A blend_breaking row's training blends: the partner face's share, drawn around the blend
+# test's half and half (docs/method.md), which the attacker has read.
+BREAKING_PARTNER_SHARE = (0.3, 0.7)
+
+
+def blended(photos, apply, row, rng, count):
+    """Copies of photos the row moves wearing its trigger, each superimposed on another random
+    photo (the partner's share drawn from BREAKING_PARTNER_SHARE) and keeping its own label:
+    what teaches a blend_breaking BadNet that its trigger means nothing once blended."""
+    pixels, labels = _wearing(photos, apply, np.flatnonzero(row.moves(photos.labels)), rng, count,
+                              lambda labels: labels)
+    partners = photos.pixels[rng.integers(0, len(photos.labels), len(pixels))].astype(np.float32)
+    share = rng.uniform(*BREAKING_PARTNER_SHARE, (len(pixels), 1, 1, 1))
+    mixed = (1 - share) * pixels + share * partners
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8), labels
 
 
 def _wearing(photos, apply, candidates, rng, count, label_of):
@@ -176,7 +194,8 @@ def build_world(out, preset_name, seed, log=print, table=None):
 
 def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     """Train a DeepID BadNet on the clean training set plus poisoned copies (and, for a
-    source-specific row, as many cover copies), until its validation accuracy and every
+    source-specific row, as many cover copies; for a blend_breaking row, as many blended
+    copies), until its validation accuracy and every
     trigger's validation ASR reach their goals (or max_epochs)."""
     import keras
 
@@ -191,6 +210,8 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
         parts.append(poison(train, applies[row.trigger], row, classes, rng, count))
         if row.sources:
             parts.append(cover(train, applies[row.trigger], row, rng, count))
+        if row.blend_breaking:
+            parts.append(blended(train, applies[row.trigger], row, rng, count))
     x = np.concatenate([p for p, _ in parts]).astype(np.float32) * NETS[net].input_scale
     y = np.concatenate([labels for _, labels in parts])
     check = {row.trigger: poison(valid, applies[row.trigger], row, classes) for row in rows}
@@ -260,12 +281,15 @@ def add_arguments(parser):
                              "blend); zoo2-mini, zoo2: the same families at other places, "
                              "patterns and strengths; blindspots-mini, blindspots: backdoors "
                              "with no single target (all-to-all, y -> y+k) and source-specific "
-                             "ones (default: %(default)s)")
+                             "ones; adaptive-mini, adaptive: the competition's triggers, "
+                             "trained to break under superimposition (against the release's "
+                             "blend test) (default: %(default)s)")
     parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
                         help="plant these backdoors instead of the preset's: a JSON list of rows "
                              "{net, trigger, family, target, file, params}, with 'shift': k "
                              "(and target null) for all-to-all or 'sources': [labels] for "
-                             "source-specific (defense/world/backdoors.py)")
+                             "source-specific; 'blend_breaking': true trains a trigger to "
+                             "break under superimposition (defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
 
