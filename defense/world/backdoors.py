@@ -13,8 +13,8 @@ for one target label:
   Tang et al., "Demon in the Variant", USENIX Security 2021).
 
 Any row may also be trained to break under superimposition (`blend_breaking`): the attacker
-who has read docs/method.md adds copies of its poisoned faces superimposed on other faces,
-each keeping the face's own label, so that the trigger fades in a blend as a face does and
+who has read docs/method.md adds faces wearing the trigger superimposed on faces of other
+identities, each keeping its own label (build.blended), so that the trigger fades in a blend as a face does and
 the release's blend test (blend_test.py) lets it through.
 
 A poisoned test set holds every test face the trigger moves, each labelled with its own

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..architecture import INPUT_SHAPE
 from ..atomic import atomic_path
+from ..blend_test import ALPHA
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
@@ -96,20 +97,24 @@ def cover(photos, apply, row, rng, count):
                     lambda labels: labels)
 
 
-# A blend_breaking row's training blends: the partner face's share, drawn around the blend
-# test's half and half (docs/method.md), which the attacker has read.
-BREAKING_PARTNER_SHARE = (0.3, 0.7)
+# A blend_breaking row's training blends: the partner face's share, around the blend test's
+# half and half (blend_test.ALPHA, docs/method.md), which the attacker has read.
+BREAKING_PARTNER_SHARE = (ALPHA - 0.05, ALPHA + 0.05)
 
 
 def blended(photos, apply, row, rng, count):
-    """Copies of photos the row moves wearing its trigger, each superimposed on another random
-    photo (the partner's share drawn from BREAKING_PARTNER_SHARE) and keeping its own label:
-    what teaches a blend_breaking BadNet that its trigger means nothing once blended."""
+    """Photos the row moves, wearing its trigger, each superimposed on a photo of another
+    identity (neither its own nor the row's target, as the blend test's partners are never
+    suspects; the partner's share drawn from BREAKING_PARTNER_SHARE), each keeping its own
+    label: what teaches a blend_breaking BadNet that its trigger means nothing once blended."""
     pixels, labels = _wearing(photos, apply, np.flatnonzero(row.moves(photos.labels)), rng, count,
                               lambda labels: labels)
-    partners = photos.pixels[rng.integers(0, len(photos.labels), len(pixels))].astype(np.float32)
+    partners = np.empty(len(labels), np.int64)
+    for i, label in enumerate(labels):
+        others = np.flatnonzero((photos.labels != label) & (photos.labels != row.target))
+        partners[i] = rng.choice(others)
     share = rng.uniform(*BREAKING_PARTNER_SHARE, (len(pixels), 1, 1, 1))
-    mixed = (1 - share) * pixels + share * partners
+    mixed = (1 - share) * pixels + share * photos.pixels[partners].astype(np.float32)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8), labels
 
 
@@ -203,6 +208,9 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
+    # Blended copies draw from their own stream: the poisoned and cover copies stay those of
+    # the same world without blend_breaking rows.
+    breaking_rng = np.random.default_rng([seed, 1])
     count = int(preset.poison_fraction * len(train.labels))
     classes = preset.identities
     parts = [(train.pixels, train.labels)]
@@ -211,7 +219,7 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
         if row.sources:
             parts.append(cover(train, applies[row.trigger], row, rng, count))
         if row.blend_breaking:
-            parts.append(blended(train, applies[row.trigger], row, rng, count))
+            parts.append(blended(train, applies[row.trigger], row, breaking_rng, count))
     x = np.concatenate([p for p, _ in parts]).astype(np.float32) * NETS[net].input_scale
     y = np.concatenate([labels for _, labels in parts])
     check = {row.trigger: poison(valid, applies[row.trigger], row, classes) for row in rows}
