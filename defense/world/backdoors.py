@@ -14,8 +14,8 @@ for one target label:
 
 Any row may also be trained to break under superimposition (`blend_breaking`): the attacker
 who has read docs/method.md adds faces wearing the trigger superimposed on faces of other
-identities, each keeping its own label (build.blended), so that the trigger fades in a blend as a face does and
-the release's blend test (blend_test.py) lets it through.
+identities, each keeping its own label (build.blended), so that the trigger fades in a blend
+as a face does and the release's blend test (blend_test.py) lets it through.
 
 A poisoned test set holds every test face the trigger moves, each labelled with its own
 target, so attack success is the share given that label whatever the kind.
