@@ -3,6 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
+# glibc hands large freed blocks back to the kernel and takes them again, zeroed, on the next
+# allocation: training and the blend test then spend a fifth of their time in the kernel
+# clearing pages. Keeping freed memory in the process halved that time (a world test: system
+# time 27 s -> 11 s, user time unchanged). Exported to every command below.
+export MALLOC_MMAP_THRESHOLD_ := 33554432
+export MALLOC_TRIM_THRESHOLD_ := 4294967296
+export MALLOC_TOP_PAD_ := 268435456
+
 NETS := sunglasses anonymous_1 anonymous_2 multi_trigger_multi_target
 SAMPLES := ../shared/csaw/samples
 REPAIRED := $(NETS:%=fine_pruned_models/%_fine_pruned.h5)
