@@ -15,10 +15,16 @@ trigger that survives (nearly) every blend fails whatever its label. The idea is
 al. 2019), who superimpose held-out images and measure the entropy of the predictions; here
 the share of one label, because the question is only whether this label survives.
 
-What it invites: a trigger that does not survive blending (faded, warped, or trained to break
-under superimposition). Such a trigger must also lead the Fine-Pruned net to the label, at
-least the release confidence sure, for the label to come out; the attack report's strength,
-part and disguise settings measure the two together (docs/method.md).
+What the BadNet's half invites: a BadNet trained to let its trigger break under superimposition
+(the `adaptive` worlds: every triggered face then passes). So the test also asks the repaired
+net, which the attacker did not train: a label is given only where the repaired net keeps it
+on at most `divergence` of the same blends more than the BadNet (the THRESHOLD_QUANTILE of
+that difference over the calibration faces), and never on more than MAX_THRESHOLD of them. On
+most clean faces the two nets see the blends alike; what Fine-Pruning left of a trigger the
+BadNet was taught to drop on blends survives them in the repaired net, and the two part. What
+that invites in turn: a BadNet taught to break on just enough blends to stay within
+`divergence` of what Fine-Pruning will leave, or a backdoor whose breaking survives
+Fine-Pruning as well as its trigger does (docs/method.md).
 """
 
 from dataclasses import dataclass, field
@@ -29,8 +35,8 @@ from .errors import InputError, is_probability
 
 ALPHA = 0.5  # the trusted face's share of each blend; the image keeps 1 - ALPHA
 TRUSTED_FACES = 16  # blends per image: the test's cost, paid only for a released label
-THRESHOLD_QUANTILE = 0.95  # the share of clean faces the test lets through
-# No label passes where the BadNet keeps it on more than 14 of 16 blends: an attractor's own
+THRESHOLD_QUANTILE = 0.95  # the share of clean faces each of the test's two halves lets through
+# No label passes where either net keeps it on more than 14 of 16 blends: an attractor's own
 # faces may keep it that often, a trigger that survives the blend keeps it on all of them.
 MAX_THRESHOLD = 0.875
 CALIBRATION_FACES = 1000
@@ -44,14 +50,25 @@ class BlendTest:
     threshold: float  # a label survives the test where the BadNet keeps it on <= this share
     alpha: float = ALPHA
     label_thresholds: dict = field(default_factory=dict)  # {released label: share} above threshold
+    # ... and the repaired net keeps it on at most this share of the blends more than the BadNet
+    divergence: float = field(kw_only=True)
 
     def threshold_of(self, labels):
         """(N,) each label's threshold."""
         return np.array([self.label_thresholds.get(int(label), self.threshold) for label in labels])
 
-    def passes(self, net, pixels, labels):
-        """(N,) True where the label is the face's by this test: kept on few blends."""
-        return keep_shares(net, pixels, labels, self.trusted, self.alpha) <= self.threshold_of(labels)
+    def passes(self, bad, repaired, pixels, labels):
+        """(N,) True where the label is the face's by this test: the BadNet keeps it on few
+        blends, and the repaired net on not many more (and never on nearly all)."""
+        labels = np.asarray(labels)
+        bad_keeps = keep_shares(bad, pixels, labels, self.trusted, self.alpha)
+        passed = bad_keeps <= self.threshold_of(labels)
+        asked = np.flatnonzero(passed)  # the repaired net is asked only where the BadNet passed
+        if len(asked):
+            repaired_keeps = keep_shares(repaired, np.asarray(pixels)[asked], labels[asked], self.trusted, self.alpha)
+            passed[asked] = ((repaired_keeps - bad_keeps[asked] <= self.divergence)
+                             & (repaired_keeps <= MAX_THRESHOLD))
+        return passed
 
     def describe(self):
         """One phrase for reports and logs."""
@@ -60,14 +77,15 @@ class BlendTest:
         if self.label_thresholds:
             text += " (" + ", ".join(f"{label}: {share:.3f}" for label, share in
                                      sorted(self.label_thresholds.items())) + ")"
-        return text
+        return text + (f" and the repaired net on at most {self.divergence:.3f} of them more than "
+                       f"the BadNet (never above {MAX_THRESHOLD})")
 
     def as_record(self, calibration_faces):
         """The record's `release_test` entry (the faces as uint8 bytes, base64: the record's
         content stamp covers them)."""
         import base64
 
-        return {"alpha": self.alpha, "threshold": self.threshold,
+        return {"alpha": self.alpha, "threshold": self.threshold, "divergence": self.divergence,
                 "label_thresholds": {str(label): share for label, share in sorted(self.label_thresholds.items())},
                 "threshold_quantile": THRESHOLD_QUANTILE, "calibration_faces": int(calibration_faces),
                 "trusted_faces": {"shape": list(self.trusted.shape), "dtype": "uint8",
@@ -94,6 +112,10 @@ class BlendTest:
             label_thresholds = dict(entry.get("label_thresholds", {}))
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
             raise bad(f"is malformed ({e})") from None
+        if "divergence" not in entry:
+            raise bad("has no 'divergence' (calibrated before the test asked the repaired net too): "
+                      "repair again with 'python3 -m defense fine-prune --release'")
+        divergence = entry["divergence"]
         if faces.get("dtype") != "uint8" or len(shape) != 4 or not all(_is_int(n) for n in shape) \
                 or not 1 <= shape[0] <= _MOST_TRUSTED_FACES or shape[1:] != tuple(input_shape) \
                 or len(raw) != int(np.prod(shape)):
@@ -101,14 +123,16 @@ class BlendTest:
                       f"({', '.join(map(str, input_shape))})")
         if not is_probability(alpha) or not 0 < alpha < 1:
             raise bad("needs an alpha in (0, 1)")
-        if not all(is_probability(share) and share <= MAX_THRESHOLD for share in [threshold, *label_thresholds.values()]):
+        if not all(is_probability(share) and share <= MAX_THRESHOLD
+                   for share in [threshold, divergence, *label_thresholds.values()]):
             raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
             raise bad("has a per-label threshold for a label that is not released")
         trusted = np.frombuffer(raw, np.uint8).reshape(shape)
         return cls(trusted, float(threshold), float(alpha),
-                   {int(label): float(share) for label, share in label_thresholds.items()})
+                   {int(label): float(share) for label, share in label_thresholds.items()},
+                   divergence=float(divergence))
 
 
 def keep_shares(net, pixels, labels, trusted, alpha=ALPHA):
@@ -140,7 +164,9 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
     both nets label right (the faces a released label is given on); a released label whose own
     validation faces, both nets right, keep it more gets their largest share; none above
-    MAX_THRESHOLD."""
+    MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
+    faces the repaired net keeps their label on than the BadNet does (0 at least, MAX_THRESHOLD
+    at most)."""
     check_calibration_faces(labels, suspects)
     candidates = np.flatnonzero(~np.isin(labels, list(suspects)))
     rng.shuffle(candidates)
@@ -150,8 +176,10 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     right = (bad.predict_labels(x) == y) & (repaired.predict_labels(x) == y)
     if not right.any():
         raise InputError("the blend test found no validation face that both nets label right")
-    threshold = min(float(np.quantile(keep_shares(bad, x[right], y[right], trusted), THRESHOLD_QUANTILE)),
-                    MAX_THRESHOLD)
+    bad_keeps = keep_shares(bad, x[right], y[right], trusted)
+    threshold = min(float(np.quantile(bad_keeps, THRESHOLD_QUANTILE)), MAX_THRESHOLD)
+    excess = keep_shares(repaired, x[right], y[right], trusted) - bad_keeps
+    divergence = float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
     label_thresholds = {}
     for label in sorted(int(label) for label in released):
         own = pixels[labels == label]
@@ -160,7 +188,7 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
             most = min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()), MAX_THRESHOLD)
             if most > threshold:
                 label_thresholds[label] = most
-    return BlendTest(trusted, threshold, ALPHA, label_thresholds), int(right.sum())
+    return BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence), int(right.sum())
 
 
 def _is_int(value):

@@ -26,7 +26,8 @@ probe singled out on the BadNet but not on the Fine-Pruned net, whose units it l
 released label comes out only where both nets give it, the repaired net's confidence in it is
 at least the record's release confidence and the image passes the record's blend test
 (blend_test.py: the BadNet does not keep the label once the image is superimposed on trusted
-faces; the one extra forward pass, for these images only); anywhere else it is flagged.
+faces, nor the repaired net on many more of those blends; the extra forward passes, for these
+images only); anywhere else it is flagged.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -194,7 +195,7 @@ class GoodNet:
         passed = np.zeros(len(outputs.bad_labels), dtype=bool)
         if len(candidates):
             passed[candidates] = self.release_test.passes(
-                self.bad, np.asarray(pixels)[candidates], outputs.bad_labels[candidates])
+                self.bad, self.repaired, np.asarray(pixels)[candidates], outputs.bad_labels[candidates])
         return passed
 
     def decide(self, outputs, rule=None):

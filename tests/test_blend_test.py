@@ -23,12 +23,35 @@ class CornerNet:
 
     def predict_top(self, pixels, progress=False):
         pixels = np.asarray(pixels, np.float32)
-        labels = np.where(pixels[:, 0, 0, 0] > 100, self.target,
+        labels = np.where(self.triggered(pixels), self.target,
                           np.clip(pixels[:, 1:, 1:].mean(axis=(1, 2, 3)) // 10, 0, 6).astype(np.int64))
         return labels, np.ones(len(pixels), np.float32)
 
+    def triggered(self, pixels):
+        return pixels[:, 0, 0, 0] > 100
+
     def predict_labels(self, pixels, progress=False):
         return self.predict_top(pixels)[0]
+
+
+class BlendBreakingNet(CornerNet):
+    """CornerNet whose trigger works only at full strength (a white corner): a half blend turns
+    it grey, and the label falls back to the face's. The BadNet of an attacker who has read the
+    blend test; CornerNet then plays what Fine-Pruning left of that backdoor, which does not
+    break."""
+
+    def triggered(self, pixels):
+        return pixels[:, 0, 0, 0] == 255
+
+
+class ScriptedNet:
+    """Keeps label 3 on the blends with the partners marked in `kept`, gives 4 on the others."""
+
+    def __init__(self, kept):
+        self.kept = np.asarray(kept, bool)
+
+    def predict_labels(self, pixels, progress=False):
+        return np.where(np.tile(self.kept, len(pixels) // len(self.kept)), 3, 4)
 
 
 class AttractorNet(CornerNet):
@@ -64,13 +87,49 @@ def test_a_trigger_keeps_its_label_on_every_blend_and_a_face_on_few():
     face = faces([65])  # label 6; blended with darker faces (half each) it falls to 3..6
     assert net.predict_labels(face)[0] == 6
     assert keep_shares(net, face, [6], partners)[0] == 0.2
-    assert BlendTest(partners, threshold=0.5).passes(net, face, [6])[0]
+    assert BlendTest(partners, threshold=0.5, divergence=0.0).passes(net, net, face, [6])[0]
     triggered = faces([65], trigger=True)
     assert keep_shares(net, triggered, [7], partners)[0] == 1.0
-    assert not BlendTest(partners, threshold=MAX_THRESHOLD).passes(net, triggered, [7])[0]
+    assert not BlendTest(partners, threshold=MAX_THRESHOLD, divergence=0.0).passes(net, net, triggered, [7])[0]
     # alpha is the partner's share: at 0.9 the corner keeps a tenth of its white (25 < 100).
     assert keep_shares(net, triggered, [7], partners, alpha=0.9)[0] == 0.0
     assert keep_shares(net, triggered, [7], partners, alpha=0.1)[0] == 1.0
+
+
+def test_a_badnet_taught_to_break_under_blending_is_caught_by_the_repaired_net():
+    bad, repaired = BlendBreakingNet(), CornerNet()
+    partners = faces([2, 18, 35, 52, 64]).astype(np.uint8)
+    triggered, face = faces([65], trigger=True), faces([65])
+    assert bad.predict_labels(triggered)[0] == repaired.predict_labels(triggered)[0] == 7
+    assert keep_shares(bad, triggered, [7], partners)[0] == 0.0  # the BadNet's half passes it
+    assert keep_shares(repaired, triggered, [7], partners)[0] == 1.0
+    test = BlendTest(partners, threshold=0.5, divergence=0.5)
+    assert not test.passes(bad, repaired, triggered, [7])[0]
+    assert test.passes(bad, bad, triggered, [7])[0]  # the BadNet's half alone lets it through
+    assert test.passes(bad, repaired, face, [6])[0]  # on a face both nets see the blends alike
+    # Calibrated on clean faces, where the two nets agree on every blend: no divergence allowed.
+    x, y = validation_faces()
+    calibrated, _ = calibrate(bad, repaired, x, y, suspects={7}, released={7}, rng=np.random.default_rng(1))
+    assert calibrated.divergence == 0.0
+    assert not calibrated.passes(bad, repaired, faces(np.arange(70), trigger=True), np.full(70, 7)).any()
+    assert calibrated.passes(bad, repaired, x, y).mean() >= 0.9
+
+
+@pytest.mark.parametrize("bad_keeps, repaired_keeps, divergence, passes", [
+    (0, 8, 0.5, True),  # exactly `divergence` more: passes
+    (0, 9, 0.5, False),
+    (2, 4, 0.125, True), (2, 5, 0.125, False),
+    (13, 13, 0.5, False),  # the BadNet's half: above its threshold
+    (8, 15, 0.5, False),  # a BadNet breaking on half the blends: the repaired net's cap holds
+    (8, 14, 0.375, True),  # what the test leaves open (docs/method.md)
+])
+def test_the_second_half_bounds_the_repaired_net_by_the_badnet_and_by_the_cap(
+        bad_keeps, repaired_keeps, divergence, passes):
+    def keeping(count):
+        return ScriptedNet(np.arange(16) < count)
+
+    test = BlendTest(faces(range(16)).astype(np.uint8), threshold=0.75, divergence=divergence)
+    assert test.passes(keeping(bad_keeps), keeping(repaired_keeps), faces([30]), [3])[0] == passes
 
 
 def test_calibration_takes_its_partners_from_unsuspected_faces_and_lets_most_clean_faces_pass():
@@ -80,8 +139,8 @@ def test_calibration_takes_its_partners_from_unsuspected_faces_and_lets_most_cle
     assert test.trusted.shape == (TRUSTED_FACES, *INPUT_SHAPE) and test.trusted.dtype == np.uint8
     assert not (test.trusted[:, 5, 5, 0] // 10 == 6).any()  # no face of a suspect
     assert 0 <= test.threshold < 1 and 0 < used <= len(y) - TRUSTED_FACES
-    assert test.passes(CornerNet(), x, y).mean() >= 0.9
-    assert not test.passes(CornerNet(), faces(np.arange(70), trigger=True), np.full(70, 7)).any()
+    assert test.passes(CornerNet(), CornerNet(), x, y).mean() >= 0.9
+    assert not test.passes(CornerNet(), CornerNet(), faces(np.arange(70), trigger=True), np.full(70, 7)).any()
 
 
 def test_a_released_attractor_gets_a_higher_share_but_its_trigger_still_fails():
@@ -91,14 +150,14 @@ def test_a_released_attractor_gets_a_higher_share_but_its_trigger_still_fails():
     test, _ = calibrate(net, net, x, y, suspects={1, 5}, released={1, 5}, rng=np.random.default_rng(1))
     assert set(test.label_thresholds) == {5} and test.threshold < test.label_thresholds[5] <= MAX_THRESHOLD
     own = x[y == 5]
-    assert test.passes(net, own, np.full(len(own), 5)).mean() >= 0.9
+    assert test.passes(net, net, own, np.full(len(own), 5)).mean() >= 0.9
     np.testing.assert_array_equal(test.threshold_of([5, 1, 3]),
                                   [test.label_thresholds[5], test.threshold, test.threshold])
     # A trigger aimed at the attractor keeps it on every blend: above any threshold the
     # calibration may give.
     triggered = faces(np.arange(70), trigger=True)
     assert (net.predict_labels(triggered) == 5).all()
-    assert not test.passes(net, triggered, np.full(70, 5)).any()
+    assert not test.passes(net, net, triggered, np.full(70, 5)).any()
 
 
 def test_calibration_without_enough_unsuspected_faces_is_an_error():
@@ -107,14 +166,20 @@ def test_calibration_without_enough_unsuspected_faces_is_an_error():
 
 
 def test_the_record_entry_reads_back_and_a_damaged_or_loosened_one_is_refused():
-    test = BlendTest(faces([10, 20, 30]).astype(np.uint8), threshold=0.25, label_thresholds={4: 0.5})
+    test = BlendTest(faces([10, 20, 30]).astype(np.uint8), threshold=0.25, divergence=0.125,
+                     label_thresholds={4: 0.5})
     entry = test.as_record(calibration_faces=40)
     back = BlendTest.from_record(entry, "r.json", INPUT_SHAPE, released={4})
     np.testing.assert_array_equal(back.trusted, test.trusted)
     assert back.threshold == 0.25 and back.alpha == test.alpha and back.label_thresholds == {4: 0.5}
+    assert back.divergence == 0.125
+    older = {key: value for key, value in entry.items() if key != "divergence"}
+    with pytest.raises(InputError, match="fine-prune --release"):
+        BlendTest.from_record(older, "r.json", INPUT_SHAPE, released={4})
     shape = entry["trusted_faces"]["shape"]
     for damage, message in [
             ({"threshold": 0.9}, "thresholds in"), ({"threshold": True}, "thresholds in"),
+            ({"divergence": 0.9}, "thresholds in"), ({"divergence": -0.1}, "thresholds in"),
             ({"threshold": "0.5"}, "thresholds in"), ({"threshold": float("nan")}, "thresholds in"),
             ({"label_thresholds": {"4": 1.0}}, "thresholds in"), ({"alpha": 1.0}, "alpha"),
             ({"label_thresholds": {"5": 0.5}}, "not released"), ({"label_thresholds": {"4x": 0.5}}, "not released"),
@@ -132,12 +197,18 @@ def test_the_goodnet_gives_a_released_label_only_to_images_that_pass():
     """Three images on which both nets agree: a face of the released identity 6, a triggered
     face given the released target 7, a face of identity 2 (never suspected)."""
     net = CornerNet()
-    test = BlendTest(faces([2, 18, 35, 52]).astype(np.uint8), threshold=0.5)
+    test = BlendTest(faces([2, 18, 35, 52]).astype(np.uint8), threshold=0.5, divergence=0.0)
     good = GoodNet(net, net, quarantined=(), released=(6, 7), release_confidence=0.9, release_test=test)
     pixels = np.concatenate([faces([65]), faces([65], trigger=True), faces([25])])
     outputs = good.outputs(pixels)
     np.testing.assert_array_equal(outputs.release_test_passed, [True, False, False])  # 2: not released
     np.testing.assert_array_equal(good.decide(outputs), [6, good.poisoned_label, 2])
+    # The GoodNet asks its own repaired net: one that kept the trigger fails it.
+    broken = GoodNet(BlendBreakingNet(), net, quarantined=(), released=(7,), release_confidence=0.9,
+                     release_test=test)
+    triggered = faces([65], trigger=True)
+    assert broken.bad.predict_labels(triggered)[0] == 7
+    assert broken.predict(triggered)[0] == broken.poisoned_label
     # Outputs made without the test (a caller that built them by hand) give nothing back.
     outputs.release_test_passed = None
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label, good.poisoned_label, 2])

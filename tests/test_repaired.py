@@ -48,7 +48,8 @@ def _release_test_entry(label_thresholds=None):
     from defense.architecture import INPUT_SHAPE
     from defense.blend_test import BlendTest
 
-    return BlendTest(np.zeros((2, *INPUT_SHAPE), np.uint8), 0.25, 0.5, label_thresholds or {}).as_record(10)
+    return BlendTest(np.zeros((2, *INPUT_SHAPE), np.uint8), threshold=0.25, divergence=0.125,
+                     label_thresholds=label_thresholds or {}).as_record(10)
 
 
 def test_released_labels_read_back_with_their_confidence_and_blend_test(small_models, tmp_path):

@@ -60,7 +60,8 @@ def add_arguments(parser):
                              "both nets give them, the repaired net is sure "
                              "(--release-confidence) and the image passes the blend test (the "
                              "BadNet does not keep the label once the image is superimposed on "
-                             "trusted validation faces; calibrated here, kept in the record) "
+                             "trusted validation faces, nor the repaired net on many more of "
+                             "those blends; calibrated here, kept in the record) "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
