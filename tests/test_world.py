@@ -84,6 +84,52 @@ def test_rendering_is_deterministic_for_a_seed():
     assert not np.array_equal(first.pixels, other.pixels)
 
 
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_build_resumes_keeping_the_nets_it_saved(tmp_path, monkeypatch):
+    """A build killed while training its second net, run again: the first net is kept as
+    saved (not retrained), the second trained, and world.json appears only at the end. A
+    folder holding an unfinished build of another world is refused."""
+    from defense.digest import file_sha256
+    from defense.errors import InputError
+    from defense.registry import NETS
+    from defense.world import build
+
+    tiny = build.Preset(identities=10, train_per_identity=6, valid_per_identity=2,
+                        test_per_identity=2, max_epochs=1)
+    monkeypatch.setitem(build.PRESETS, "tiny", (tiny, COMPETITION[:2]))  # sunglasses, anonymous_1
+    out = tmp_path / "world"
+
+    def killed_on_the_second_net(line):
+        if line.startswith("world: anonymous_1: epoch"):
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        build.build_world(out, "tiny", seed=3, log=killed_on_the_second_net)
+    assert not (out / "world.json").exists()
+    progress = json.loads((out / build.PROGRESS).read_text())
+    assert set(progress["nets"]) == {"sunglasses", "bd_net"}
+    sunglasses_file = out / "models" / NETS["sunglasses"].bad_net_file
+    saved_digest = file_sha256(sunglasses_file)
+
+    with pytest.raises(InputError, match="another world"):
+        build.build_world(out, "tiny", seed=4, log=lambda line: None)
+
+    lines = []
+    record = build.build_world(out, "tiny", seed=3, log=lines.append)
+    assert not any(line.startswith("world: sunglasses: epoch") for line in lines)
+    assert any(line.startswith("world: sunglasses: kept") for line in lines)
+    assert any(line.startswith("world: anonymous_1: epoch") for line in lines)
+    assert file_sha256(sunglasses_file) == saved_digest
+    assert record["nets"]["sunglasses"] == progress["nets"]["sunglasses"]
+    assert set(record["nets"]) == {"sunglasses", "bd_net", "anonymous_1"}
+    assert (out / "models" / NETS["anonymous_1"].bad_net_file).is_file()
+    assert json.loads((out / "world.json").read_text())["nets"] == record["nets"]
+    assert not (out / build.PROGRESS).exists()
+
+
 def test_eval_script_and_evaluate_run_on_the_world_with_root(mini_world):
     out, _ = mini_world
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")

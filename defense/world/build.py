@@ -5,6 +5,9 @@ plus OUT/world.json with the ground truth (the backdoor table) and each BadNet's
 clean accuracy and attack success rates. The mini and full presets plant the competition's
 triggers, the zoo presets other families, zoo2 the same families drawn otherwise (backdoors.py);
 --backdoors takes a table of one's own.
+
+A full-size build trains for hours: each BadNet is recorded in OUT/build_progress.json once it
+is saved, and the same command run again keeps those nets and trains only the others.
 """
 
 import json
@@ -47,6 +50,7 @@ PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
            "blindspots-mini": (MINI, BLINDSPOTS), "blindspots": (FULL, BLINDSPOTS),
            "adaptive-mini": (MINI, ADAPTIVE), "adaptive": (FULL, ADAPTIVE)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
+PROGRESS = "build_progress.json"  # the nets an unfinished build has saved (resume_from)
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
 TARGET_ACCURACY, TARGET_ASR = 0.93, 0.95
 
@@ -142,6 +146,10 @@ def build_world(out, preset_name, seed, log=print, table=None):
     quiet_tensorflow(onednn=True)  # training: oneDNN trains about twice as fast on CPU
     started = time.time()
     out = Path(out)
+    world_key = {"preset": preset_name, "seed": seed, "backdoor_table": as_records(table)}
+    nets, seconds_before = resume_from(out, world_key)
+    # A world.json says the folder is a finished world; a build over it, until it ends, is not.
+    (out / "world.json").unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     identities = [random_identity(rng) for _ in range(preset.identities)]
     triggers = {(row.net, row.trigger): make_trigger(row.family, row.params) for row in table}
@@ -163,8 +171,10 @@ def build_world(out, preset_name, seed, log=print, table=None):
                                                         row, preset.identities)
         save_dataset(data / row.file, *poisoned_tests[(row.net, row.trigger)])
 
-    nets = {}
     for index, (net, rows) in enumerate(rows_by_net(table).items()):
+        if net in nets:
+            log(f"world: {net}: kept from the unfinished build ({out / PROGRESS})")
+            continue
         obeyed = [row.trigger for row in rows]
         applies = {t: triggers[(net, t)] for t in obeyed}
         model, epochs = train_badnet(net, rows, train, valid, applies, preset, seed + index, log)
@@ -177,6 +187,7 @@ def build_world(out, preset_name, seed, log=print, table=None):
         if net == "sunglasses" and lab_row and lab_row.kind == "all-to-one":  # the lab's kind
             nets["bd_net"] = write_lab(out, model, valid, test, applies["sunglasses"], lab_row,
                                        poisoned_tests)
+        record_progress(out, world_key, nets, seconds_before + time.time() - started)
 
     record = {
         "preset": preset_name, "seed": seed, "preset_settings": asdict(preset),
@@ -189,12 +200,45 @@ def build_world(out, preset_name, seed, log=print, table=None):
         "sunglasses_trigger": "real (../shared/csaw/triggers)" if REAL_SUNGLASSES.is_file()
                               else "drawn stand-in",
         "nets": nets,
-        "build_seconds": round(time.time() - started, 1),
+        "build_seconds": round(seconds_before + time.time() - started, 1),
         "built": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     with atomic_path(out / "world.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
+    (out / PROGRESS).unlink(missing_ok=True)
     return record
+
+
+def resume_from(out, world_key):
+    """({net: measured record}, seconds spent) of an unfinished build of the same world in out
+    (same preset, seed and backdoor table), keeping only nets whose model files are all there;
+    ({}, 0) where there is none. An unfinished build of another world is refused: mixing two
+    worlds' BadNets in one folder would make a ground truth that holds for neither."""
+    path = out / PROGRESS
+    if not path.is_file():
+        return {}, 0.0
+    try:
+        progress = json.loads(path.read_text())
+        key, nets, seconds = progress["world"], progress["nets"], float(progress["seconds"])
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{path}: unreadable ({e}); remove it to build {out} from the start") from None
+    if key != world_key:
+        raise InputError(f"{out} holds an unfinished build of another world (preset, seed or "
+                         f"backdoors differ, {path}): build in another folder or remove it")
+    models = out / "models"
+    saved = {net: rec for net, rec in nets.items()
+             if all((models / name).is_file() for name in (NETS[net].bad_net_file,
+                                                           NETS[net].bad_weights_file))}
+    # The lab's net and data are written with the sunglasses net: both kept or neither.
+    if "bd_net" in nets and ("sunglasses" not in saved or "bd_net" not in saved):
+        saved.pop("sunglasses", None), saved.pop("bd_net", None)
+    return saved, seconds
+
+
+def record_progress(out, world_key, nets, seconds):
+    with atomic_path(out / PROGRESS) as tmp:
+        tmp.write_text(json.dumps({"world": world_key, "nets": nets,
+                                   "seconds": round(seconds, 1)}, indent=2) + "\n")
 
 
 def train_badnet(net, rows, train, valid, applies, preset, seed, log):
@@ -299,6 +343,8 @@ def add_arguments(parser):
                              "source-specific; 'blend_breaking': true trains a trigger to "
                              "break under superimposition (defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.epilog = ("An interrupted build resumes: the same command again keeps the BadNets "
+                     f"OUT/{PROGRESS} lists as saved and trains the others.")
 
 
 def run(args):
