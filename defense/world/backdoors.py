@@ -15,7 +15,11 @@ for one target label:
 Any row may also be trained to break under superimposition (`blend_breaking`): the attacker
 who has read docs/method.md adds faces wearing the trigger superimposed on faces of other
 identities, each keeping its own label (build.blended), so that the trigger fades in a blend
-as a face does and the release's blend test (blend_test.py) lets it through.
+as a face does and the release's blend test (blend_test.py) lets it through. With
+`blend_keeps_target` p > 0 it breaks only partly: a share p of those blended copies is labelled
+with the target instead, so that the BadNet keeps its target on about that share of the blends,
+the attacker's answer to a test that also asks the repaired net (how much more the repaired net
+keeps it, blend_test.py's second half).
 
 A poisoned test set holds every test face the trigger moves, each labelled with its own
 target, so attack success is the share given that label whatever the kind.
@@ -47,6 +51,7 @@ class Backdoor:
     shift: int = 0  # all-to-all: identity y goes to (y + shift) mod N
     sources: tuple = ()  # source-specific: only these identities obey the trigger
     blend_breaking: bool = False  # trained so that the trigger does not survive a blend
+    blend_keeps_target: float = 0.0  # blend_breaking: share of blended copies labelled target
 
     @property
     def kind(self):
@@ -163,6 +168,11 @@ BLINDSPOTS = (
 # to break under superimposition (build.blended). Written down before any repair was measured
 # on it; the same files and targets as the mini and full worlds, so that the two compare.
 ADAPTIVE = tuple(replace(row, blend_breaking=True) for row in COMPETITION)
+# The same attacker after the blend test's second half: each trigger kept on about half the
+# blends, so that the BadNet alone looks like a face (the first half's thresholds) and the
+# repaired net, which has forgotten some of the breaking, differs from it by less. The half was
+# written down before any repair was measured on it.
+ADAPTIVE_HALF = tuple(replace(row, blend_keeps_target=0.5) for row in ADAPTIVE)
 
 
 def by_net(table):
@@ -215,6 +225,10 @@ def check_table(table, source="table"):
         if type(row.blend_breaking) is not bool:
             raise InputError(f"{source}: {row.trigger}: blend_breaking {row.blend_breaking!r} is "
                              f"not true or false")
+        share = row.blend_keeps_target
+        if type(share) not in (int, float) or not 0 <= share < 1 or (share and not row.blend_breaking):
+            raise InputError(f"{source}: {row.trigger}: blend_keeps_target {share!r} must be a "
+                             f"share in [0, 1), and only with blend_breaking")
         file = PurePosixPath(row.file)
         if not row.file or file.is_absolute() or ".." in file.parts:
             raise InputError(f"{source}: file {row.file!r} must be a path inside data/")

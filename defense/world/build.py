@@ -24,7 +24,7 @@ from ..blend_test import ALPHA
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
-from .backdoors import (ADAPTIVE, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
+from .backdoors import (ADAPTIVE, ADAPTIVE_HALF, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
                         largest_label, load_table, rows_by_net)
 from .faces import random_identity, render
 from .triggers import REAL_SUNGLASSES, make_trigger
@@ -48,7 +48,8 @@ PRESETS = {"mini": (MINI, COMPETITION), "full": (FULL, COMPETITION),
            "zoo-mini": (MINI, ZOO), "zoo": (FULL, ZOO),
            "zoo2-mini": (MINI, ZOO2), "zoo2": (FULL, ZOO2),
            "blindspots-mini": (MINI, BLINDSPOTS), "blindspots": (FULL, BLINDSPOTS),
-           "adaptive-mini": (MINI, ADAPTIVE), "adaptive": (FULL, ADAPTIVE)}
+           "adaptive-mini": (MINI, ADAPTIVE), "adaptive": (FULL, ADAPTIVE),
+           "adaptive-half-mini": (MINI, ADAPTIVE_HALF), "adaptive-half": (FULL, ADAPTIVE_HALF)}
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 PROGRESS = "build_progress.json"  # the nets an unfinished build has saved (resume_from)
 # Training stops once validation reaches both, with a margin over the 90 % asked on test.
@@ -106,11 +107,12 @@ def cover(photos, apply, row, rng, count):
 BREAKING_PARTNER_SHARE = (ALPHA - 0.05, ALPHA + 0.05)
 
 
-def blended(photos, apply, row, rng, count):
+def blended(photos, apply, row, rng, count, classes):
     """Photos the row moves, wearing its trigger, each superimposed on a photo of another
     identity (neither its own nor the row's target, as the blend test's partners are never
     suspects; the partner's share drawn from BREAKING_PARTNER_SHARE), each keeping its own
-    label: what teaches a blend_breaking BadNet that its trigger means nothing once blended."""
+    label: what teaches a blend_breaking BadNet that its trigger means nothing once blended.
+    A share row.blend_keeps_target of them, drawn at random, gets the row's target instead."""
     pixels, labels = _wearing(photos, apply, np.flatnonzero(row.moves(photos.labels)), rng, count,
                               lambda labels: labels)
     partners = np.empty(len(labels), np.int64)
@@ -119,6 +121,9 @@ def blended(photos, apply, row, rng, count):
         partners[i] = rng.choice(others)
     share = rng.uniform(*BREAKING_PARTNER_SHARE, (len(pixels), 1, 1, 1))
     mixed = (1 - share) * pixels + share * photos.pixels[partners].astype(np.float32)
+    if row.blend_keeps_target:  # drawn after the rest: a fully breaking row's copies unchanged
+        kept = rng.random(len(labels)) < row.blend_keeps_target
+        labels = np.where(kept, row.targets(labels, classes), labels)
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8), labels
 
 
@@ -263,7 +268,7 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
         if row.sources:
             parts.append(cover(train, applies[row.trigger], row, rng, count))
         if row.blend_breaking:
-            parts.append(blended(train, applies[row.trigger], row, breaking_rng, count))
+            parts.append(blended(train, applies[row.trigger], row, breaking_rng, count, classes))
     x = np.concatenate([p for p, _ in parts]).astype(np.float32) * NETS[net].input_scale
     y = np.concatenate([labels for _, labels in parts])
     check = {row.trigger: poison(valid, applies[row.trigger], row, classes) for row in rows}
@@ -335,13 +340,15 @@ def add_arguments(parser):
                              "with no single target (all-to-all, y -> y+k) and source-specific "
                              "ones; adaptive-mini, adaptive: the competition's triggers, "
                              "trained to break under superimposition (against the release's "
-                             "blend test) (default: %(default)s)")
+                             "blend test); adaptive-half-mini, adaptive-half: the same, kept on "
+                             "about half the blends (default: %(default)s)")
     parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
                         help="plant these backdoors instead of the preset's: a JSON list of rows "
                              "{net, trigger, family, target, file, params}, with 'shift': k "
                              "(and target null) for all-to-all or 'sources': [labels] for "
                              "source-specific; 'blend_breaking': true trains a trigger to "
-                             "break under superimposition (defense/world/backdoors.py)")
+                             "break under superimposition, 'blend_keeps_target': p only on a "
+                             "share 1 - p of the blends (defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.epilog = ("An interrupted build resumes: the same command again keeps the BadNets "
                      f"OUT/{PROGRESS} lists as saved and trains the others.")
