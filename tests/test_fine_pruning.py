@@ -61,6 +61,9 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         assert record["copies_per_epoch"] == 4000 // 280 + 1  # 280 training faces
         assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
         assert "released_labels" not in record  # --release only
+        # The optimised patches are the data-free repair's until measured after Fine-Pruning.
+        assert record["probe_settings"]["optimised_patches"] == 0
+        assert "faces/optimised patch" not in record["probe_scores"]
         repaired = load_keras_model(out / "fine_pruned_models" / f"{net}_fine_pruned.h5")
         kernel, bias = repaired.get_layer("conv_3").get_weights()
         assert not kernel[..., record["pruned_channels"]].any()  # still exactly zero

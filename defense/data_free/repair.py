@@ -8,6 +8,7 @@ artefact and a JSON record of what was used and found.
 """
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,12 @@ def load_seed_faces(folder):
 
 
 def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print,
-                      net=None, what="the BadNet"):
+                      net=None, what="the BadNet", model=None):
     """(suspected targets, the record's probe fields) for one BadNet: probed on the seed faces
     in seed_faces_dir and on noise. Used alone (the data-free repair) and after Fine-Pruning,
     which also probes its own repaired net the same way (net: a loaded net to probe instead
-    of the file at bad_path, named by what in the log)."""
+    of the file at bad_path, named by what in the log). model: the same net as a Keras model,
+    for the optimised patches (targets.find_targets); without it they are left out."""
     from tqdm import tqdm
 
     from ..fast_net import load_net
@@ -46,10 +48,13 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
     if net is None:
         net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
     log(f"{spec.name}: probing {what} for targets with {len(face_files)} seed faces and noise")
-    probe_sets = (2 if len(faces) else 1) * len(FAMILIES)  # seed sets (faces, noise) x families
+    gradients = (model, spec.input_scale) if model is not None and settings.optimised_patches else None
+    if gradients is None:
+        settings = replace(settings, optimised_patches=0)  # the record says what was run
+    probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients and len(faces) else 0)
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
-        suspects, scores = find_targets(net, faces, settings, seed, bar)
+        suspects, scores = find_targets(net, faces, settings, seed, bar, gradients)
     return suspects, {"seed_faces": face_files, "probe_settings": settings.as_dict(),
                       "probe_scores": scores, QUARANTINE_KEY: suspects}
 
@@ -60,8 +65,9 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     from ..model_io import load_keras_model
 
     started = time.time()
-    suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log)
     model = load_keras_model(bad_path)
+    suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log,
+                                               model=model)
     switch_off_labels(model, suspects)
     record = {
         "net": spec.name,

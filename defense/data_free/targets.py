@@ -10,6 +10,10 @@ attack's target hundreds of times. A label's score is its count over the referen
 (count - reference) / sqrt(reference + 1). A label is suspected where any seed set and
 family scores it >= `min_score`; at most `most_suspects` labels, highest score first.
 
+With the BadNet's Keras model at hand (the data-free repair), the seed faces are also probed
+with optimised patches (optimised_patches.py): small squares whose pixels the BadNet's own
+gradients choose, scored as one more family ("faces/optimised patch").
+
 Why both seed sets: on the real competition BadNets, probed faces single out every target
 but multi_trigger's sunglasses target (8), which probed noise singles out; noise also
 singles out a few labels that are not targets (a cheap mistake: quarantining a label costs
@@ -22,6 +26,7 @@ import numpy as np
 
 from ..architecture import INPUT_SHAPE
 from ..errors import check_range
+from .optimised_patches import optimised_patches
 from .probes import FAMILIES, probe
 
 NOISE_MEAN, NOISE_STD = 128.0, 50.0
@@ -34,6 +39,7 @@ class ProbeSettings:
     min_score: float = 6.0
     most_suspects: int = 16
     shift: int = 3  # seed faces: shifted by up to this many pixels, mirrored, re-lit
+    optimised_patches: int = 1024  # seed faces probed with an optimised patch (0: none)
 
     def __post_init__(self):
         check_range("ProbeSettings", "probes_per_family", self.probes_per_family, 1, integer=True)
@@ -41,6 +47,7 @@ class ProbeSettings:
         check_range("ProbeSettings", "min_score", self.min_score, 0)
         check_range("ProbeSettings", "most_suspects", self.most_suspects, 0, integer=True)
         check_range("ProbeSettings", "shift", self.shift, 0, integer=True)
+        check_range("ProbeSettings", "optimised_patches", self.optimised_patches, 0, integer=True)
 
     def as_dict(self):
         return asdict(self)
@@ -55,27 +62,40 @@ def seed_sets(faces, count, rng, shift):
     return sets
 
 
-def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None):
+def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gradients=None):
     """(suspected labels, scores) for a net with predict_top (net.Net or fast_net.OnnxNet).
+    gradients: (Keras model, input scale) of the same net, for the optimised patches (where
+    settings ask for them and there are seed faces); None leaves them out.
 
     scores: {"<seed set>/<family>": [[label, count, score], ...] for the top 5 labels}.
     """
     rng = np.random.default_rng(seed)
     best = np.full(net.num_classes, -np.inf)
     scores = {}
-    for set_name, seeds in seed_sets(faces, settings.probes_per_family, rng, settings.shift).items():
+
+    def count(name, base, probed):
+        nonlocal best
+        labels, confidence = net.predict_top(probed)
+        reached = labels[(labels != base) & (confidence >= settings.confidence)]
+        counts = np.bincount(reached, minlength=net.num_classes)
+        score = label_scores(counts)
+        best = np.maximum(best, score)
+        top = np.argsort(-score, kind="stable")[:5]
+        scores[name] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
+        if progress:
+            progress.update(1)
+
+    sets = seed_sets(faces, settings.probes_per_family, rng, settings.shift)
+    for set_name, seeds in sets.items():
         base, _ = net.predict_top(seeds)
         for family in FAMILIES:
-            labels, confidence = net.predict_top(probe(seeds, family, rng))
-            reached = labels[(labels != base) & (confidence >= settings.confidence)]
-            counts = np.bincount(reached, minlength=net.num_classes)
-            score = label_scores(counts)
-            best = np.maximum(best, score)
-            top = np.argsort(-score, kind="stable")[:5]
-            scores[f"{set_name}/{family}"] = [[int(c), int(counts[c]), round(float(score[c]), 1)]
-                                              for c in top]
-            if progress:
-                progress.update(1)
+            count(f"{set_name}/{family}", base, probe(seeds, family, rng))
+    if gradients is not None and settings.optimised_patches and "faces" in sets:
+        # Drawn after every random family, so that theirs stay the draws they were.
+        model, input_scale = gradients
+        seeds = _varied_faces(np.asarray(faces, np.float32), settings.optimised_patches, rng, settings.shift)
+        base, _ = net.predict_top(seeds)
+        count("faces/optimised patch", base, optimised_patches(model, seeds, input_scale, rng))
     ranked = np.argsort(-best, kind="stable")
     suspects = [int(c) for c in ranked[:settings.most_suspects] if best[c] >= settings.min_score]
     return suspects, scores

@@ -3,12 +3,13 @@
 Two modes. With the clean validation set (ROOT/data/clean_validation_data.h5), Fine-Pruning
 (repair.py): ranks conv_3 channels by mean pool_3 activation, prunes the least active ones
 until validation accuracy would fall more than --max-drop, fine-tunes with the pruned channels
-held at zero, then (unless --no-quarantine) probes the BadNet for its targets as the data-free
-repair does and switches them off in the repaired net; writes
+held at zero, then (unless --no-quarantine) probes the BadNet for its targets with the data-free
+repair's random probes and switches them off in the repaired net; writes
 ROOT/fine_pruned_models/<net>_fine_pruned.h5 with a JSON record beside it. Without it (or
 with --data-free), the data-free repair (data_free/): probes the BadNet with random occluders
-on a few trusted clean faces (--seed-faces) and on noise, and quarantines the labels they
-reach far more often than any other, its suspected targets. Both files are replaced
+on a few trusted clean faces (--seed-faces) and on noise, and with small patches its own
+gradients choose on those faces, and quarantines the labels they reach far more often than
+any other, its suspected targets. Both files are replaced
 atomically: an interrupted run leaves the old ones.
 """
 
@@ -71,7 +72,8 @@ def add_arguments(parser):
                              f"of a weakened trigger through)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
-                             "(the default where it does not): probe for the attack targets, "
+                             "(the default where it does not): probe for the attack targets "
+                             "(random occluders, blends, tints and gradient-chosen patches), "
                              "quarantine them")
     parser.add_argument("--seed-faces", type=Path, metavar="DIR",
                         help=f"a folder of a few clean face images you trust, for probing the "
