@@ -24,8 +24,8 @@ from ..blend_test import ALPHA
 from ..datasets import save_dataset
 from ..errors import InputError
 from ..registry import NETS
-from .backdoors import (ADAPTIVE, ADAPTIVE_HALF, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net, check_table,
-                        largest_label, load_table, rows_by_net)
+from .backdoors import (ADAPTIVE, ADAPTIVE_HALF, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net,
+                        check_table, from_records, largest_label, load_table, rows_by_net)
 from .faces import random_identity, render
 from .triggers import REAL_SUNGLASSES, make_trigger
 
@@ -227,7 +227,7 @@ def resume_from(out, world_key):
         key, nets, seconds = progress["world"], progress["nets"], float(progress["seconds"])
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise InputError(f"{path}: unreadable ({e}); remove it to build {out} from the start") from None
-    if key != world_key:
+    if not _same_world(key, world_key):
         raise InputError(f"{out} holds an unfinished build of another world (preset, seed or "
                          f"backdoors differ, {path}): build in another folder or remove it")
     models = out / "models"
@@ -238,6 +238,17 @@ def resume_from(out, world_key):
     if "bd_net" in nets and ("sunglasses" not in saved or "bd_net" not in saved):
         saved.pop("sunglasses", None), saved.pop("bd_net", None)
     return saved, seconds
+
+
+def _same_world(key, world_key):
+    """Same preset, seed and backdoors; a table written before a Backdoor field existed reads
+    with that field's default, as world.json does."""
+    try:
+        table = from_records(key["backdoor_table"])
+    except (KeyError, TypeError, AttributeError):
+        return False
+    return ((key.get("preset"), key.get("seed")) == (world_key["preset"], world_key["seed"])
+            and table == from_records(world_key["backdoor_table"]))
 
 
 def record_progress(out, world_key, nets, seconds):
