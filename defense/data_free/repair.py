@@ -48,10 +48,10 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
     if net is None:
         net = load_net(bad_path, spec.input_scale, warn=lambda line: None)  # ONNX where it exists
     log(f"{spec.name}: probing {what} for targets with {len(face_files)} seed faces and noise")
-    gradients = (model, spec.input_scale) if model is not None and settings.optimised_patches else None
-    if gradients is None:
-        settings = replace(settings, optimised_patches=0)  # the record says what was run
-    probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients and len(faces) else 0)
+    if model is None or not len(faces):  # no gradients or no faces: the record says none ran
+        settings = replace(settings, optimised_patches=0)
+    gradients = (model, spec.input_scale) if settings.optimised_patches else None
+    probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients else 0)
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
         suspects, scores = find_targets(net, faces, settings, seed, bar, gradients)

@@ -70,16 +70,14 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
     scores: {"<seed set>/<family>": [[label, count, score], ...] for the top 5 labels}.
     """
     rng = np.random.default_rng(seed)
-    best = np.full(net.num_classes, -np.inf)
+    label_scores_of = {}  # "<seed set>/<family>" -> (num_classes,) scores
     scores = {}
 
     def count(name, base, probed):
-        nonlocal best
         labels, confidence = net.predict_top(probed)
         reached = labels[(labels != base) & (confidence >= settings.confidence)]
         counts = np.bincount(reached, minlength=net.num_classes)
-        score = label_scores(counts)
-        best = np.maximum(best, score)
+        label_scores_of[name] = score = label_scores(counts)
         top = np.argsort(-score, kind="stable")[:5]
         scores[name] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
         if progress:
@@ -96,6 +94,7 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
         seeds = _varied_faces(np.asarray(faces, np.float32), settings.optimised_patches, rng, settings.shift)
         base, _ = net.predict_top(seeds)
         count("faces/optimised patch", base, optimised_patches(model, seeds, input_scale, rng))
+    best = np.max(list(label_scores_of.values()), axis=0)
     ranked = np.argsort(-best, kind="stable")
     suspects = [int(c) for c in ranked[:settings.most_suspects] if best[c] >= settings.min_score]
     return suspects, scores
