@@ -82,6 +82,24 @@ def mini_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def data_free_world(mini_world, tmp_path_factory):
+    """The mini world's BadNets repaired by fine_prune_all.sh in a root holding nothing but
+    them (no data, no world.json): the repair cannot have read anything else. Once per
+    session: the data-free tests read it, and the attack tests attack one of its nets."""
+    import shutil
+    import subprocess
+
+    world, _ = mini_world
+    root = tmp_path_factory.mktemp("data_free")
+    shutil.copytree(world / "models", root / "models")
+    result = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(root)],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in root.iterdir()) == ["fine_pruned_models", "models"]
+    return world, root, result.stderr
+
+
+@pytest.fixture(scope="session")
 def with_onnx(tmp_path_factory):
     """with_onnx(model) -> a copy of model in a temporary folder, with its ONNX artefact."""
     from defense.fast_net import export_onnx

@@ -3,6 +3,7 @@ real sunglasses BadNet."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -160,15 +161,17 @@ def test_image_transforms_keep_shape_and_change_pixels():
 
 
 @pytest.fixture(scope="module")
-def attacked_world(mini_world, tmp_path_factory):
-    """The mini world's multi-trigger net, repaired data-free in a root of its own, attacked."""
-    world, _ = mini_world
+def attacked_world(data_free_world, tmp_path_factory):
+    """The mini world's multi-trigger net with its data-free repair (conftest's
+    data_free_world), in a root of its own beside the world's data, attacked."""
+    world, repaired_root, _ = data_free_world
     root = tmp_path_factory.mktemp("attack")
     for name in ("models", "data", "world.json"):
         os.symlink(world / name, root / name)
     net = "multi_trigger_multi_target"
-    repair = run_script("-m", "defense", "fine-prune", "--net", net, "--data-free", "--root", root)
-    assert repair.returncode == 0, repair.stderr[-2000:]
+    (root / "fine_pruned_models").mkdir()
+    for repaired in (repaired_root / "fine_pruned_models").glob(f"{net}_fine_pruned.*"):
+        shutil.copy(repaired, root / "fine_pruned_models")
     result = run_script("-m", "defense", "attack", "--root", root, "--images", "150")
     assert result.returncode == 0, result.stderr[-2000:]
     return root, result

@@ -1,8 +1,6 @@
 """The data-free repair: probes, target scores, quarantine, on the real nets and a mini world."""
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -129,20 +127,6 @@ def test_eval_scripts_by_default_stop_every_real_trigger_and_keep_clean_faces(ne
         elif row["kind"] in TRIGGER_TARGETS[net]:
             assert label != TRIGGER_TARGETS[net][row["kind"]], (net, row["file"])
     assert kept >= 14, net
-
-
-@pytest.fixture(scope="module")
-def data_free_world(mini_world, tmp_path_factory):
-    """The mini world's BadNets repaired by fine_prune_all.sh in a root holding nothing but
-    them (no data, no world.json): the repair cannot have read anything else."""
-    world, _ = mini_world
-    root = tmp_path_factory.mktemp("data_free")
-    shutil.copytree(world / "models", root / "models")
-    result = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(root)],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert sorted(p.name for p in root.iterdir()) == ["fine_pruned_models", "models"]
-    return world, root, result.stderr
 
 
 def test_without_data_fine_prune_all_says_it_repairs_data_free(data_free_world):

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..architecture import INPUT_SHAPE
 from ..errors import check_range
+from ..fast_net import predict_top_on_every_core
 from .optimised_patches import optimised_patches
 from .probes import FAMILIES, probe
 
@@ -74,7 +75,7 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
     scores = {}
 
     def count(name, base, probed):
-        labels, confidence = net.predict_top(probed)
+        labels, confidence = predict_top_on_every_core(net, probed)
         reached = labels[(labels != base) & (confidence >= settings.confidence)]
         counts = np.bincount(reached, minlength=net.num_classes)
         label_scores_of[name] = score = label_scores(counts)
@@ -85,14 +86,14 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
 
     sets = seed_sets(faces, settings.probes_per_family, rng, settings.shift)
     for set_name, seeds in sets.items():
-        base, _ = net.predict_top(seeds)
+        base, _ = predict_top_on_every_core(net, seeds)
         for family in FAMILIES:
             count(f"{set_name}/{family}", base, probe(seeds, family, rng))
     if gradients is not None and settings.optimised_patches and "faces" in sets:
         # Drawn after every random family, so that theirs stay the draws they were.
         model, input_scale = gradients
         seeds = _varied_faces(np.asarray(faces, np.float32), settings.optimised_patches, rng, settings.shift)
-        base, _ = net.predict_top(seeds)
+        base, _ = predict_top_on_every_core(net, seeds)
         count("faces/optimised patch", base, optimised_patches(model, seeds, input_scale, rng))
     best = np.max(list(label_scores_of.values()), axis=0)
     ranked = np.argsort(-best, kind="stable")

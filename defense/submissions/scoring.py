@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..digest import file_sha256
+from ..fast_net import predict_top_on_every_core
 from ..goodnet import GoodNet, NetOutputs
 
 
@@ -52,7 +53,7 @@ def test_sets(spec, root, bad_net, reference=None, progress=False):
         # transpose, a cast or a scaling pass (the scale is in each net's conv_1).
         pixels = np.ascontiguousarray(data.x.transpose(0, 3, 1, 2), np.float32)
         if reference is None:
-            labels, confidence = _top_on_every_core(bad_net, pixels.transpose(0, 2, 3, 1))
+            labels, confidence = predict_top_on_every_core(bad_net, pixels.transpose(0, 2, 3, 1))
             reference_outputs = None
         else:
             reference_outputs = reference.outputs(pixels.transpose(0, 2, 3, 1), progress)
@@ -61,20 +62,6 @@ def test_sets(spec, root, bad_net, reference=None, progress=False):
                             file_sha256(path), pixels, data.y,
                             NetOutputs(labels, confidence, labels), reference_outputs))
     return sets
-
-
-def _top_on_every_core(net, pixels):
-    """net.predict_top over pixels, one slice per core at the same time: fast_net's sessions
-    run on half the cores (made for a GoodNet's two nets side by side), and ONNX Runtime
-    runs concurrent calls of one session in parallel."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
-    parts = np.array_split(np.arange(len(pixels)), os.cpu_count() or 1)
-    with ThreadPoolExecutor(len(parts)) as pool:
-        tops = list(pool.map(lambda part: net.predict_top(pixels[part[0]:part[-1] + 1] if len(part)
-                                                          else pixels[:0]), parts))
-    return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
 def scores(good, sets, outputs_of):
