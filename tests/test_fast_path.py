@@ -8,7 +8,7 @@ import pytest
 from conftest import LAB_WEIGHTS, SAMPLES, THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import GoodNet, get_net, load_dataset
 from defense.digest import file_sha256
-from defense.fast_net import OnnxNet, onnx_path
+from defense.fast_net import OnnxNet, onnx_path, predict_top_on_every_core
 from defense.fast_net import load_net as load_fast_or_keras
 from defense.registry import COMPETITION_NETS
 
@@ -23,6 +23,24 @@ def test_onnx_labels_equal_keras_labels_on_the_samples(model, with_onnx, sample_
     assert isinstance(fast, OnnxNet)
     np.testing.assert_array_equal(fast.predict_labels(sample_pixels),
                                   load_net(model, scale).predict_labels(sample_pixels))
+
+
+def test_every_core_gives_what_one_call_gives(with_onnx, sample_pixels, load_net):
+    """The probe's forward passes, one slice per core: the same labels and confidences, in
+    the same order, as one call; a Keras net runs as it is. 600 images: slices of more than
+    one batch, and of unequal sizes."""
+    model = weights_path("anonymous_2")
+    pixels = np.random.default_rng(0).uniform(0, 255, (600, 55, 47, 3)).astype(np.float32)
+    pixels[::50] = sample_pixels[:12]  # a few faces among the noise
+    fast = _fast(with_onnx(model), 1 / 255)
+    labels, confidence = predict_top_on_every_core(fast, pixels)
+    one_labels, one_confidence = fast.predict_top(pixels)
+    np.testing.assert_array_equal(labels, one_labels)
+    np.testing.assert_allclose(confidence, one_confidence, rtol=1e-5)
+    keras_net = load_net(model, 1 / 255)
+    np.testing.assert_array_equal(predict_top_on_every_core(keras_net, pixels[:40])[0],
+                                  keras_net.predict_top(pixels[:40])[0])
+    assert len(predict_top_on_every_core(fast, pixels[:0])[0]) == 0
 
 
 def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(tmp_path, sample_pixels):
