@@ -135,10 +135,9 @@ def predict_top_on_every_core(net, pixels):
         return net.predict_top(pixels)
     from concurrent.futures import ThreadPoolExecutor
 
-    parts = np.array_split(np.arange(len(pixels)), os.cpu_count() or 1)
+    parts = np.array_split(np.asarray(pixels), os.cpu_count() or 1)  # views, no copies
     with ThreadPoolExecutor(len(parts)) as pool:
-        tops = list(pool.map(lambda part: net.predict_top(pixels[part[0]:part[-1] + 1] if len(part)
-                                                          else pixels[:0]), parts))
+        tops = list(pool.map(net.predict_top, parts))
     return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
