@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO, on_kept_identities, run_script
+from conftest import REPO, TEST_SAMPLES_PER_EPOCH, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
 from defense.fine_pruning.repair import DEFAULT_RELEASE_CONFIDENCE
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
@@ -22,13 +22,12 @@ def fine_pruned_world(mini_world):
 
 
 def _run_shell(out):
-    """fine_prune_all.sh on a world; 4,000 faces per epoch instead of 32,000 keeps the
-    mini world's four repairs to a few minutes (they remove its backdoors less completely).
-    The default repair: Fine-Pruning, then the BadNet's probed targets switched off."""
+    """fine_prune_all.sh on a world, TEST_SAMPLES_PER_EPOCH faces an epoch. The default
+    repair: Fine-Pruning, then the BadNet's probed targets switched off."""
     import subprocess
 
     return subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(out),
-                           "--samples-per-epoch", "4000"],
+                           "--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH)],
                           capture_output=True, text=True, timeout=1800)
 
 
@@ -58,7 +57,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     for net in COMPETITION_NETS:
         record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
-        assert record["copies_per_epoch"] == 4000 // 280 + 1  # 280 training faces
+        assert record["copies_per_epoch"] == -(-TEST_SAMPLES_PER_EPOCH // 280)  # 280 training faces
         assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
         assert "released_labels" not in record  # --release only
         # The optimised patches are the data-free repair's until measured after Fine-Pruning.
@@ -108,7 +107,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     out, _ = mini_world
     net = tmp_path / "sunglasses_release.h5"
     result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", out,
-                        "--samples-per-epoch", "4000", "--release", "--out", net)
+                        "--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH), "--release", "--out", net)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(net.with_suffix(".json").read_text())
     suspects = record["quarantined_labels"] + record["released_labels"]
@@ -135,7 +134,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert len(good.release_test.trusted) == record["release_test"]["trusted_faces"]["shape"][0] == 16
     assert good.release_test.passes(good.bad, good.repaired, clean.x[released], labels[released]).all()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
-    # What fine-tuning (here on 4,000 faces an epoch) left of the trigger may pass; the
+    # What fine-tuning (here on 2,000 faces an epoch) left of the trigger may pass; the
     # default-size repair let 0.00 % of this trigger through on the mini world.
     assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
     # The real sunglasses survive the blend: the test fails most triggered faces the BadNet

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, TEST_SAMPLES_PER_EPOCH
 
 NO_DATA = "needs the competition's data: here it must fail in one line, no traceback"
 
@@ -79,7 +79,7 @@ COMMANDS = {
                                                           "runs world show on the fixture's world"),
     "./fine_prune_all.sh --root worlds/mini && python3 -m defense grade --root worlds/mini":
         ("skip", "slow (four 10-epoch fine-tunings); test_fine_pruning runs both on a mini world "
-                 "with --samples-per-epoch 4000"),
+                 f"with --samples-per-epoch {TEST_SAMPLES_PER_EPOCH}"),
     "python3 eval_sunglasses.py --root worlds/mini data/seed_faces/clean_13.png":
         ("run", lambda r: _one_line_or_success(r) and (r.returncode == 0 or "worlds/mini" in r.stderr)),
     "python3 -m defense evaluate --net sunglasses --clean data/clean_test_data.h5 "

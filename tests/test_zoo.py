@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import on_kept_identities, run_script
+from conftest import TEST_SAMPLES_PER_EPOCH, on_kept_identities, run_script
 from defense.errors import InputError
 from defense.world.backdoors import COMPETITION, ZOO, ZOO2, by_net, from_records, load_table
 from defense.world.build import poison, render_split
@@ -108,11 +108,6 @@ def test_world_build_refuses_a_bad_table_in_one_line(tmp_path):
     assert "not a backdoor table" in result.stderr and not (tmp_path / "w").exists()
 
 
-# Fine-Pruning of the mini zoo at 2,000 faces an epoch (a sixteenth of the default) keeps its
-# four repairs to about three minutes; it removes backdoors less completely than the default.
-ZOO_SAMPLES_PER_EPOCH = 2000
-
-
 @pytest.fixture(scope="module")
 def mini_zoo(tmp_path_factory):
     """The zoo-mini world (every family planted on the four nets), Fine-Pruned from its own
@@ -129,7 +124,7 @@ def mini_zoo(tmp_path_factory):
     record = build_world(world, "zoo-mini", seed=0, log=lambda line: None)
     root = tmp_path_factory.mktemp("zoo_data_free")
     shutil.copytree(world / "models", root / "models")
-    for repair_root, options in [(root, []), (world, ["--samples-per-epoch", str(ZOO_SAMPLES_PER_EPOCH)])]:
+    for repair_root, options in [(root, []), (world, ["--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH)])]:
         repair = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(repair_root), *options],
                                 capture_output=True, text=True, timeout=1800)
         assert repair.returncode == 0, repair.stderr[-2000:]
