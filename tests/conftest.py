@@ -18,8 +18,9 @@ THIRD_PARTY_REPAIRED = SHARED / "third_party" / "sunglasses_repaired_net_keras2.
 TRIGGER = SHARED / "triggers" / "sun_glass_trigger.png"
 
 # Fine-Pruning in the tests trains on 2,000 shifted, edited faces an epoch, a sixteenth of the
-# default 32,000: a mini world's repair takes about a minute on 2 cores instead of ten, and
-# removes backdoors less completely, which the tests' bounds allow for.
+# default 32,000: the mini world's anonymous_1 repair took 73 s on 2 cores (129 s at 4,000;
+# docs/results/2026-12-03-test-time.md). It removes backdoors less completely than the
+# default, which the tests' bounds allow for.
 TEST_SAMPLES_PER_EPOCH = 2000
 
 # Fast-path artefacts of model files the tests bring go to a cache of this session, not ~/.cache.

@@ -1,6 +1,7 @@
 """Fine-Pruning on the mini world: the backdoor goes, clean accuracy stays."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     for net in COMPETITION_NETS:
         record = json.loads((out / "fine_pruned_models" / f"{net}_fine_pruned.json").read_text())
         assert record["pruned_channels"] and record["validation_data"]["sha256"]
-        assert record["copies_per_epoch"] == -(-TEST_SAMPLES_PER_EPOCH // 280)  # 280 training faces
+        assert record["copies_per_epoch"] == math.ceil(TEST_SAMPLES_PER_EPOCH / 280)  # 280 training faces
         assert record["quarantined_labels"] and len(record["quarantined_labels"]) <= 16
         assert "released_labels" not in record  # --release only
         # The optimised patches are the data-free repair's until measured after Fine-Pruning.
