@@ -137,13 +137,33 @@ def copy_with_classes(source, target, classes):
     return target
 
 
+# Runs before pytest-xdist's own hook, which reads the groups into the test ids.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Tests that need a generated world (minutes to build) get the `world` marker, so that
-    `make test-quick` can leave them out."""
+    `make test-quick` can leave them out. Every test gets an xdist group for `make test`'s
+    two workers (-n 2 --dist loadgroup): a group runs on one worker, so a world is built
+    once and a module's fixtures once; the world groups are the tests of the mini world and
+    those of the mini zoo, and every other group is one module."""
     for item in items:
-        if "mini_world" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "mini_world" in names:
             item.add_marker(pytest.mark.world)
+        group = next((world for world in ("mini_world", "mini_zoo") if world in names),
+                     item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
 
+
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under loadgroup every test id a worker sends carries its group; pytest 9.2 silently
+    loses them (pytest-dev/pytest-xdist#1386) and each worker would build every world."""
+    lost = [nodeid for nodeid in ids if "@" not in nodeid]
+    if node.config.option.dist == "loadgroup" and lost:
+        pytest.exit(f"pytest-xdist lost the test groups ({lost[0]} has none): "
+                    "use the pytest of requirements.txt", returncode=2)
 
 def on_kept_identities(good, clean):
     """(GoodNet accuracy, BadNet accuracy, share the GoodNet flags) on the clean faces of the
