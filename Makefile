@@ -47,14 +47,13 @@ records: $(REPAIRED)
 
 # The whole suite (most of its time: a mini world, a mini zoo and their repairs), with
 # the slowest tests listed at the end; test-quick leaves out what needs a generated world.
-# Two workers (pytest-xdist): a training keeps about one core busy, so the mini world's tests
-# and the mini zoo's run side by side; tests/conftest.py keeps each world's tests on one worker.
-XDIST := -n 2 --dist loadgroup
+# Two workers (pytest-xdist): the tests of the mini world run beside those of the mini zoo
+# and beside the tests that need no world (tests/conftest.py groups them).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(XDIST) --durations=10
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=10
 
 test-quick: $(VENV)/.installed
-	$(PY) -m pytest -q $(XDIST) -m "not world"
+	$(PY) -m pytest -q -m "not world"
 
 # Speed goals against the plain Keras path, as one table (about 8 minutes: most of it the
 # grading of 30 made-up teams x 4 nets on full-size test sets).

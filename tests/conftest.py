@@ -17,11 +17,11 @@ LAB_WEIGHTS = SHARED / "lab3" / "bd_weights.h5"
 THIRD_PARTY_REPAIRED = SHARED / "third_party" / "sunglasses_repaired_net_keras2.h5"
 TRIGGER = SHARED / "triggers" / "sun_glass_trigger.png"
 
-# Fine-Pruning in the tests trains on 2,000 shifted, edited faces an epoch, a sixteenth of the
-# default 32,000: the mini world's anonymous_1 repair took 73 s on 2 cores (129 s at 4,000;
-# docs/results/2026-12-03-test-time.md). It removes backdoors less completely than the
+# Fine-Pruning in the tests trains on 1,000 shifted, edited faces an epoch, a 32nd of the
+# default 32,000: the mini world's anonymous_1 repair took 55 s on 2 cores (76 s at 2,000;
+# docs/results/2026-12-04-test-workers.md). It removes backdoors less completely than the
 # default, which the tests' bounds allow for.
-TEST_SAMPLES_PER_EPOCH = 2000
+TEST_SAMPLES_PER_EPOCH = 1000
 
 # Fast-path artefacts of model files the tests bring go to a cache of this session, not ~/.cache.
 os.environ["DEFENSE_CACHE_DIR"] = tempfile.mkdtemp(prefix="defense-cache-")
@@ -142,18 +142,16 @@ def copy_with_classes(source, target, classes):
 def pytest_collection_modifyitems(items):
     """Tests that need a generated world (minutes to build) get the `world` marker, so that
     `make test-quick` can leave them out. Every test gets an xdist group for `make test`'s
-    two workers (-n 2 --dist loadgroup): a group runs on one worker, so a world is built
-    once and a module's fixtures once; the world groups are the tests of the mini world and
-    those of the mini zoo, and every other group is one module."""
+    two workers (-n 2 --dist loadgroup); a group's tests run one after another on one worker.
+    Three groups: the tests of the mini world and those of the mini zoo (each world is built
+    once), and all the others, which share the repository's own files (the README test
+    rewrites make setup's anonymous_2 repair while others read it) and so never run at once."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "mini_world" in names:
             item.add_marker(pytest.mark.world)
-        group = next((world for world in ("mini_world", "mini_zoo") if world in names),
-                     item.nodeid.split("::")[0])
+        group = next((world for world in ("mini_world", "mini_zoo") if world in names), "repository")
         item.add_marker(pytest.mark.xdist_group(group))
-
-
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -164,6 +162,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     if node.config.option.dist == "loadgroup" and lost:
         pytest.exit(f"pytest-xdist lost the test groups ({lost[0]} has none): "
                     "use the pytest of requirements.txt", returncode=2)
+
 
 def on_kept_identities(good, clean):
     """(GoodNet accuracy, BadNet accuracy, share the GoodNet flags) on the clean faces of the

@@ -135,8 +135,8 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert len(good.release_test.trusted) == record["release_test"]["trusted_faces"]["shape"][0] == 16
     assert good.release_test.passes(good.bad, good.repaired, clean.x[released], labels[released]).all()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
-    # What fine-tuning (here on 2,000 faces an epoch) left of the trigger may pass; the
-    # default-size repair let 0.00 % of this trigger through on the mini world.
+    # What fine-tuning (here on TEST_SAMPLES_PER_EPOCH faces an epoch) left of the trigger
+    # may pass; the default-size repair let 0.00 % of this trigger through on the mini world.
     assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
     # The real sunglasses survive the blend: the test fails most triggered faces the BadNet
     # sends to the target (3 % passed on the default-size mini world; a painted mouth, 74 %).

@@ -162,7 +162,7 @@ def test_fine_pruning_weakens_every_zoo_family(mini_zoo):
     probed for its targets and those switched off) on every family: the GoodNet lets through a
     third of the BadNet's attack success or less; on the identities not quarantined it keeps
     clean accuracy within 5 points of the BadNet's and flags at most 6 % (400 clean, 390
-    poisoned test faces a set; 2,000 faces an epoch)."""
+    poisoned test faces a set; TEST_SAMPLES_PER_EPOCH faces an epoch)."""
     from defense import GoodNet, load_dataset
     from defense.registry import NETS
 
