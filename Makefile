@@ -47,10 +47,10 @@ records: $(REPAIRED)
 
 # The whole suite (most of its time: a mini world, a mini zoo and their repairs), with
 # the slowest tests listed at the end; test-quick leaves out what needs a generated world.
-# Two workers (pytest-xdist): the tests of the mini world run beside those of the mini zoo
-# and beside the tests that need no world (tests/conftest.py groups them).
+# Two workers (pytest-xdist): the tests of the mini world run beside those of the mini zoo,
+# the other modules after them (tests/conftest.py groups and orders them).
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=10
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=10
 
 test-quick: $(VENV)/.installed
 	$(PY) -m pytest -q -m "not world"

@@ -137,21 +137,27 @@ def copy_with_classes(source, target, classes):
     return target
 
 
+# The worlds' tests, the longest group first (the zoo's fixture alone is a third of the suite).
+WORLD_GROUPS = ("mini_zoo", "mini_world")
+
+
 # Runs before pytest-xdist's own hook, which reads the groups into the test ids.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Tests that need a generated world (minutes to build) get the `world` marker, so that
     `make test-quick` can leave them out. Every test gets an xdist group for `make test`'s
-    two workers (-n 2 --dist loadgroup); a group's tests run one after another on one worker.
-    Three groups: the tests of the mini world and those of the mini zoo (each world is built
-    once), and all the others, which share the repository's own files (the README test
-    rewrites make setup's anonymous_2 repair while others read it) and so never run at once."""
+    two workers (-n 2 --dist loadgroup --no-loadscope-reorder); a group's tests run one after
+    another on one worker. The tests of each world are one group (the world is built once),
+    every other module is one; the worlds' groups come first, one to each worker, and the
+    modules fill in behind them."""
     for item in items:
         names = getattr(item, "fixturenames", ())
         if "mini_world" in names:
             item.add_marker(pytest.mark.world)
-        group = next((world for world in ("mini_world", "mini_zoo") if world in names), "repository")
+        group = next((world for world in WORLD_GROUPS if world in names), item.nodeid.split("::")[0])
         item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: next((rank for rank, world in enumerate(WORLD_GROUPS)
+                                      if world in getattr(item, "fixturenames", ())), len(WORLD_GROUPS)))
 
 
 @pytest.hookimpl(optionalhook=True)

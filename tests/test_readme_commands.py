@@ -6,7 +6,9 @@ test, so the documents and the behaviour cannot drift apart unnoticed."""
 import json
 import os
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -105,11 +107,12 @@ COMMANDS = {
 }
 
 
-def run_as_written(command):
-    """The command in a shell at the repository root, `python3` being the machine's own."""
+def run_as_written(command, env=None):
+    """The command in a shell at the repository root, `python3` being the machine's own;
+    env adds variables (DEFENSE_ROOT: the project root the command works on)."""
     path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
                            if not p.startswith(str(REPO / ".venv")))
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": path}
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": path} | (env or {})
     return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -125,13 +128,17 @@ def test_readme_command_runs_as_written(command):
     assert COMMANDS[command][1](result), (result.returncode, result.stdout[-500:], result.stderr[-1000:])
 
 
-def test_readme_data_free_repair_runs_as_written_and_finds_the_same_targets():
-    record_path = REPO / "fine_pruned_models" / "anonymous_2_fine_pruned.json"
-    before = json.loads(record_path.read_text())["quarantined_labels"]
-    result = run_as_written("python3 -m defense fine-prune --net anonymous_2 --data-free")
+def test_readme_data_free_repair_runs_as_written_and_finds_the_same_targets(tmp_path):
+    """The repair writes into a root of its own (DEFENSE_ROOT, documented beside --root), not
+    the repository's fine_pruned_models/, which other tests read while this one runs."""
+    shutil.copytree(REPO / "models", tmp_path / "models")
+    result = run_as_written("python3 -m defense fine-prune --net anonymous_2 --data-free",
+                            env={"DEFENSE_ROOT": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
-    assert json.loads(record_path.read_text())["quarantined_labels"] == before
+    record_name = Path("fine_pruned_models") / "anonymous_2_fine_pruned.json"
+    made_here = json.loads((tmp_path / record_name).read_text())["quarantined_labels"]
+    assert made_here == json.loads((REPO / record_name).read_text())["quarantined_labels"]
 
 
 def test_readme_data_commands_give_the_download_address_when_data_is_missing():
