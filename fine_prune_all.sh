@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
-for net in sunglasses anonymous_1 anonymous_2 multi_trigger_multi_target; do
-    "$python" -m defense fine-prune --net "$net" "$@"
-done
+# One process for the four: TensorFlow starts once.
+exec "$python" -m defense fine-prune --net sunglasses --net anonymous_1 --net anonymous_2 \
+    --net multi_trigger_multi_target "$@"

@@ -170,6 +170,19 @@ def test_release_is_refused_where_it_cannot_apply(tmp_path):
     assert result.stderr.count("\n") == 1, result.stderr
 
 
+def test_several_nets_are_checked_before_any_is_repaired(tmp_path):
+    """fine_prune_all.sh names the four nets in one command: an option naming one net's file,
+    or one unknown name, stops it in one line before anything is written."""
+    for options, message in ((["--out", tmp_path / "x.h5"], "name one net's files"),
+                             (["--bad-model", tmp_path / "x.h5"], "name one net's files"),
+                             (["--net", "sunglass"], "sunglass")):
+        result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--net", "anonymous_2",
+                            "--root", tmp_path, *options)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_eval_scripts_use_the_fine_pruned_nets_with_root(fine_pruned_world):
     from PIL import Image
 
