@@ -18,6 +18,7 @@ from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
 from ..repaired import QUARANTINE_KEY, bad_model_entry, write_repaired
+from . import probe_cache
 from .probes import FAMILIES
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets
@@ -52,9 +53,13 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
         settings = replace(settings, optimised_patches=0)
     gradients = (model, spec.input_scale) if settings.optimised_patches else None
     probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients else 0)
+    key = probe_cache.cache_key(net, [f["sha256"] for f in face_files], settings, seed)
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
-        suspects, scores = find_targets(net, faces, settings, seed, bar, gradients)
+        suspects, scores, from_cache = find_targets(net, faces, settings, seed, bar, gradients, key)
+    if from_cache:
+        log(f"{spec.name}: the random probes' counts of {what} read from the cache "
+            f"(the same net, seed faces, settings and code probed before; probe_cache.py)")
     return suspects, {"seed_faces": face_files, "probe_settings": settings.as_dict(),
                       "probe_scores": scores, QUARANTINE_KEY: suspects}
 

@@ -63,42 +63,61 @@ def seed_sets(faces, count, rng, shift):
     return sets
 
 
-def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gradients=None):
-    """(suspected labels, scores) for a net with predict_top (net.Net or fast_net.OnnxNet).
+def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gradients=None,
+                 cache_key=None):
+    """(suspected labels, scores, whether the random families' counts were read from the
+    cache) for a net with predict_top (net.Net or fast_net.OnnxNet).
     gradients: (Keras model, input scale) of the same net, for the optimised patches (where
-    settings ask for them and there are seed faces); None leaves them out.
+    settings ask for them and there are seed faces); None leaves them out. cache_key
+    (probe_cache.cache_key): the random families' counts are read from the cache where an
+    earlier probe left them, else kept there.
 
     scores: {"<seed set>/<family>": [[label, count, score], ...] for the top 5 labels}.
     """
+    from . import probe_cache
+
     rng = np.random.default_rng(seed)
     label_scores_of = {}  # "<seed set>/<family>" -> (num_classes,) scores
     scores = {}
 
-    def count(name, base, probed):
-        labels, confidence = predict_top_on_every_core(net, probed)
-        reached = labels[(labels != base) & (confidence >= settings.confidence)]
-        counts = np.bincount(reached, minlength=net.num_classes)
+    def record(name, counts):
         label_scores_of[name] = score = label_scores(counts)
         top = np.argsort(-score, kind="stable")[:5]
         scores[name] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
         if progress:
             progress.update(1)
 
-    sets = seed_sets(faces, settings.probes_per_family, rng, settings.shift)
-    for set_name, seeds in sets.items():
-        base, _ = predict_top_on_every_core(net, seeds)
-        for family in FAMILIES:
-            count(f"{set_name}/{family}", base, probe(seeds, family, rng))
-    if gradients is not None and settings.optimised_patches and "faces" in sets:
+    def count(base, probed):
+        labels, confidence = predict_top_on_every_core(net, probed)
+        reached = labels[(labels != base) & (confidence >= settings.confidence)]
+        return np.bincount(reached, minlength=net.num_classes)
+
+    names = [f"{set_name}/{family}" for set_name in (("faces",) if len(faces) else ()) + ("noise",)
+             for family in FAMILIES]
+    cached = probe_cache.read(cache_key, names, net.num_classes) if cache_key else None
+    if cached:
+        counts_of, state = cached
+        rng.bit_generator.state = state  # as the random families left it
+    else:
+        counts_of = {}
+        for set_name, seeds in seed_sets(faces, settings.probes_per_family, rng, settings.shift).items():
+            base, _ = predict_top_on_every_core(net, seeds)
+            for family in FAMILIES:
+                counts_of[f"{set_name}/{family}"] = count(base, probe(seeds, family, rng))
+        if cache_key:
+            probe_cache.write(cache_key, counts_of, rng.bit_generator.state)
+    for name in names:
+        record(name, counts_of[name])
+    if gradients is not None and settings.optimised_patches and len(faces):
         # Drawn after every random family, so that theirs stay the draws they were.
         model, input_scale = gradients
         seeds = _varied_faces(np.asarray(faces, np.float32), settings.optimised_patches, rng, settings.shift)
         base, _ = predict_top_on_every_core(net, seeds)
-        count("faces/optimised patch", base, optimised_patches(model, seeds, input_scale, rng))
+        record("faces/optimised patch", count(base, optimised_patches(model, seeds, input_scale, rng)))
     best = np.max(list(label_scores_of.values()), axis=0)
     ranked = np.argsort(-best, kind="stable")
     suspects = [int(c) for c in ranked[:settings.most_suspects] if best[c] >= settings.min_score]
-    return suspects, scores
+    return suspects, scores, cached is not None
 
 
 def label_scores(counts):
