@@ -37,9 +37,15 @@ seed-faces:
 
 # Data-free repairs of the BadNets that have none yet, so that the eval scripts work right
 # after setup; all in one process (TensorFlow starts once; about 25 s a net on 2 cores). Made
-# once: ./fine_prune_all.sh with the competition's data replaces them.
+# once: ./fine_prune_all.sh with the competition's data replaces them, and no repaired net
+# that exists is ever replaced here (make -B included). `&:` (one recipe for the four files)
+# needs GNU make 4.3.
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make 4.3 or newer is needed (grouped targets); this is $(MAKE_VERSION))
+endif
+UNREPAIRED = $(strip $(foreach net,$(NETS),$(if $(wildcard fine_pruned_models/$(net)_fine_pruned.h5),,--net $(net))))
 $(REPAIRED) &: | models seed-faces
-	$(PY) -m defense fine-prune --data-free $(foreach net,$(NETS),$(if $(wildcard fine_pruned_models/$(net)_fine_pruned.h5),,--net $(net)))
+	$(if $(UNREPAIRED),$(PY) -m defense fine-prune --data-free $(UNREPAIRED),@echo "fine_pruned_models/: every BadNet has a repaired net")
 
 # Each repaired net's record must be its own (defense/repaired.py): records made before they
 # were stamped get their stamp where the net proves them right; any other mismatch stops here.

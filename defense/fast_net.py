@@ -92,9 +92,10 @@ def _take_channels_first(graph):
 class OnnxNet:
     """Same interface as net.Net: num_classes, path, predict_labels, predict_top."""
 
-    def __init__(self, session, input_scale, path, sha256=None):
+    def __init__(self, session, input_scale, path, sha256=None, artefact_sha256=None):
         self.session = session
         self.sha256 = sha256  # of the model file the artefact was made from (its stamp)
+        self.artefact_sha256 = artefact_sha256  # of the ONNX file the session runs
         self.input_name = session.get_inputs()[0].name
         self.channels_first = session.get_inputs()[0].shape[1] == 3
         self.input_scale = float(input_scale)
@@ -151,7 +152,7 @@ def load_net(model_path, input_scale, warn=None):
     for artefact in (onnx_path(model_path), cached_onnx_path(sha256)):
         session = _stamped_session(artefact, sha256)
         if session is not None:
-            return OnnxNet(session, input_scale, model_path, sha256)
+            return OnnxNet(session, input_scale, model_path, sha256, file_sha256(artefact))
     net = Net.from_file(model_path, input_scale)  # a bad model fails here, unwarned
     artefact = cached_onnx_path(sha256)
     try:
@@ -167,7 +168,7 @@ def load_net(model_path, input_scale, warn=None):
         return net
     (warn or _warn)(f"note: made the fast-path artefact of {model_path.name} in {artefact.parent} "
                     f"(once; later calls start in a fraction of a second)")
-    return OnnxNet(session, input_scale, model_path, sha256)
+    return OnnxNet(session, input_scale, model_path, sha256, file_sha256(artefact))
 
 
 def ensure_artefact(model_path, prog):

@@ -4,19 +4,19 @@ Fine-Pruning probes the BadNet with the same random families, seed faces, settin
 the data-free repair (`make setup`, then `fine_prune_all.sh` with the data): the counts come
 out the same, about 10 s of ONNX Runtime a net. They are kept in the cache folder of the fast
 path ($DEFENSE_CACHE_DIR, else ~/.cache/csaw-defense), under a key made of everything they
-depend on: the model file's sha256 and input scale, the seed faces' sha256s in order, the
-settings, the seed, the source of the code that draws and counts the probes, and the NumPy and
-ONNX Runtime versions. With the counts goes the random generator's state after them, so that
-the optimised patches drawn next are the draws they would have been. An entry that cannot be
-read, or does not fit, is a miss and is written anew; entries are replaced in one rename.
+depend on: the sha256 of the model file and of the ONNX artefact that ran it, the input scale,
+the seed faces' pixels, the settings, the seed, the source of the code that draws and counts
+the probes, and the NumPy and ONNX Runtime versions. With the counts goes the random
+generator's state after them, so that the optimised patches drawn next are the draws they would
+have been. An entry that cannot be read, or does not fit, is a miss and is written anew;
+entries are replaced in one rename.
 
-Only a net loaded from a file through its ONNX artefact is cached (net.sha256): a net in
-memory, such as the Fine-Pruned net probed by --release, has no file to name it.
+Only a net run from an ONNX artefact of a model file is cached: a net in memory, such as the
+Fine-Pruned net probed by --release, or one on the Keras path, is probed afresh.
 """
 
 import hashlib
 import json
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,17 +28,20 @@ from ..atomic import atomic_path
 _SOURCES = ("data_free/probes.py", "data_free/targets.py", "fast_net.py", "net.py")
 
 
-def cache_key(net, face_sha256s, settings, seed):
-    """The entry's name for a probe of net, or None where net cannot be named (no file)."""
+def cache_key(net, faces, settings, seed):
+    """The entry's name for a probe of net on the seed faces (pixels, (N, 55, 47, 3)), or None
+    where net is not an ONNX artefact of a model file."""
     import onnxruntime
 
-    if getattr(net, "sha256", None) is None:
+    if getattr(net, "sha256", None) is None or getattr(net, "artefact_sha256", None) is None:
         return None
     package = Path(__file__).resolve().parent.parent
     fields = {
         "model_sha256": net.sha256,
+        "artefact_sha256": net.artefact_sha256,
         "input_scale": net.input_scale,
-        "seed_faces": list(face_sha256s),
+        "seed_faces": hashlib.sha256(np.ascontiguousarray(faces, np.float32).tobytes()).hexdigest(),
+        "seed_faces_shape": list(np.shape(faces)),
         # The optimised patches are drawn after the random families: they change nothing here.
         "settings": replace(settings, optimised_patches=0).as_dict(),
         "seed": seed,
@@ -61,7 +64,8 @@ def read(key, names, num_classes):
         with np.load(_path(key), allow_pickle=False) as entry:
             counts = {name: entry[f"counts/{name}"] for name in names}
             state = json.loads(str(entry["rng_state"]))
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent or damaged
+        np.random.PCG64().state = state  # a state the generator would refuse is a miss
+    except Exception:  # absent, damaged or foreign: whatever np.load or the state raise
         return None
     if any(c.shape != (num_classes,) or c.dtype.kind != "i" for c in counts.values()):
         return None

@@ -53,7 +53,7 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
         settings = replace(settings, optimised_patches=0)
     gradients = (model, spec.input_scale) if settings.optimised_patches else None
     probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients else 0)
-    key = probe_cache.cache_key(net, [f["sha256"] for f in face_files], settings, seed)
+    key = probe_cache.cache_key(net, faces, settings, seed)
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:
         suspects, scores, from_cache = find_targets(net, faces, settings, seed, bar, gradients, key)
