@@ -18,6 +18,7 @@ transposed view of 12,830 images alone costs about a second on 2 cores). Artefac
 before that change (channels-last input) still work.
 """
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -92,15 +93,20 @@ def _take_channels_first(graph):
 class OnnxNet:
     """Same interface as net.Net: num_classes, path, predict_labels, predict_top."""
 
-    def __init__(self, session, input_scale, path, sha256=None, artefact_sha256=None):
+    def __init__(self, session, input_scale, path, sha256=None, artefact=None):
         self.session = session
         self.sha256 = sha256  # of the model file the artefact was made from (its stamp)
-        self.artefact_sha256 = artefact_sha256  # of the ONNX file the session runs
+        self.artefact = artefact  # the ONNX file the session runs
         self.input_name = session.get_inputs()[0].name
         self.channels_first = session.get_inputs()[0].shape[1] == 3
         self.input_scale = float(input_scale)
         self.path = Path(path)
         self.num_classes = int(session.get_outputs()[0].shape[-1])
+
+    @functools.cached_property
+    def artefact_sha256(self):
+        """Read only where asked (the probe cache's key), never on the eval scripts' path."""
+        return file_sha256(self.artefact) if self.artefact else None
 
     def predict_labels(self, pixels, progress=False):
         return self.predict_top(pixels, progress)[0]
@@ -152,7 +158,7 @@ def load_net(model_path, input_scale, warn=None):
     for artefact in (onnx_path(model_path), cached_onnx_path(sha256)):
         session = _stamped_session(artefact, sha256)
         if session is not None:
-            return OnnxNet(session, input_scale, model_path, sha256, file_sha256(artefact))
+            return OnnxNet(session, input_scale, model_path, sha256, artefact)
     net = Net.from_file(model_path, input_scale)  # a bad model fails here, unwarned
     artefact = cached_onnx_path(sha256)
     try:
@@ -168,7 +174,7 @@ def load_net(model_path, input_scale, warn=None):
         return net
     (warn or _warn)(f"note: made the fast-path artefact of {model_path.name} in {artefact.parent} "
                     f"(once; later calls start in a fraction of a second)")
-    return OnnxNet(session, input_scale, model_path, sha256, file_sha256(artefact))
+    return OnnxNet(session, input_scale, model_path, sha256, artefact)
 
 
 def ensure_artefact(model_path, prog):

@@ -66,9 +66,9 @@ def test_the_blindspots_table_plants_both_kinds_on_every_net():
 
 def test_attack_and_evaluate_score_an_all_to_all_set_per_image(mini_world, tmp_path):
     """The mini world's sunglasses BadNet with an all-to-all patch set written beside a quarter
-    of its clean test set: attack and evaluate must count a face as attacked only where it gets its own
-    next identity, as computed here from the BadNet's labels (the BadNet never learnt this
-    trigger; the scoring is what is checked)."""
+    of its clean test set: attack and evaluate must count a face as attacked only where it gets
+    its own next identity, as computed here from the BadNet's labels (the BadNet never learnt
+    this trigger; the scoring is what is checked)."""
     import shutil
 
     from conftest import run_script

@@ -80,7 +80,7 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_written_anew(faces):
     expected = find_targets(net, faces, SETTINGS, 0, cache_key=key)[:2]
     entry = probe_cache._path(key)
     whole = entry.read_bytes()
-    counts = {f"counts/{name}": np.zeros(net.num_classes, np.int64) for name in probe_set_names()}
+    counts = {f"counts/{name}": np.zeros(net.num_classes, np.int64) for name in targets.random_probe_names(faces)}
     damaged = [lambda: entry.write_bytes(whole[:100]),  # truncated
                lambda: np.save(entry.with_suffix(".npy"), np.zeros(3)) or entry.with_suffix(".npy").replace(entry),
                lambda: np.savez(entry, rng_state=np.array('{"a": 1}'), **counts)]  # a state PCG64 refuses
@@ -92,7 +92,3 @@ def test_a_damaged_or_foreign_entry_is_a_miss_and_is_written_anew(faces):
     wider = FakeNet()
     wider.num_classes = 12  # counts of another shape under the same key
     assert probe_cache.read(key, ["faces/patch"], wider.num_classes) is None
-
-
-def probe_set_names():
-    return [f"{s}/{family}" for s in ("faces", "noise") for family in targets.FAMILIES]

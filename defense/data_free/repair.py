@@ -19,9 +19,8 @@ from ..errors import InputError
 from ..images import list_images, load_image
 from ..repaired import QUARANTINE_KEY, bad_model_entry, write_repaired
 from . import probe_cache
-from .probes import FAMILIES
 from .quarantine import switch_off_labels
-from .targets import ProbeSettings, find_targets
+from .targets import ProbeSettings, find_targets, random_probe_names
 
 
 def load_seed_faces(folder):
@@ -52,7 +51,7 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
     if model is None or not len(faces):  # no gradients or no faces: the record says none ran
         settings = replace(settings, optimised_patches=0)
     gradients = (model, spec.input_scale) if settings.optimised_patches else None
-    probe_sets = (2 if len(faces) else 1) * len(FAMILIES) + (1 if gradients else 0)
+    probe_sets = len(random_probe_names(faces)) + (1 if gradients else 0)
     key = probe_cache.cache_key(net, faces, settings, seed)
     with tqdm(total=probe_sets, desc=f"probing {spec.name}", unit="probe set", leave=False,
               disable=None) as bar:

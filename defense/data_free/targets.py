@@ -27,6 +27,7 @@ import numpy as np
 from ..architecture import INPUT_SHAPE
 from ..errors import check_range
 from ..fast_net import predict_top_on_every_core
+from . import probe_cache
 from .optimised_patches import optimised_patches
 from .probes import FAMILIES, probe
 
@@ -74,8 +75,6 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
 
     scores: {"<seed set>/<family>": [[label, count, score], ...] for the top 5 labels}.
     """
-    from . import probe_cache
-
     rng = np.random.default_rng(seed)
     label_scores_of = {}  # "<seed set>/<family>" -> (num_classes,) scores
     scores = {}
@@ -84,26 +83,29 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
         label_scores_of[name] = score = label_scores(counts)
         top = np.argsort(-score, kind="stable")[:5]
         scores[name] = [[int(c), int(counts[c]), round(float(score[c]), 1)] for c in top]
+
+    def advance(probe_sets):
         if progress:
-            progress.update(1)
+            progress.update(probe_sets)
 
     def count(base, probed):
         labels, confidence = predict_top_on_every_core(net, probed)
         reached = labels[(labels != base) & (confidence >= settings.confidence)]
         return np.bincount(reached, minlength=net.num_classes)
 
-    names = [f"{set_name}/{family}" for set_name in (("faces",) if len(faces) else ()) + ("noise",)
-             for family in FAMILIES]
+    names = random_probe_names(faces)
     cached = probe_cache.read(cache_key, names, net.num_classes) if cache_key else None
     if cached:
         counts_of, state = cached
         rng.bit_generator.state = state  # as the random families left it
+        advance(len(names))
     else:
         counts_of = {}
         for set_name, seeds in seed_sets(faces, settings.probes_per_family, rng, settings.shift).items():
             base, _ = predict_top_on_every_core(net, seeds)
             for family in FAMILIES:
                 counts_of[f"{set_name}/{family}"] = count(base, probe(seeds, family, rng))
+                advance(1)
         if cache_key:
             probe_cache.write(cache_key, counts_of, rng.bit_generator.state)
     for name in names:
@@ -114,10 +116,17 @@ def find_targets(net, faces, settings=ProbeSettings(), seed=0, progress=None, gr
         seeds = _varied_faces(np.asarray(faces, np.float32), settings.optimised_patches, rng, settings.shift)
         base, _ = predict_top_on_every_core(net, seeds)
         record("faces/optimised patch", count(base, optimised_patches(model, seeds, input_scale, rng)))
+        advance(1)
     best = np.max(list(label_scores_of.values()), axis=0)
     ranked = np.argsort(-best, kind="stable")
     suspects = [int(c) for c in ranked[:settings.most_suspects] if best[c] >= settings.min_score]
     return suspects, scores, cached is not None
+
+
+def random_probe_names(faces):
+    """["<seed set>/<family>", ...] of the random probes, in the order they are drawn."""
+    return [f"{set_name}/{family}" for set_name in (("faces",) if len(faces) else ()) + ("noise",)
+            for family in FAMILIES]
 
 
 def label_scores(counts):

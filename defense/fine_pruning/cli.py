@@ -112,13 +112,14 @@ def run(args):
     if data_free and args.release:
         raise InputError("--release needs the clean validation data: its second opinion is "
                          "the Fine-Pruned net, which the data-free repair does not make")
+    # The probes' seed faces, checked once for every net (Fine-Pruning without a quarantine needs none).
+    seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args)
     for spec in specs:
         bad_path = args.bad_model or default_bad_model(spec, args.root)
         out = args.out or default_repaired_model(spec, args.root)
         if data_free:
-            _run_data_free(spec, bad_path, out, args, valid_path, log)
+            _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log)
             continue
-        seed_faces = None if args.no_quarantine else _checked_seed_faces(args)
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
                        release_confidence=release_confidence)
@@ -147,12 +148,11 @@ def _checked_seed_faces(args):
     return seed_faces
 
 
-def _run_data_free(spec, bad_path, out, args, valid_path, log):
+def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log):
     from ..data_free.repair import repair_data_free
     from ..model_io import read_weights
     from ..net import quiet_tensorflow
 
-    seed_faces = _checked_seed_faces(args)
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
     # The random probes run on ONNX Runtime; the optimised patches' gradient steps take 13 s
     # a net with oneDNN's kernels, 20 s without (the same patches on every run).
