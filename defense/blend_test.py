@@ -8,10 +8,12 @@ every blend. A face of identity L blended with another person is no longer clear
 BadNet keeps L on few blends. A trigger is a shortcut the BadNet follows whatever the face
 under it: it survives the blend, and the BadNet keeps the target on most. A released label is
 given only where the BadNet keeps it on at most the label's threshold of the blends (calibrate):
-the share that THRESHOLD_QUANTILE of the validation faces stay under, or more for a label whose
-own validation faces keep it more (a natural attractor, which the BadNet gives to many unusual
-images, blends among them): as much as they keep it, never above MAX_THRESHOLD, so that a
-trigger that survives (nearly) every blend fails whatever its label. The idea is STRIP's (Gao et
+the most that the label's own validation faces keep it, more than other faces for a natural
+attractor (which the BadNet gives to many unusual images, blends among them), fewer for most
+labels, so that a trigger faded to keep its target as often as other identities' faces keep
+theirs still fails; for a label without such faces, the share that THRESHOLD_QUANTILE of the
+validation faces stay under; never above MAX_THRESHOLD, so that a trigger that survives (nearly)
+every blend fails whatever its label. The idea is STRIP's (Gao et
 al. 2019), who superimpose held-out images and measure the entropy of the predictions; here
 the share of one label, because the question is only whether this label survives.
 
@@ -47,9 +49,9 @@ _IMAGES_PER_CALL = 256  # blends are made this many images at a time
 @dataclass(frozen=True)
 class BlendTest:
     trusted: np.ndarray  # (K, 55, 47, 3) uint8: clean faces of identities never suspected
-    threshold: float  # a label survives the test where the BadNet keeps it on <= this share
+    threshold: float  # a label survives where the BadNet keeps it on <= this share (or its own)
     alpha: float = ALPHA
-    label_thresholds: dict = field(default_factory=dict)  # {released label: share} above threshold
+    label_thresholds: dict = field(default_factory=dict)  # {released label: its own faces' share}
     # ... and the repaired net keeps it on at most this share of the blends more than the BadNet
     divergence: float = field(kw_only=True)
 
@@ -162,9 +164,9 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     """(BlendTest, calibration faces used) from clean validation faces (N, 55, 47, 3), 0..255:
     TRUSTED_FACES of identities never suspected are the blends' partners; the threshold is the
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
-    both nets label right (the faces a released label is given on); a released label whose own
-    validation faces, both nets right, keep it more gets their largest share; none above
-    MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
+    both nets label right (the faces a released label is given on); a released label with own
+    validation faces that both nets label right gets their largest share, above or below that;
+    none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
     faces the repaired net keeps their label on than the BadNet does (0 at least, MAX_THRESHOLD
     at most)."""
     check_calibration_faces(labels, suspects)
@@ -186,8 +188,7 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
         own = own[(bad.predict_labels(own) == label) & (repaired.predict_labels(own) == label)]
         if len(own):
             most = min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()), MAX_THRESHOLD)
-            if most > threshold:
-                label_thresholds[label] = most
+            label_thresholds[label] = most
     return BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence), int(right.sum())
 
 

@@ -148,16 +148,34 @@ def test_a_released_attractor_gets_a_higher_share_but_its_trigger_still_fails():
     x, _ = validation_faces()
     y = net.predict_labels(x)
     test, _ = calibrate(net, net, x, y, suspects={1, 5}, released={1, 5}, rng=np.random.default_rng(1))
-    assert set(test.label_thresholds) == {5} and test.threshold < test.label_thresholds[5] <= MAX_THRESHOLD
+    assert set(test.label_thresholds) == {1, 5} and test.threshold < test.label_thresholds[5] <= MAX_THRESHOLD
     own = x[y == 5]
     assert test.passes(net, net, own, np.full(len(own), 5)).mean() >= 0.9
     np.testing.assert_array_equal(test.threshold_of([5, 1, 3]),
-                                  [test.label_thresholds[5], test.threshold, test.threshold])
+                                  [test.label_thresholds[5], test.label_thresholds[1], test.threshold])
     # A trigger aimed at the attractor keeps it on every blend: above any threshold the
     # calibration may give.
     triggered = faces(np.arange(70), trigger=True)
     assert (net.predict_labels(triggered) == 5).all()
     assert not test.passes(net, net, triggered, np.full(70, 5)).any()
+
+
+def test_a_released_label_whose_own_faces_keep_it_on_few_blends_gets_their_lower_share():
+    """A trigger faded to keep its target on as many blends as the other identities' faces keep
+    theirs passes one threshold for all labels; the target's own faces keep it on fewer."""
+    x, y = validation_faces()
+    net = CornerNet(target=6)
+    test, _ = calibrate(net, net, x, y, suspects={6}, released={6}, rng=np.random.default_rng(1))
+    own = x[y == 6]
+    most = keep_shares(net, own, np.full(len(own), 6), test.trusted).max()
+    assert test.label_thresholds == {6: most} and most < test.threshold
+    assert test.passes(net, net, own, np.full(len(own), 6)).all()
+    # An image the other identities' share would let through (label 6 on more blends than its own
+    # faces keep it: brighter than any of them).
+    brighter = faces([75])
+    kept = keep_shares(net, brighter, [6], test.trusted)[0]
+    assert most < kept <= test.threshold and net.predict_labels(brighter)[0] == 6
+    assert not test.passes(net, net, brighter, [6])[0]
 
 
 def test_calibration_without_enough_unsuspected_faces_is_an_error():
