@@ -63,10 +63,11 @@ def add_arguments(parser):
                         help="Fine-Pruning only: also probe the Fine-Pruned net, switch off only "
                              "the suspects it still singles out, and give the others back where "
                              "both nets give them, the repaired net is sure "
-                             "(--release-confidence) and the image passes the blend test (the "
-                             "BadNet does not keep the label once the image is superimposed on "
-                             "trusted validation faces, nor the repaired net on many more of "
-                             "those blends; calibrated here, kept in the record) "
+                             "(--release-confidence) and the image passes the blend test "
+                             "(superimposed on trusted validation faces, the BadNet keeps the "
+                             "label on no more blends than the label's own validation faces do, "
+                             "nor the repaired net on many more; calibrated here, kept in the "
+                             "record) "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
