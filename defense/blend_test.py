@@ -44,6 +44,9 @@ MAX_THRESHOLD = 0.875
 CALIBRATION_FACES = 1000
 _MOST_TRUSTED_FACES = 64  # a record asking for more is refused (memory: 256 x K x 30 KB)
 _IMAGES_PER_CALL = 256  # blends are made this many images at a time
+# A record's mark that every released label with own validation faces got their share (before
+# 2026-12-04 only a higher one did, and a trigger kept on half the blends passed).
+_OWN_SHARES_KEY = "own_share_for_every_label"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class BlendTest:
 
         return {"alpha": self.alpha, "threshold": self.threshold, "divergence": self.divergence,
                 "label_thresholds": {str(label): share for label, share in sorted(self.label_thresholds.items())},
+                _OWN_SHARES_KEY: True,
                 "threshold_quantile": THRESHOLD_QUANTILE, "calibration_faces": int(calibration_faces),
                 "trusted_faces": {"shape": list(self.trusted.shape), "dtype": "uint8",
                                   "base64": base64.b64encode(self.trusted.tobytes()).decode("ascii")}}
@@ -118,6 +122,10 @@ class BlendTest:
             raise bad("has no 'divergence' (calibrated before the test asked the repaired net too): "
                       "repair again with 'python3 -m defense fine-prune --release'")
         divergence = entry["divergence"]
+        if entry.get(_OWN_SHARES_KEY) is not True:
+            raise bad("was calibrated before each released label got its own faces' share (it "
+                      "lets a trigger kept on half the blends through): repair again with "
+                      "'python3 -m defense fine-prune --release'")
         if faces.get("dtype") != "uint8" or len(shape) != 4 or not all(_is_int(n) for n in shape) \
                 or not 1 <= shape[0] <= _MOST_TRUSTED_FACES or shape[1:] != tuple(input_shape) \
                 or len(raw) != int(np.prod(shape)):

@@ -191,9 +191,12 @@ def test_the_record_entry_reads_back_and_a_damaged_or_loosened_one_is_refused():
     np.testing.assert_array_equal(back.trusted, test.trusted)
     assert back.threshold == 0.25 and back.alpha == test.alpha and back.label_thresholds == {4: 0.5}
     assert back.divergence == 0.125
-    older = {key: value for key, value in entry.items() if key != "divergence"}
-    with pytest.raises(InputError, match="fine-prune --release"):
-        BlendTest.from_record(older, "r.json", INPUT_SHAPE, released={4})
+    for key in ("divergence", "own_share_for_every_label"):  # records of older versions
+        older = {name: value for name, value in entry.items() if name != key}
+        with pytest.raises(InputError, match="fine-prune --release"):
+            BlendTest.from_record(older, "r.json", INPUT_SHAPE, released={4})
+    with pytest.raises(InputError, match="own faces' share"):
+        BlendTest.from_record({**entry, "own_share_for_every_label": 1}, "r.json", INPUT_SHAPE, released={4})
     shape = entry["trusted_faces"]["shape"]
     for damage, message in [
             ({"threshold": 0.9}, "thresholds in"), ({"threshold": True}, "thresholds in"),
