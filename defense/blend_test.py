@@ -10,10 +10,10 @@ under it: it survives the blend, and the BadNet keeps the target on most. A rele
 given only where the BadNet keeps it on at most the label's threshold of the blends (calibrate):
 the most that the label's own validation faces keep it, more than other faces for a natural
 attractor (which the BadNet gives to many unusual images, blends among them), fewer for most
-labels, so that a trigger faded to keep its target as often as other identities' faces keep
-theirs still fails; for a label without such faces, the share that THRESHOLD_QUANTILE of the
-validation faces stay under; never above MAX_THRESHOLD, so that a trigger that survives (nearly)
-every blend fails whatever its label. The idea is STRIP's (Gao et
+labels, so that a trigger kept on as many blends as other identities' faces keep theirs (the
+share THRESHOLD_QUANTILE of them stay under, recorded beside) still fails; 0 for a label none of
+whose validation faces both nets label right (nothing to compare with); never above
+MAX_THRESHOLD, so that a trigger that survives (nearly) every blend fails whatever its label. The idea is STRIP's (Gao et
 al. 2019), who superimpose held-out images and measure the entropy of the predictions; here
 the share of one label, because the question is only whether this label survives.
 
@@ -77,17 +77,17 @@ class BlendTest:
 
     def describe(self):
         """One phrase for reports and logs."""
-        text = (f"the BadNet keeping the label on at most {self.threshold:.3f} of {len(self.trusted)} "
-                f"blends with trusted faces")
-        if self.label_thresholds:
-            text += " (" + ", ".join(f"{label}: {share:.3f}" for label, share in
-                                     sorted(self.label_thresholds.items())) + ")"
+        shares = ", ".join(f"{label}: {share:.3f}" for label, share in sorted(self.label_thresholds.items()))
+        text = (f"the BadNet keeping the label on at most its own faces' share of {len(self.trusted)} "
+                f"blends with trusted faces ({shares + ', ' if shares else ''}"
+                f"other labels: {self.threshold:.3f})")
         return text + (f" and the repaired net on at most {self.divergence:.3f} of them more than "
                        f"the BadNet (never above {MAX_THRESHOLD})")
 
     def as_record(self, calibration_faces):
         """The record's `release_test` entry (the faces as uint8 bytes, base64: the record's
-        content stamp covers them)."""
+        content stamp covers them), marked as calibrate writes it today (every released label
+        its own share)."""
         import base64
 
         return {"alpha": self.alpha, "threshold": self.threshold, "divergence": self.divergence,
@@ -124,7 +124,7 @@ class BlendTest:
         divergence = entry["divergence"]
         if entry.get(_OWN_SHARES_KEY) is not True:
             raise bad("was calibrated before each released label got its own faces' share (it "
-                      "lets a trigger kept on half the blends through): repair again with "
+                      "can let a trigger kept on half the blends through): repair again with "
                       "'python3 -m defense fine-prune --release'")
         if faces.get("dtype") != "uint8" or len(shape) != 4 or not all(_is_int(n) for n in shape) \
                 or not 1 <= shape[0] <= _MOST_TRUSTED_FACES or shape[1:] != tuple(input_shape) \
@@ -173,10 +173,12 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     TRUSTED_FACES of identities never suspected are the blends' partners; the threshold is the
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
     both nets label right (the faces a released label is given on); a released label with own
-    validation faces that both nets label right gets their largest share, above or below that;
-    none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
+    validation faces that both nets label right gets their largest share, above or below that
+    (0 without such faces); none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
     faces the repaired net keeps their label on than the BadNet does (0 at least, MAX_THRESHOLD
     at most)."""
+    if not set(released) <= set(suspects):  # a released label's own faces must never be partners
+        raise ValueError("released labels must be among the suspects")
     check_calibration_faces(labels, suspects)
     candidates = np.flatnonzero(~np.isin(labels, list(suspects)))
     rng.shuffle(candidates)
@@ -194,9 +196,9 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     for label in sorted(int(label) for label in released):
         own = pixels[labels == label]
         own = own[(bad.predict_labels(own) == label) & (repaired.predict_labels(own) == label)]
-        if len(own):
-            most = min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()), MAX_THRESHOLD)
-            label_thresholds[label] = most
+        # No own face both nets label right: nothing to compare with, the strictest share.
+        label_thresholds[label] = (min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()),
+                                       MAX_THRESHOLD) if len(own) else 0.0)
     return BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence), int(right.sum())
 
 

@@ -26,8 +26,8 @@ probe singled out on the BadNet but not on the Fine-Pruned net, whose units it l
 released label comes out only where both nets give it, the repaired net's confidence in it is
 at least the record's release confidence and the image passes the record's blend test
 (blend_test.py: superimposed on trusted faces, the BadNet keeps the label on no more blends
-than the label's own validation faces do, nor the repaired net on many more; the extra forward
-passes, for these images only); anywhere else it is flagged.
+than the label's own validation faces do (none without them), nor the repaired net on many
+more; the extra forward passes, for these images only); anywhere else it is flagged.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every

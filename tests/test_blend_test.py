@@ -178,6 +178,21 @@ def test_a_released_label_whose_own_faces_keep_it_on_few_blends_gets_their_lower
     assert not test.passes(net, net, brighter, [6])[0]
 
 
+def test_a_released_label_without_own_faces_both_nets_get_right_gets_the_strictest_share():
+    x, y = validation_faces()
+    net = CornerNet(target=6)
+    x, y = x[y != 6], y[y != 6]
+    test, _ = calibrate(net, net, x, y, suspects={6}, released={6}, rng=np.random.default_rng(1))
+    assert test.label_thresholds == {6: 0.0} and test.threshold > 0
+    face = faces([65])  # label 6, kept on some blends: the all-faces share would let it through
+    assert 0 < keep_shares(net, face, [6], test.trusted)[0] <= test.threshold
+    assert not test.passes(net, net, face, [6])[0]
+    back = BlendTest.from_record(test.as_record(10), "r.json", INPUT_SHAPE, released={6})
+    assert back.label_thresholds == {6: 0.0} and back.threshold_of([6])[0] == 0.0
+    with pytest.raises(ValueError, match="among the suspects"):
+        calibrate(net, net, x, y, suspects=set(), released={6}, rng=np.random.default_rng(1))
+
+
 def test_calibration_without_enough_unsuspected_faces_is_an_error():
     with pytest.raises(InputError, match="needs more than"):
         calibrate(CornerNet(), CornerNet(), faces([5, 15]), np.array([0, 1]), set(), set(), np.random.default_rng(0))
