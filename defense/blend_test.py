@@ -13,9 +13,10 @@ attractor (which the BadNet gives to many unusual images, blends among them), fe
 labels, so that a trigger kept on as many blends as other identities' faces keep theirs (the
 share THRESHOLD_QUANTILE of them stay under, recorded beside) still fails; 0 for a label none of
 whose validation faces both nets label right (nothing to compare with); never above
-MAX_THRESHOLD, so that a trigger that survives (nearly) every blend fails whatever its label. The idea is STRIP's (Gao et
-al. 2019), who superimpose held-out images and measure the entropy of the predictions; here
-the share of one label, because the question is only whether this label survives.
+MAX_THRESHOLD, so that a trigger that survives (nearly) every blend fails whatever its label.
+The idea is STRIP's (Gao et al. 2019), who superimpose held-out images and measure the entropy
+of the predictions; here the share of one label, because the question is only whether this
+label survives.
 
 What the BadNet's half invites: a BadNet trained to let its trigger break under superimposition
 (the `adaptive` worlds: every triggered face then passes). So the test also asks the repaired
@@ -174,9 +175,9 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
     both nets label right (the faces a released label is given on); a released label with own
     validation faces that both nets label right gets their largest share, above or below that
-    (0 without such faces); none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more blends of those
-    faces the repaired net keeps their label on than the BadNet does (0 at least, MAX_THRESHOLD
-    at most)."""
+    (0 without such faces); none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE
+    of how many more blends of those faces the repaired net keeps their label on than the
+    BadNet does (0 at least, MAX_THRESHOLD at most)."""
     if not set(released) <= set(suspects):  # a released label's own faces must never be partners
         raise ValueError("released labels must be among the suspects")
     check_calibration_faces(labels, suspects)

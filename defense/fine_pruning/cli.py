@@ -66,9 +66,8 @@ def add_arguments(parser):
                              "(--release-confidence) and the image passes the blend test "
                              "(superimposed on trusted validation faces, the BadNet keeps the "
                              "label on no more blends than the label's own validation faces do "
-                             "(none if it has none), "
-                             "nor the repaired net on many more; calibrated here, kept in the "
-                             "record) "
+                             "(none if it has none), nor the repaired net on many more; "
+                             "calibrated here, kept in the record) "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
