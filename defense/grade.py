@@ -4,8 +4,9 @@ For each competition net with a repaired net under ROOT: its GoodNet on the clea
 (accuracy, clean images flagged) and on each of its poisoned test sets (attack success rate,
 share flagged), beside the BadNet's own figures. Then the same on the clean faces of the
 identities the repair quarantined and of those it released: what the quarantine costs the
-people it suspects (a quarantined label is never given). Markdown on stdout; markdown and JSON
-in ROOT/reports/.
+people it suspects (a quarantined label is never given); and where the clean faces the GoodNet
+loses went (clean_losses.py: to the quarantine, a release gate or the comparator). Markdown on
+stdout; markdown and JSON in ROOT/reports/.
 """
 
 import json
@@ -16,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .clean_losses import OUTCOMES, clean_face_outcomes
 from .datasets import load_dataset
-from .evaluate import default_test_sets, predict_labels, score_labels
+from .evaluate import default_test_sets, score_labels
 from .goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
 from .layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
                      resolve_root)
@@ -26,10 +28,11 @@ from .registry import COMPETITION_NETS, NETS
 
 def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDENCE,
           rule=DEFAULT_RULE, log=print):
-    """{net: [Score, ...]} for every net whose BadNet and repaired net exist under root."""
+    """({net: [Score, ...]}, {net: clean_losses outcomes on its clean test set}) for every net
+    whose BadNet and repaired net exist under root."""
     from .goodnet import GoodNet
 
-    results = {}
+    results, losses = {}, {}
     for name in nets:
         spec = NETS[name]
         bad_path, repaired_path = default_bad_model(spec, root), default_repaired_model(spec, root)
@@ -42,16 +45,18 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
         scores = []
         for kind, path in [("clean", clean)] + [("poisoned", p) for p in poisoned]:
             data = load_dataset(path, num_classes=good.bad.num_classes, keep_integers=True)
-            labels = predict_labels(good.bad, good, data)
-            del labels["repaired"]  # a participant reports the GoodNet, beside the BadNet
+            outputs = good.outputs(data.x, progress=True)
+            # A participant reports the GoodNet, beside the BadNet.
+            labels = {"BadNet": outputs.bad_labels, "GoodNet": good.decide(outputs)}
             scores.extend(score_labels(labels, data, kind, good))
             if kind == "clean":
                 scores.extend(suspected_identity_scores(labels, data, good))
+                losses[name] = clean_face_outcomes(outputs, labels["GoodNet"], data.y, good)
         results[name] = scores
         log(f"grade: {name}: done")
     if not results:
         raise no_repaired_net_error(root)
-    return results
+    return results, losses
 
 
 def suspected_identity_scores(labels, data, good):
@@ -83,6 +88,15 @@ def format_report(results):
     return "\n".join(lines)
 
 
+def format_losses(losses):
+    """Where each net's clean test faces went (clean_losses.OUTCOMES), in % of them."""
+    lines = ["| net | " + " | ".join(OUTCOMES) + " |", "|---|" + "---:|" * len(OUTCOMES)]
+    for net, counts in losses.items():
+        total = sum(counts.values())
+        lines.append(f"| {net} | " + " | ".join(f"{100 * counts[o] / total:.2f} %" for o in OUTCOMES) + " |")
+    return "\n".join(lines)
+
+
 def add_arguments(parser):
     parser.add_argument("--root", type=Path, metavar="DIR",
                         help=f"project root with models/, fine_pruned_models/ and data/ "
@@ -91,9 +105,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    results = grade(args.root, flag_confidence=args.flag_confidence, rule=args.rule,
-                    log=lambda line: print(line, file=sys.stderr))
+    results, losses = grade(args.root, flag_confidence=args.flag_confidence, rule=args.rule,
+                            log=lambda line: print(line, file=sys.stderr))
     report = format_report(results)
+    if losses:
+        report += "\n\nWhere the clean test faces went:\n\n" + format_losses(losses)
     print(report)
     reports = resolve_root(args.root) / "reports"
     with atomic_path(reports / "grade.md") as tmp:
@@ -101,5 +117,7 @@ def run(args):
     with atomic_path(reports / "grade.json") as tmp:
         tmp.write_text(json.dumps({net: [asdict(s) for s in scores]
                                    for net, scores in results.items()}, indent=2) + "\n")
-    print(f"grade: wrote {reports}/grade.md and grade.json", file=sys.stderr)
+    with atomic_path(reports / "clean_losses.json") as tmp:
+        tmp.write_text(json.dumps(losses, indent=2) + "\n")
+    print(f"grade: wrote {reports}/grade.md, grade.json and clean_losses.json", file=sys.stderr)
     return 0

@@ -85,6 +85,17 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
         suspected = {s["model"]: s for s in rows if s["subset"] and "quarantined" in s["subset"]}
         assert suspected["GoodNet"]["images"] == 10 * len(record["quarantined_labels"])
         assert suspected["GoodNet"]["hit_rate"] == 0.0 < suspected["BadNet"]["hit_rate"], net
+    # Where the clean faces went agrees with the scores: the quarantine costs exactly the
+    # quarantined identities' faces the BadNet labels right.
+    losses = json.loads((out / "reports" / "clean_losses.json").read_text())
+    assert set(losses) == set(scores) and "Where the clean test faces went" in result.stdout
+    for net, counts in losses.items():
+        clean = {s["model"]: s for s in scores[net] if s["kind"] == "clean" and s["subset"] is None}
+        suspected = {s["model"]: s for s in scores[net] if s["subset"] and "quarantined" in s["subset"]}
+        assert sum(counts.values()) == clean["GoodNet"]["images"] == 400
+        assert counts["right"] == round(400 * clean["GoodNet"]["hit_rate"]), net
+        assert counts["quarantined identity"] == round(
+            suspected["BadNet"]["images"] * suspected["BadNet"]["hit_rate"]) > 0, net
 
     # Clean accuracy holds on the identities not quarantined.
     from defense import GoodNet

@@ -1,0 +1,52 @@
+"""Where a GoodNet loses clean faces: each clean face the BadNet labels right but the GoodNet
+does not, put down to the one rule that cost it.
+
+A defense pays for its security in clean faces, and each of its rules pays differently: the
+quarantine costs the suspected identities' faces, a released label the faces its gates refuse,
+the comparator the faces the two nets see differently. `grade` counts them so that a user
+sees which rule to question (docs/method.md says what each rule stops).
+"""
+
+import numpy as np
+
+from .goodnet import release_candidates
+
+# In the order a face is put down to them: the first that holds.
+OUTCOMES = (
+    "right",  # the GoodNet gives the face's identity
+    "BadNet wrong",  # the BadNet itself does not: not the defense's loss
+    "quarantined identity",  # the repair never gives this identity
+    "released identity, repaired net unsure",  # below the record's release confidence
+    "released identity, blend test refused",
+    "nets disagree, flagged",
+    "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
+)
+
+
+def clean_face_outcomes(outputs, good_labels, truth, good):
+    """{outcome: number of faces} over OUTCOMES for clean faces with identities truth (N,),
+    from the nets' outputs (goodnet.NetOutputs) and the GoodNet's labels on them."""
+    truth = np.asarray(truth)
+    bad, repaired = outputs.bad_labels, outputs.repaired_labels
+    right = good_labels == truth
+    bad_wrong = ~right & (bad != truth)
+    lost = ~right & ~bad_wrong  # the BadNet right, the GoodNet not
+    quarantined = lost & np.isin(truth, good.quarantined)
+    disagree = lost & ~quarantined & (repaired != bad)
+    flagged = good_labels == good.poisoned_label
+    # Both nets give a released identity, and the GoodNet does not: a gate refused it.
+    released = lost & ~quarantined & ~disagree & np.isin(truth, good.released)
+    confident = release_candidates(outputs, good.released, good.release_confidence)
+    masks = {
+        "right": right,
+        "BadNet wrong": bad_wrong,
+        "quarantined identity": quarantined,
+        "released identity, repaired net unsure": released & ~confident,
+        "released identity, blend test refused": released & confident,
+        "nets disagree, flagged": disagree & flagged,
+        "nets disagree, repaired net's label": disagree & ~flagged,
+    }
+    counted = sum(mask.astype(int) for mask in masks.values())
+    if not np.all(counted == 1):  # every face once: a rule this module does not know of
+        raise ValueError("clean_face_outcomes: a face lost to no known rule, or to two")
+    return {outcome: int(masks[outcome].sum()) for outcome in OUTCOMES}
