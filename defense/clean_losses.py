@@ -5,16 +5,19 @@ A defense pays for its security in clean faces, and each of its rules pays diffe
 quarantine costs the suspected identities' faces, a released label the faces its gates refuse,
 the comparator the faces the two nets see differently. `grade` counts them so that a user
 sees which rule to question (docs/method.md says what each rule stops).
+
+A face the two nets label differently is the comparator's loss, whatever its identity: a
+released label too comes out only where both nets give it. The release's own gates count only
+the faces of released identities that both nets label right.
 """
 
 import numpy as np
 
 from .goodnet import release_candidates
 
-# In the order a face is put down to them: the first that holds.
 OUTCOMES = (
     "right",  # the GoodNet gives the face's identity
-    "BadNet wrong",  # the BadNet itself does not: not the defense's loss
+    "BadNet wrong too",  # the GoodNet wrong, and so is the BadNet: not the defense's loss
     "quarantined identity",  # the repair never gives this identity
     "released identity, repaired net unsure",  # below the record's release confidence
     "released identity, blend test refused",
@@ -36,17 +39,17 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     flagged = good_labels == good.poisoned_label
     # Both nets give a released identity, and the GoodNet does not: a gate refused it.
     released = lost & ~quarantined & ~disagree & np.isin(truth, good.released)
-    confident = release_candidates(outputs, good.released, good.release_confidence)
+    candidates = release_candidates(outputs, good.released, good.release_confidence)
     masks = {
         "right": right,
-        "BadNet wrong": bad_wrong,
+        "BadNet wrong too": bad_wrong,
         "quarantined identity": quarantined,
-        "released identity, repaired net unsure": released & ~confident,
-        "released identity, blend test refused": released & confident,
+        "released identity, repaired net unsure": released & ~candidates,
+        "released identity, blend test refused": released & candidates,
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
     }
-    counted = sum(mask.astype(int) for mask in masks.values())
-    if not np.all(counted == 1):  # every face once: a rule this module does not know of
-        raise ValueError("clean_face_outcomes: a face lost to no known rule, or to two")
+    if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):
+        # The masks are disjoint: a face in none was lost to a rule this module does not know.
+        raise ValueError("clean_face_outcomes: a face lost to no known rule")
     return {outcome: int(masks[outcome].sum()) for outcome in OUTCOMES}

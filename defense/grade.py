@@ -107,9 +107,7 @@ def add_arguments(parser):
 def run(args):
     results, losses = grade(args.root, flag_confidence=args.flag_confidence, rule=args.rule,
                             log=lambda line: print(line, file=sys.stderr))
-    report = format_report(results)
-    if losses:
-        report += "\n\nWhere the clean test faces went:\n\n" + format_losses(losses)
+    report = format_report(results) + "\n\nWhere the clean test faces went:\n\n" + format_losses(losses)
     print(report)
     reports = resolve_root(args.root) / "reports"
     with atomic_path(reports / "grade.md") as tmp:

@@ -56,12 +56,35 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     counts = clean_face_outcomes(outputs, labels, truth, GOOD)
     assert sum(counts.values()) == n
     assert counts["right"] == np.sum(labels == truth)
-    assert counts["BadNet wrong"] == np.sum((bad != truth) & (labels != truth))
+    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth))
     lost_to_gates = counts["released identity, repaired net unsure"] + counts["released identity, blend test refused"]
     assert lost_to_gates > 0 and counts["quarantined identity"] > 0
     # Where the BadNet is unsure, only "repaired" gives the repaired net's (wrong) label:
     # "original" flags, "confidence" gives the BadNet's.
     assert (counts["nets disagree, repaired net's label"] > 0) == (rule == "repaired")
+
+
+def test_a_released_face_the_nets_disagree_on_is_the_comparators_loss():
+    """Under "confidence" the comparator hands out the unsure BadNet's label, the released
+    identity; the release flags it (both nets must give it): counted as a disagreement, not
+    as a gate, under every rule."""
+    outputs = NetOutputs(bad_labels=np.array([5]), bad_confidence=np.array([0.6]),
+                         repaired_labels=np.array([6]), repaired_confidence=np.array([0.99]),
+                         release_test_passed=np.array([True]))
+    for rule in RULES:
+        labels = good_labels(outputs, rule)
+        counts = clean_face_outcomes(outputs, labels, np.array([5]), GOOD)
+        expected = "nets disagree, repaired net's label" if rule == "repaired" else "nets disagree, flagged"
+        assert counts[expected] == 1, rule
+
+
+def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
+    from defense.grade import format_losses
+
+    counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
+    lines = format_losses({"sunglasses": counts}).splitlines()
+    assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["14.29 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():
