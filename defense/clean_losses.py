@@ -33,7 +33,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     right = good_labels == truth
     bad_wrong = ~right & (bad != truth)
-    lost = ~right & ~bad_wrong  # the BadNet right, the GoodNet not
+    lost = ~right & (bad == truth)
     quarantined = lost & np.isin(truth, good.quarantined)
     disagree = lost & ~quarantined & (repaired != bad)
     flagged = good_labels == good.poisoned_label

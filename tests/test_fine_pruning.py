@@ -90,10 +90,10 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
     losses = json.loads((out / "reports" / "clean_losses.json").read_text())
     assert set(losses) == set(scores) and "Where the clean test faces went" in result.stdout
     for net, counts in losses.items():
-        clean = {s["model"]: s for s in scores[net] if s["kind"] == "clean" and s["subset"] is None}
+        whole_set = {s["model"]: s for s in scores[net] if s["kind"] == "clean" and s["subset"] is None}
         suspected = {s["model"]: s for s in scores[net] if s["subset"] and "quarantined" in s["subset"]}
-        assert sum(counts.values()) == clean["GoodNet"]["images"] == 400
-        assert counts["right"] == round(400 * clean["GoodNet"]["hit_rate"]), net
+        assert sum(counts.values()) == whole_set["GoodNet"]["images"] == 400
+        assert counts["right"] == round(400 * whole_set["GoodNet"]["hit_rate"]), net
         assert counts["quarantined identity"] == round(
             suspected["BadNet"]["images"] * suspected["BadNet"]["hit_rate"]) > 0, net
 
