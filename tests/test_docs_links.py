@@ -11,9 +11,13 @@ RESULTS = REPO / "docs" / "results"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)  # fenced blocks and inline code: not links
+
+
 def relative_links(document):
-    """(target path, as written) of every link in document that is not a web address."""
-    for written in LINK.findall(document.read_text()):
+    """(target path, as written) of every link in document outside code that is not a web
+    address; anchors are not checked."""
+    for written in LINK.findall(CODE.sub("", document.read_text())):
         if re.match(r"[a-z]+:", written) or written.startswith("#"):
             continue
         yield (document.parent / written.split("#")[0]).resolve(), written
