@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The user documents: the README and every page under docs/ (results files included).
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHARED = REPO.parent / "shared" / "csaw"
 SAMPLES = SHARED / "samples"
 SHARED_MODELS = SHARED / "models"

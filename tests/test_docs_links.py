@@ -4,13 +4,10 @@ unreachable from the README."""
 
 import re
 
-from conftest import REPO
+from conftest import DOCUMENTS, REPO
 
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 RESULTS = REPO / "docs" / "results"
 LINK = re.compile(r"\]\(([^)\s]+)\)")
-
-
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)  # fenced blocks and inline code: not links
 
 

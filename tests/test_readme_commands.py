@@ -12,12 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TEST_SAMPLES_PER_EPOCH
+from conftest import DOCUMENTS, REPO, TEST_SAMPLES_PER_EPOCH
 
 NO_DATA = "needs the competition's data: here it must fail in one line, no traceback"
-
-
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
 def readme_commands():
