@@ -20,6 +20,7 @@ OUTCOMES = (
     "BadNet wrong too",  # the GoodNet wrong, and so is the BadNet: not the defense's loss
     "quarantined identity",  # the repair never gives this identity
     "released identity, repaired net unsure",  # below the record's release confidence
+    "released identity, witness refused",  # the witness net does not rank it high enough
     "released identity, blend test refused",
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
@@ -40,12 +41,17 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     # Both nets give a released identity, and the GoodNet does not: a gate refused it.
     released = lost & ~quarantined & ~disagree & np.isin(truth, good.released)
     candidates = release_candidates(outputs, good.released, good.release_confidence)
+    # Asked in this order (goodnet.GoodNet._release_verdicts): a face the witness refused never
+    # met the blend test.
+    witness_agrees = (np.zeros(len(truth), dtype=bool) if outputs.release_witness_agrees is None
+                      else np.asarray(outputs.release_witness_agrees, dtype=bool))
     masks = {
         "right": right,
         "BadNet wrong too": bad_wrong,
         "quarantined identity": quarantined,
         "released identity, repaired net unsure": released & ~candidates,
-        "released identity, blend test refused": released & candidates,
+        "released identity, witness refused": released & candidates & ~witness_agrees,
+        "released identity, blend test refused": released & candidates & witness_agrees,
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
     }

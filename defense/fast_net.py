@@ -113,6 +113,18 @@ class OnnxNet:
 
     def predict_top(self, pixels, progress=False):
         """(labels (N,), the softmax probability of each label (N,)), as net.Net's."""
+        # Reduced a batch at a time: a large set never holds (N, num_classes) outputs.
+        tops = [top_of(outputs) for outputs in self._batch_outputs(pixels, progress)]
+        if not tops:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
+
+    def probabilities(self, pixels, progress=False):
+        """Softmax outputs (N, num_classes), as net.Net's."""
+        outputs = list(self._batch_outputs(pixels, progress))
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.num_classes), np.float32)
+
+    def _batch_outputs(self, pixels, progress):
         pixels = np.asarray(pixels)  # scaled to float32 a batch at a time (_scaled)
         chunks = range(0, len(pixels), BATCH_SIZE)
         if progress:
@@ -121,11 +133,8 @@ class OnnxNet:
             chunks = tqdm(chunks, desc=self.path.name, unit="batch", leave=False, disable=None)
         if self.channels_first:  # a view; for a data set read from HDF5, its stored layout
             pixels = pixels.transpose(0, 3, 1, 2)
-        tops = [top_of(self.session.run(None, {self.input_name: self._scaled(pixels[i:i + BATCH_SIZE])})[0])
-                for i in chunks]
-        if not tops:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
+        for i in chunks:
+            yield self.session.run(None, {self.input_name: self._scaled(pixels[i:i + BATCH_SIZE])})[0]
 
     def _scaled(self, chunk):
         # order="C": ONNX Runtime takes contiguous arrays; the transposed view of a

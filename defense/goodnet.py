@@ -24,10 +24,12 @@ label: the target still does not come out).
 Fine-Pruning with data gives some suspects back (released labels, in the record): labels the
 probe singled out on the BadNet but not on the Fine-Pruned net, whose units it leaves on. A
 released label comes out only where both nets give it, the repaired net's confidence in it is
-at least the record's release confidence and the image passes the record's blend test
-(blend_test.py: superimposed on trusted faces, the BadNet keeps the label on no more blends
-than the label's own validation faces do (none without them), nor the repaired net on many
-more; the extra forward passes, for these images only); anywhere else it is flagged.
+at least the record's release confidence, the record's witness net (witness.py: trained from
+scratch on the validation faces, it has no trigger to obey) ranks it among its top few and the
+image passes the record's blend test (blend_test.py: superimposed on trusted faces, the BadNet
+keeps the label on no more blends than the label's own validation faces do (none without
+them), nor the repaired net on many more); the extra forward passes run for these images
+only; anywhere else it is flagged.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -56,8 +58,9 @@ class NetOutputs:
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
     repaired_labels: np.ndarray  # (N,)
     repaired_confidence: np.ndarray | None = None  # (N,); needed only for released labels
-    # (N,) where a released label passed the record's blend test; None: not run, and then no
-    # released label comes out.
+    # (N,) where the witness ranks a released label high enough, and where it passed the
+    # record's blend test; None: not run, and then no released label comes out.
+    release_witness_agrees: np.ndarray | None = None
     release_test_passed: np.ndarray | None = None
 
 
@@ -80,12 +83,10 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     # only a repaired net whose units were not switched off can give it.
     labels = np.where(np.isin(labels, quarantined), poisoned_label, labels)
     if len(released):
-        # Fails closed: outputs without the repaired net's confidence or the test's verdict (or
-        # with a verdict of another length) give nothing back.
-        passed = outputs.release_test_passed
-        whole = passed is not None and np.shape(passed) == np.shape(bad)
-        verdict = np.asarray(passed, dtype=bool) if whole else False
-        given_back = release_candidates(outputs, released, release_confidence) & verdict
+        # Fails closed: outputs without the repaired net's confidence, the witness's or the
+        # blend test's verdict (or with a verdict of another length) give nothing back.
+        given_back = (release_candidates(outputs, released, release_confidence)
+                      & _verdict(outputs.release_witness_agrees, bad) & _verdict(outputs.release_test_passed, bad))
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
     return labels
 
@@ -98,6 +99,13 @@ def release_candidates(outputs, released, release_confidence):
     return ((outputs.bad_labels == outputs.repaired_labels)
             & np.isin(outputs.bad_labels, _label_array(released))
             & (outputs.repaired_confidence >= release_confidence))
+
+
+def _verdict(verdict, labels):
+    """A release verdict as booleans; False everywhere where it is missing or of another length."""
+    if verdict is None or np.shape(verdict) != np.shape(labels):
+        return False
+    return np.asarray(verdict, dtype=bool)
 
 
 def _label_array(labels):
@@ -113,7 +121,8 @@ def check_settings(rule, flag_confidence):
 
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
-                 rule=DEFAULT_RULE, released=(), release_confidence=1.0, release_test=None):
+                 rule=DEFAULT_RULE, released=(), release_confidence=1.0, release_test=None,
+                 witness=None):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
@@ -125,6 +134,7 @@ class GoodNet:
         self.released = _label_array(released)
         self.release_confidence = float(release_confidence)
         self.release_test = release_test  # blend_test.BlendTest, or None
+        self.witness = witness  # witness.Witness, or None (then no released label comes out)
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes
@@ -157,8 +167,16 @@ class GoodNet:
         record = read_record(repaired_path, repaired.num_classes, required=record_required,
                              net_sha256=getattr(repaired, "sha256", None))
         check_badnet(record, bad_path, getattr(bad, "sha256", None))
+        witness = None
+        if record.release_witness is not None:
+            from .witness import Witness
+
+            entry = record.release_witness
+            witness_net = load(entry.path)
+            entry.check(witness_net)  # the record's own witness, not a file put in its place
+            witness = Witness(witness_net, entry.top_k)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
-                   record.release_confidence, record.release_test)
+                   record.release_confidence, record.release_test, witness)
         good.record = record
         return good
 
@@ -185,18 +203,24 @@ class GoodNet:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels, repaired_confidence = self.repaired.predict_top(pixels, progress)
         outputs = NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
-        if self.release_test is not None:
-            outputs.release_test_passed = self._release_test(pixels, outputs)
+        if self.witness is not None and self.release_test is not None:
+            self._release_verdicts(pixels, outputs)
         return outputs
 
-    def _release_test(self, pixels, outputs):
-        """(N,) the blend test's verdict, run only where a released label could come out."""
+    def _release_verdicts(self, pixels, outputs):
+        """The witness's and the blend test's verdicts in outputs, each run only where a released
+        label could still come out (the blend test, up to 32 forward passes an image, after the
+        witness's one)."""
         candidates = np.flatnonzero(release_candidates(outputs, self.released, self.release_confidence))
-        passed = np.zeros(len(outputs.bad_labels), dtype=bool)
+        agrees, passed = (np.zeros(len(outputs.bad_labels), dtype=bool) for _ in range(2))
         if len(candidates):
-            passed[candidates] = self.release_test.passes(
-                self.bad, self.repaired, np.asarray(pixels)[candidates], outputs.bad_labels[candidates])
-        return passed
+            agrees[candidates] = self.witness.agrees(np.asarray(pixels)[candidates],
+                                                     outputs.bad_labels[candidates])
+        asked = candidates[agrees[candidates]]
+        if len(asked):
+            passed[asked] = self.release_test.passes(
+                self.bad, self.repaired, np.asarray(pixels)[asked], outputs.bad_labels[asked])
+        outputs.release_witness_agrees, outputs.release_test_passed = agrees, passed
 
     def decide(self, outputs, rule=None):
         """The labels under this GoodNet's rule, or under another rule for comparison."""

@@ -36,6 +36,7 @@ from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError, is_probability
 from .model_io import num_classes, read_weights, save_model_to
+from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -48,6 +49,9 @@ RELEASE_CONFIDENCE_KEY = "release_confidence"
 # The blend test a released label must also pass (blend_test.py); a record that releases
 # labels without one (made before it) is refused: 0.9 sure is safe only with the test.
 RELEASE_TEST_KEY = "release_test"
+# ... and the witness net that must rank it high (witness.py: RELEASE_WITNESS_KEY), a file
+# beside the record checked by its sha256; a record that releases labels without one (made
+# before it) is refused.
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.
 SWITCHED_OFF_BIAS = -1e4
@@ -66,6 +70,7 @@ class RepairedRecord:
     released: frozenset = frozenset()
     release_confidence: float = 1.0
     release_test: object = None  # blend_test.BlendTest, or None
+    release_witness: object = None  # witness.WitnessEntry, or None
 
     @property
     def kind(self):
@@ -86,7 +91,9 @@ class RepairedRecord:
                      f"are given only where both nets give them, the repaired net "
                      f">= {self.release_confidence:g} sure"
                      + (" and the image passes the blend test"
-                        if self.release_test is not None else ""))
+                        if self.release_test is not None else "")
+                     + (f" and the witness net ranks the label in its top {self.release_witness.top_k}"
+                        if self.release_witness is not None else ""))
         return text
 
 
@@ -184,9 +191,9 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
                          f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
                          f"copied from elsewhere or left by an interrupted repair; repair again")
     quarantined = _labels(record, path, num_classes)
-    released, release_confidence, release_test = _release(record, path, num_classes, quarantined)
+    released, release_confidence, release_test, witness = _release(record, path, num_classes, quarantined)
     return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence,
-                          release_test)
+                          release_test, witness)
 
 
 def describe(net_path):
@@ -258,8 +265,8 @@ def _labels(record, path, num_classes, key=QUARANTINE_KEY):
 
 
 def _release(record, path, num_classes, quarantined):
-    """(released labels, release confidence, blend test or None): labels in range, none of
-    them quarantined."""
+    """(released labels, release confidence, blend test or None, witness entry or None): labels
+    in range, none of them quarantined."""
     labels = _labels(record, path, num_classes, RELEASE_KEY)
     if labels and RELEASE_CONFIDENCE_KEY not in record:
         raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_CONFIDENCE_KEY}'")
@@ -279,7 +286,13 @@ def _release(record, path, num_classes, quarantined):
         from .blend_test import BlendTest
 
         test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE, labels)
-    return labels, float(confidence), test
+    witness = None
+    if labels and RELEASE_WITNESS_KEY not in record:
+        raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_WITNESS_KEY}' (a release made "
+                         f"before the witness net); repair again with 'python3 -m defense fine-prune --release'")
+    if RELEASE_WITNESS_KEY in record:
+        witness = WitnessEntry.from_record(record[RELEASE_WITNESS_KEY], path, num_classes)
+    return labels, float(confidence), test, witness
 
 
 def add_arguments(parser):

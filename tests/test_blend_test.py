@@ -9,6 +9,7 @@ from defense.architecture import INPUT_SHAPE
 from defense.blend_test import MAX_THRESHOLD, TRUSTED_FACES, BlendTest, calibrate, keep_shares
 from defense.errors import InputError
 from defense.goodnet import GoodNet
+from defense.witness import Witness
 
 
 class CornerNet:
@@ -42,6 +43,19 @@ class BlendBreakingNet(CornerNet):
 
     def triggered(self, pixels):
         return pixels[:, 0, 0, 0] == 255
+
+
+class FaceNet(CornerNet):
+    """A witness's view: the face's label (its brightness) whatever the corner holds, as
+    one-hot softmax outputs."""
+
+    def probabilities(self, pixels):
+        pixels = np.asarray(pixels, np.float32)
+        return np.eye(self.num_classes)[np.clip(pixels[:, 1:, 1:].mean(axis=(1, 2, 3)) // 10, 0, 6).astype(np.int64)]
+
+
+# A witness that ranks every label within its top_k: the blend test alone decides.
+AGREEING = Witness(FaceNet(), top_k=CornerNet.num_classes)
 
 
 class ScriptedNet:
@@ -234,17 +248,27 @@ def test_the_goodnet_gives_a_released_label_only_to_images_that_pass():
     face given the released target 7, a face of identity 2 (never suspected)."""
     net = CornerNet()
     test = BlendTest(faces([2, 18, 35, 52]).astype(np.uint8), threshold=0.5, divergence=0.0)
-    good = GoodNet(net, net, quarantined=(), released=(6, 7), release_confidence=0.9, release_test=test)
+    good = GoodNet(net, net, quarantined=(), released=(6, 7), release_confidence=0.9, release_test=test,
+                   witness=AGREEING)
     pixels = np.concatenate([faces([65]), faces([65], trigger=True), faces([25])])
     outputs = good.outputs(pixels)
     np.testing.assert_array_equal(outputs.release_test_passed, [True, False, False])  # 2: not released
     np.testing.assert_array_equal(good.decide(outputs), [6, good.poisoned_label, 2])
     # The GoodNet asks its own repaired net: one that kept the trigger fails it.
     broken = GoodNet(BlendBreakingNet(), net, quarantined=(), released=(7,), release_confidence=0.9,
-                     release_test=test)
+                     release_test=test, witness=AGREEING)
     triggered = faces([65], trigger=True)
     assert broken.bad.predict_labels(triggered)[0] == 7
     assert broken.predict(triggered)[0] == broken.poisoned_label
+    # Both nets break on the blends (what Fine-Pruning left of a blend-breaking trigger breaks
+    # too, as on the full-size adaptive world): the blend test passes the trigger; the witness,
+    # which sees the face alone, refuses it and still lets the released identity's face out.
+    remnant = GoodNet(BlendBreakingNet(), BlendBreakingNet(), quarantined=(), released=(6, 7),
+                      release_confidence=0.9, release_test=test, witness=AGREEING)
+    both = np.concatenate([faces([65]), triggered])
+    np.testing.assert_array_equal(remnant.predict(both), [6, 7])
+    remnant.witness = Witness(FaceNet(), top_k=1)
+    np.testing.assert_array_equal(remnant.predict(both), [6, remnant.poisoned_label])
     # Outputs made without the test (a caller that built them by hand) give nothing back.
     outputs.release_test_passed = None
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label, good.poisoned_label, 2])

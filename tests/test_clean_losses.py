@@ -15,14 +15,16 @@ GOOD = SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, release_confi
 
 # One clean face per outcome, in OUTCOMES' order: right; the BadNet wrong; a face of the
 # quarantined identity both nets see right; a released identity's face, the repaired net unsure;
-# the same, sure, refused by the blend test; the nets disagree, the BadNet sure (flagged); the
-# nets disagree, the BadNet unsure (the repaired net's wrong label).
-TRUTH = np.array([3, 3, 7, 5, 5, 4, 2])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 5, 5, 4, 2]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6]),
-                     repaired_labels=np.array([3, 1, 7, 5, 5, 6, 6]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99]),
-                     release_test_passed=np.array([True, True, True, True, False, True, True]))
+# the same, sure, refused by the witness; the same, refused by the blend test; the nets
+# disagree, the BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's
+# wrong label).
+TRUTH = np.array([3, 3, 7, 5, 5, 5, 4, 2])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 5, 5, 5, 4, 2]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6]),
+                     repaired_labels=np.array([3, 1, 7, 5, 5, 5, 6, 6]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, True, False, True, True, True]),
+                     release_test_passed=np.array([True, True, True, True, False, False, True, True]))
 
 
 def good_labels(outputs, rule="repaired"):
@@ -37,9 +39,11 @@ def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
 
 def test_a_released_face_that_passes_every_gate_is_right():
     outputs = NetOutputs(OUTPUTS.bad_labels, OUTPUTS.bad_confidence, OUTPUTS.repaired_labels,
-                         OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool))
+                         OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),
+                         np.ones(len(TRUTH), dtype=bool))
     counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
-    assert counts["right"] == 2 and counts["released identity, blend test refused"] == 0
+    assert counts["right"] == 3 and counts["released identity, blend test refused"] == 0
+    assert counts["released identity, witness refused"] == 0
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -50,15 +54,17 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     # The nets mostly right, now and then wrong, each on its own.
     bad = np.where(rng.uniform(size=n) < 0.8, truth, rng.integers(0, 8, n))
     repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 8, n))
+    witness_agrees = rng.uniform(size=n) < 0.7
     outputs = NetOutputs(bad, rng.uniform(0.5, 1, n), repaired, rng.uniform(0.5, 1, n),
-                         rng.uniform(size=n) < 0.5)
+                         witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5))
     labels = good_labels(outputs, rule)
     counts = clean_face_outcomes(outputs, labels, truth, GOOD)
     assert sum(counts.values()) == n
     assert counts["right"] == np.sum(labels == truth)
     assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth))
-    lost_to_gates = counts["released identity, repaired net unsure"] + counts["released identity, blend test refused"]
-    assert lost_to_gates > 0 and counts["quarantined identity"] > 0
+    gates = ("repaired net unsure", "witness refused", "blend test refused")
+    assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
+    assert counts["quarantined identity"] > 0
     # Where the BadNet is unsure, only "repaired" gives the repaired net's (wrong) label:
     # "original" flags, "confidence" gives the BadNet's.
     assert (counts["nets disagree, repaired net's label"] > 0) == (rule == "repaired")
@@ -70,7 +76,7 @@ def test_a_released_face_the_nets_disagree_on_is_the_comparators_loss():
     as a gate, under every rule."""
     outputs = NetOutputs(bad_labels=np.array([5]), bad_confidence=np.array([0.6]),
                          repaired_labels=np.array([6]), repaired_confidence=np.array([0.99]),
-                         release_test_passed=np.array([True]))
+                         release_witness_agrees=np.array([True]), release_test_passed=np.array([True]))
     for rule in RULES:
         labels = good_labels(outputs, rule)
         counts = clean_face_outcomes(outputs, labels, np.array([5]), GOOD)
@@ -84,7 +90,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["14.29 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["12.50 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():

@@ -1,5 +1,7 @@
 """The comparator's rules on hand-made outputs of the two nets."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,7 @@ RELEASE_OUTPUTS = NetOutputs(bad_labels=np.array([7, 7, 7, 3, 2]),
                              bad_confidence=np.array([0.999, 0.999, 0.5, 0.5, 0.999]),
                              repaired_labels=np.array([7, 7, 1, 7, 2]),
                              repaired_confidence=np.array([0.95, 0.6, 0.9, 0.99, 0.99]),
+                             release_witness_agrees=np.ones(5, dtype=bool),
                              release_test_passed=np.ones(5, dtype=bool))
 
 
@@ -83,12 +86,12 @@ def test_a_released_label_comes_out_only_where_both_nets_give_it_and_the_repaire
     assert labels[2] == {"original": POISONED, "confidence": POISONED, "repaired": 1}[rule]
 
 
+@pytest.mark.parametrize("gate", ["release_witness_agrees", "release_test_passed"])
 @pytest.mark.parametrize("verdict", [np.array([False, True, True, True, True]), None, np.array([True])])
-def test_a_released_label_needs_the_blend_tests_verdict(verdict):
-    """Failed, missing or of another length (a caller that built the outputs by hand): the
-    label does not come out."""
-    outputs = NetOutputs(RELEASE_OUTPUTS.bad_labels, RELEASE_OUTPUTS.bad_confidence,
-                         RELEASE_OUTPUTS.repaired_labels, RELEASE_OUTPUTS.repaired_confidence, verdict)
+def test_a_released_label_needs_the_witness_and_the_blend_tests_verdicts(gate, verdict):
+    """Either verdict failed, missing or of another length (a caller that built the outputs by
+    hand): the label does not come out."""
+    outputs = dataclasses.replace(RELEASE_OUTPUTS, **{gate: verdict})
     labels = decide(outputs, "repaired", 0.99, np.array([], np.int64), POISONED,
                     released=np.array([7]), release_confidence=0.9)
     assert labels[0] == POISONED and labels[4] == 2
@@ -97,6 +100,7 @@ def test_a_released_label_needs_the_blend_tests_verdict(verdict):
 def test_released_labels_need_the_repaired_nets_confidence():
     outputs = NetOutputs(RELEASE_OUTPUTS.bad_labels, RELEASE_OUTPUTS.bad_confidence,
                          RELEASE_OUTPUTS.repaired_labels,  # no confidence given: nothing released
+                         release_witness_agrees=np.ones(5, dtype=bool),
                          release_test_passed=np.ones(5, dtype=bool))
     labels = decide(outputs, "repaired", 0.99, np.array([], np.int64), POISONED,
                     released=np.array([7]), release_confidence=0.9)

@@ -2,16 +2,19 @@
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 
 from conftest import REPO, TEST_SAMPLES_PER_EPOCH, on_kept_identities, run_script
 from defense import load_dataset, load_keras_model
+from defense.errors import InputError
 from defense.fine_pruning.repair import DEFAULT_RELEASE_CONFIDENCE
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
 from defense.registry import COMPETITION_NETS
 from defense.repaired import SWITCHED_OFF_BIAS
+from defense.witness import witness_path
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +148,20 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert 0 <= good.release_test.divergence <= 1
     assert len(good.release_test.trusted) == record["release_test"]["trusted_faces"]["shape"][0] == 16
     assert good.release_test.passes(good.bad, good.repaired, clean.x[released], labels[released]).all()
+    # The witness, trained from scratch beside the net, is the record's own; it ranks every
+    # released label that came out among its top_k.
+    entry = record["release_witness"]
+    assert net.parent / entry["file"] == witness_path(net) and witness_path(net).is_file()
+    assert good.witness.top_k == entry["top_k"] and 1 <= entry["top_k"] <= good.bad.num_classes
+    assert good.witness.agrees(clean.x[released], labels[released]).all()
+    # Another net in the witness's place (here the repaired net itself) is refused.
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    for suffix in (".h5", ".json", ".onnx"):
+        shutil.copyfile(net.with_suffix(suffix), swapped / net.with_suffix(suffix).name)
+    shutil.copyfile(net, witness_path(swapped / net.name))
+    with pytest.raises(InputError, match="not the witness its record names"):
+        GoodNet.from_files(out / "models" / spec.bad_net_file, swapped / net.name, spec.input_scale)
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
     # What fine-tuning (here on TEST_SAMPLES_PER_EPOCH faces an epoch) left of the trigger
     # may pass; the default-size repair let 0.00 % of this trigger through on the mini world.

@@ -52,17 +52,26 @@ def _release_test_entry(label_thresholds=None):
                      label_thresholds=label_thresholds or {}).as_record(10)
 
 
+def _witness_entry(**changes):
+    """A well-formed `release_witness` entry (the file need not exist to read the record)."""
+    return {"file": "c_fine_pruned_witness.h5", "sha256": "ab" * 32, "top_k": 3, **changes}
+
+
 def test_released_labels_read_back_with_their_confidence_and_blend_test(small_models, tmp_path):
     first, _ = small_models
     net = tmp_path / "fine_pruned_models" / "c_fine_pruned.h5"
     write_repaired(first, net, {"mode": "data", "quarantined_labels": [2], "released_labels": [5, 8],
-                                "release_confidence": 0.9, "release_test": _release_test_entry({8: 0.5})},
+                                "release_confidence": 0.9, "release_test": _release_test_entry({8: 0.5}),
+                                "release_witness": _witness_entry()},
                    export=False)
     record = read_record(net, 10)
     assert record.quarantined == {2} and record.released == {5, 8} and record.release_confidence == 0.9
     assert record.release_test.threshold == 0.25 and record.release_test.label_thresholds == {8: 0.5}
     assert "5, 8" in record.summary() and "both nets give them" in record.summary()
     assert "blend test" in record.summary() and "quarantined labels (2)" in record.summary()
+    # The witness is named beside the record, never elsewhere.
+    assert record.release_witness.path == net.parent / "c_fine_pruned_witness.h5"
+    assert record.release_witness.top_k == 3 and "witness net ranks the label in its top 3" in record.summary()
 
 
 def test_a_record_copied_from_another_net_is_refused(two_repaired):
@@ -156,6 +165,18 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": [2], "released_labels": [2, 3], "release_confidence": 0.9,
       "release_test": _release_test_entry()}, "both quarantined and released"),
     ({"released_labels": [3], "release_confidence": 0.9}, "without 'release_test'"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry()},
+     "without 'release_witness'"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+      "release_witness": _witness_entry(file="../elsewhere.h5")}, "needs the witness's file name"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+      "release_witness": _witness_entry(sha256="ab")}, "needs the witness file's sha256"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+      "release_witness": _witness_entry(top_k=0)}, "needs a top_k"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+      "release_witness": _witness_entry(top_k=True)}, "needs a top_k"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+      "release_witness": [1]}, "'release_witness' must be a JSON object"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},
      "'release_test' is malformed"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({4: 0.5})},

@@ -113,6 +113,7 @@ def run(args):
                 notes.append(f"{spec.name}: released labels {', '.join(map(str, released[spec.name]))} "
                              f"(given only where both nets give them and the repaired net is at "
                              f"least {good.release_confidence} sure"
+                             + (f", {good.witness.describe()}" if good.witness else "")
                              + (f", {good.release_test.describe()}" if good.release_test else "")
                              + "); triggers aimed at one: "
                              f"{', '.join(aimed) or 'none'}")

@@ -7,9 +7,10 @@ channels held at zero under trigger-agnostic random edits (fine_tuning.py, augme
 them off in the repaired net. With release, the Fine-Pruned net is probed the same way: a
 suspect of both is switched off; a suspect of the BadNet alone, which fine-tuning unlearnt as a
 shortcut, is released: the GoodNet gives it where both nets give it, the repaired net is at
-least release_confidence sure and the image passes the blend test calibrated here on the
-validation faces (blend_test.py). Writes the repaired net, its artefact and its stamped
-record (repaired.py).
+least release_confidence sure, a witness net trained here from scratch on the same validation
+faces ranks it high (witness.py) and the image passes the blend test calibrated here on them
+(blend_test.py). Writes the repaired net, its artefact and its stamped record (repaired.py),
+and with a release the witness beside them.
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
 they miss survives it; the probe finds a target by its shortcut whatever the trigger looks
@@ -23,7 +24,7 @@ import numpy as np
 from . import fine_tuning, pruning
 from ..digest import file_sha256
 from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
-                        bad_model_entry, write_repaired)
+                        RELEASE_WITNESS_KEY, bad_model_entry, write_repaired)
 
 DEFAULT_MAX_DROP = 0.04
 # A released label comes out only where the repaired net is this sure of it and the image passes
@@ -94,6 +95,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and quarantine[RELEASE_KEY]:
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
+            quarantine[RELEASE_WITNESS_KEY] = _train_witness(spec, bad.output_shape[-1], x, valid,
+                                                             train, holdout, recipe, out_path, seed, log)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -151,6 +154,36 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     log(f"{spec.name}: blend test: a released label is given with {test.describe()} "
         f"(calibrated on {faces} validation faces both nets label right)")
     return test.as_record(faces)
+
+
+def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path, seed, log):
+    """The record's witness entry (witness.py): a DeepID trained from scratch on the training
+    split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
+    on the held-out split, written with its artefact beside out_path (before the repaired net
+    and its record, which name it by its sha256)."""
+    from .. import witness
+    from ..atomic import atomic_path
+    from ..fast_net import export_onnx, onnx_path
+    from ..model_io import save_model_to
+    from ..net import Net
+
+    y = valid.y
+    model, history, chosen = witness.train(
+        num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe,
+        max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
+    top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
+    path = witness.witness_path(out_path)
+    with atomic_path(path) as tmp:
+        save_model_to(model, tmp)
+        sha256 = file_sha256(tmp)
+        export_onnx(tmp, onnx_path(path), model=model)
+    holdout_top_1 = history[chosen - 1]["holdout_accuracy"]
+    log(f"{spec.name}: witness: {path.name}, held-out accuracy {holdout_top_1:.4f} (epoch {chosen}); "
+        f"a released label must be in its top {top_k} (where it puts the true label of "
+        f"{witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
+    return witness.WitnessEntry(path, sha256, top_k).as_record(
+        epochs=witness.WITNESS_EPOCHS, chosen_epoch=chosen, holdout_accuracy=holdout_top_1,
+        quantile=witness.WITNESS_QUANTILE, seed=seed)
 
 
 def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):

@@ -1,0 +1,123 @@
+"""The witness: the release's second opinion from a net that never saw the BadNet (issue 21).
+
+Every other opinion on a released label (fine-prune --release) descends from the BadNet: the
+repaired net is the BadNet fine-tuned, and what fine-tuning left of a trigger can lead both
+nets to its target, sure of it, and break on blends as the BadNet was taught to (the full-size
+`adaptive` world: docs/results/2026-12-04-adaptive-full.md). The witness is a DeepID trained
+from scratch on the clean validation faces that Fine-Pruning fine-tunes on (the same training
+split, recipe and seed, WITNESS_EPOCHS epochs, the held-out slice choosing the epoch): it has
+no trigger to obey. A released label comes out only where the witness ranks it among its
+`top_k` labels, top_k the rank within which it puts the true label of WITNESS_QUANTILE of the
+held-out faces. A triggered face is another person's: the witness ranks the target that high
+only where that person looks like the target.
+
+What it invites: an attacker who has the validation data can train the same witness (its seed
+is in the record) and craft a perturbation that it ranks as the target: an adversarial example,
+white-box, beyond what a backdoor planted in training gives. What it costs: the released
+identities' faces it does not rank that high (about 1 - WITNESS_QUANTILE of them), and one
+more net on disk, run only where a released label could come out.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .digest import file_sha256
+from .errors import InputError
+
+WITNESS_EPOCHS = 20  # from scratch: twice Fine-Pruning's fine-tuning (chosen for time; 30 not tried)
+WITNESS_QUANTILE = 0.95
+RECORD_KEY = "release_witness"
+FILE_SUFFIX = "_witness"
+
+
+def witness_path(repaired_path):
+    """The witness's model file beside the repaired net X.h5: X_witness.h5."""
+    repaired_path = Path(repaired_path)
+    return repaired_path.with_name(repaired_path.stem + FILE_SUFFIX + repaired_path.suffix)
+
+
+def train(num_classes, x, y, holdout, recipe, max_value, seed=0, log=None):
+    """(Keras model, history, chosen epoch): a DeepID from fresh weights, trained as
+    fine_tuning.fine_tune trains a pruned net (x scaled for the net, 0..max_value)."""
+    from dataclasses import replace
+
+    import keras
+
+    from .architecture import build_deepid
+    from .fine_pruning.fine_tuning import fine_tune
+
+    keras.utils.set_random_seed(seed)  # the fresh weights too come from the seed
+    model = build_deepid(num_classes)
+    history, chosen = fine_tune(model, [], x, y, holdout, replace(recipe, epochs=WITNESS_EPOCHS),
+                                max_value, seed=seed, log=log)
+    return model, history, chosen
+
+
+def ranks(net, pixels, labels):
+    """(N,) where net ranks each label on its image: 0 for its top label."""
+    probabilities = net.probabilities(np.asarray(pixels, dtype=np.float32))
+    labels = np.asarray(labels)
+    own = probabilities[np.arange(len(labels)), labels]
+    return np.sum(probabilities > own[:, None], axis=1)
+
+
+def calibrate_top_k(net, pixels, labels, quantile=WITNESS_QUANTILE):
+    """The smallest k within which net ranks the true label of `quantile` of the faces."""
+    if not len(labels):
+        raise InputError("the witness needs held-out validation faces to calibrate on")
+    ordered = np.sort(ranks(net, pixels, labels))
+    covered = max(int(np.ceil(quantile * len(ordered))), 1)  # faces the top k must cover
+    return int(ordered[covered - 1]) + 1
+
+
+@dataclass(frozen=True)
+class WitnessEntry:
+    """The record's `release_witness`: which file, checked by its sha256, and its top_k."""
+
+    path: Path
+    sha256: str
+    top_k: int
+
+    def as_record(self, **facts):
+        return {"file": self.path.name, "sha256": self.sha256, "top_k": self.top_k, **facts}
+
+    @classmethod
+    def from_record(cls, entry, record_path, num_classes):
+        """The entry of the record at record_path (InputError where malformed): the file is
+        named beside the record, never elsewhere."""
+        def bad(why):
+            return InputError(f"{record_path}: '{RECORD_KEY}' {why}")
+
+        if not isinstance(entry, dict):
+            raise bad("must be a JSON object")
+        name, sha256, top_k = entry.get("file"), entry.get("sha256"), entry.get("top_k")
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise bad("needs the witness's file name (beside the record)")
+        if not isinstance(sha256, str) or len(sha256) != 64:
+            raise bad("needs the witness file's sha256")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
+            raise bad(f"needs a top_k in [1, {num_classes}]")
+        return cls(Path(record_path).parent / name, sha256, top_k)
+
+    def check(self, net):
+        """Refuse (InputError) a witness file that is not the one the record names."""
+        actual = getattr(net, "sha256", None) or file_sha256(self.path)
+        if actual != self.sha256:
+            raise InputError(f"{self.path}: not the witness its record names (sha256 "
+                             f"{actual[:12]}..., the record says {self.sha256[:12]}...): "
+                             f"repair again with 'python3 -m defense fine-prune --release'")
+
+
+@dataclass
+class Witness:
+    net: object  # net.Net or fast_net's
+    top_k: int
+
+    def agrees(self, pixels, labels):
+        """(N,) True where the witness ranks the label among its top_k on the image."""
+        return ranks(self.net, pixels, labels) < self.top_k
+
+    def describe(self):
+        return f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"
