@@ -173,7 +173,7 @@ class GoodNet:
 
             entry = record.release_witness
             witness_net = load(entry.path)
-            entry.check(witness_net)  # the record's own witness, not a file put in its place
+            entry.check(witness_net, repaired.num_classes)  # the record's own, not a file put in its place
             witness = Witness(witness_net, entry.top_k)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
                    record.release_confidence, record.release_test, witness)

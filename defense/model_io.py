@@ -110,7 +110,8 @@ def save_model(model, path):
 
 def save_model_to(model, path):
     """Save a Keras model as a full-model .h5 file at path as it is (no rename): for a caller
-    that renames it into place itself (repaired.write_repaired)."""
+    that renames it into place itself (repaired.write_repaired). Returns the file's sha256,
+    the stamp its record and artefact carry."""
     import logging
 
     absl_logger = logging.getLogger("absl")
@@ -121,6 +122,9 @@ def save_model_to(model, path):
         model.save(path, include_optimizer=False)  # a net to run, not a training checkpoint
     finally:
         absl_logger.setLevel(level)
+    from .digest import file_sha256
+
+    return file_sha256(path)
 
 
 def save_weights(model, path):

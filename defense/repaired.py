@@ -16,7 +16,8 @@ GoodNet refuses a repaired net beside another BadNet, whose targets its quaranti
 name.
 
 Writing puts the net in place last: an interrupted write leaves either the old pair, or a new
-record beside the old net, which its stamp refuses. Reading refuses, in one line, a record
+record beside the old net, which its stamp refuses. A release's witness (witness.py) is written
+before both under a name of its own, and the previous one removed after them. Reading refuses, in one line, a record
 whose stamps do not match, and a default repaired net (one in a `fine_pruned_models/` folder)
 that has no record; a net brought from elsewhere without a record runs with no quarantine.
 
@@ -36,7 +37,9 @@ from .atomic import atomic_path
 from .digest import file_sha256
 from .errors import InputError, is_probability
 from .model_io import num_classes, read_weights, save_model_to
-from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry
+# The witness net a released label must also satisfy (witness.py), a file beside the record
+# checked by its sha256; a record that releases labels without one (made before it) is refused.
+from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry, remove_stale as remove_stale_witnesses
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -49,9 +52,6 @@ RELEASE_CONFIDENCE_KEY = "release_confidence"
 # The blend test a released label must also pass (blend_test.py); a record that releases
 # labels without one (made before it) is refused: 0.9 sure is safe only with the test.
 RELEASE_TEST_KEY = "release_test"
-# ... and the witness net that must rank it high (witness.py: RELEASE_WITNESS_KEY), a file
-# beside the record checked by its sha256; a record that releases labels without one (made
-# before it) is refused.
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.
 SWITCHED_OFF_BIAS = -1e4
@@ -90,10 +90,10 @@ class RepairedRecord:
             text += (f"; {len(self.released)} suspected labels ({', '.join(map(str, sorted(self.released)))}) "
                      f"are given only where both nets give them, the repaired net "
                      f">= {self.release_confidence:g} sure"
+                     + (f", the witness net ranks the label in its top {self.release_witness.top_k}"
+                        if self.release_witness is not None else "")
                      + (" and the image passes the blend test"
-                        if self.release_test is not None else "")
-                     + (f" and the witness net ranks the label in its top {self.release_witness.top_k}"
-                        if self.release_witness is not None else ""))
+                        if self.release_test is not None else ""))
         return text
 
 
@@ -150,15 +150,17 @@ def write_repaired(model, net_path, record, export=True):
 
     net_path = Path(net_path)
     with atomic_path(net_path) as net_tmp:
-        save_model_to(model, net_tmp)
+        net_sha256 = save_model_to(model, net_tmp)
         stamped = _stamped({k: v for k, v in record.items() if k not in (NET_STAMP, RECORD_STAMP)},
-                           file_sha256(net_tmp))
+                           net_sha256)
         with atomic_path(record_path(net_path)) as record_tmp:
             record_tmp.write_text(json.dumps(stamped, indent=2) + "\n")
             if export:  # stamped with net_tmp's sha256, which is the final net's
                 export_onnx(net_tmp, onnx_path(net_path), model=model)
         # The record is in place; the net follows on leaving the outer block. Between the
         # two renames the old net sits beside the new record, and the stamp refuses the pair.
+    # The previous repair's witness, unless this record names it (a release: witness.py).
+    remove_stale_witnesses(net_path, keep=(record.get(RELEASE_WITNESS_KEY) or {}).get("file"))
     return stamped
 
 

@@ -11,11 +11,17 @@ no trigger to obey. A released label comes out only where the witness ranks it a
 held-out faces. A triggered face is another person's: the witness ranks the target that high
 only where that person looks like the target.
 
+The witness's file is named by its content (X_witness_<sha256 prefix>.h5 beside the repaired net
+X.h5), so that a repair interrupted after writing it leaves the old net, record and witness as
+they were; writing a repaired net removes the witnesses its record does not name.
+
 What it invites: an attacker who has the validation data can train the same witness (its seed
 is in the record) and craft a perturbation that it ranks as the target: an adversarial example,
-white-box, beyond what a backdoor planted in training gives. What it costs: the released
-identities' faces it does not rank that high (about 1 - WITNESS_QUANTILE of them), and one
-more net on disk, run only where a released label could come out.
+white-box, beyond what a backdoor planted in training gives. A weak witness (a large top_k:
+few faces an identity) lets more lookalikes through; the record keeps top_k and its held-out
+accuracy. What it costs: the released identities' faces it does not rank that high (about
+1 - WITNESS_QUANTILE of them), its training, and one more net on disk, run only where a
+released label could come out.
 """
 
 from dataclasses import dataclass
@@ -32,10 +38,20 @@ RECORD_KEY = "release_witness"
 FILE_SUFFIX = "_witness"
 
 
-def witness_path(repaired_path):
-    """The witness's model file beside the repaired net X.h5: X_witness.h5."""
+def witness_path(repaired_path, sha256):
+    """The witness's model file beside the repaired net X.h5: X_witness_<sha256[:12]>.h5."""
     repaired_path = Path(repaired_path)
-    return repaired_path.with_name(repaired_path.stem + FILE_SUFFIX + repaired_path.suffix)
+    return repaired_path.with_name(f"{repaired_path.stem}{FILE_SUFFIX}_{sha256[:12]}{repaired_path.suffix}")
+
+
+def remove_stale(repaired_path, keep=None):
+    """Remove the witnesses (and their artefacts) beside repaired_path other than keep."""
+    repaired_path = Path(repaired_path)
+    pattern = f"{repaired_path.stem}{FILE_SUFFIX}_*{repaired_path.suffix}"
+    for path in repaired_path.parent.glob(pattern):
+        if keep is None or path.name != Path(keep).name:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".onnx").unlink(missing_ok=True)
 
 
 def train(num_classes, x, y, holdout, recipe, max_value, seed=0, log=None):
@@ -55,12 +71,34 @@ def train(num_classes, x, y, holdout, recipe, max_value, seed=0, log=None):
     return model, history, chosen
 
 
+def save(model, repaired_path):
+    """Write the witness beside repaired_path under its content's name, with its ONNX
+    artefact; returns (path, sha256). Written under a name no record uses, then renamed."""
+    import os
+
+    from .atomic import atomic_path
+    from .fast_net import export_onnx, onnx_path
+    from .model_io import save_model_to
+
+    repaired_path = Path(repaired_path)
+    staging = repaired_path.with_name(f"{repaired_path.stem}{FILE_SUFFIX}{repaired_path.suffix}")
+    with atomic_path(staging) as tmp:
+        sha256 = save_model_to(model, tmp)
+    path = witness_path(repaired_path, sha256)
+    export_onnx(staging, onnx_path(path), model=model)  # stamped with the same bytes' sha256
+    os.replace(staging, path)
+    return path, sha256
+
+
 def ranks(net, pixels, labels):
-    """(N,) where net ranks each label on its image: 0 for its top label."""
-    probabilities = net.probabilities(np.asarray(pixels, dtype=np.float32))
+    """(N,) where net ranks each label on its image: 0 for its top label. Fails closed: a
+    label tied with others ranks behind them; on an image with a non-finite output (a net
+    whose training diverged), last."""
+    probabilities = net.probabilities(pixels)
     labels = np.asarray(labels)
     own = probabilities[np.arange(len(labels)), labels]
-    return np.sum(probabilities > own[:, None], axis=1)
+    behind = np.sum(probabilities >= own[:, None], axis=1) - 1
+    return np.where(np.isfinite(probabilities).all(axis=1), behind, probabilities.shape[1])
 
 
 def calibrate_top_k(net, pixels, labels, quantile=WITNESS_QUANTILE):
@@ -86,23 +124,28 @@ class WitnessEntry:
     @classmethod
     def from_record(cls, entry, record_path, num_classes):
         """The entry of the record at record_path (InputError where malformed): the file is
-        named beside the record, never elsewhere."""
+        one named as a witness of the record's net (witness_path), beside the record, never
+        elsewhere."""
         def bad(why):
             return InputError(f"{record_path}: '{RECORD_KEY}' {why}")
 
         if not isinstance(entry, dict):
             raise bad("must be a JSON object")
         name, sha256, top_k = entry.get("file"), entry.get("sha256"), entry.get("top_k")
-        if not isinstance(name, str) or not name or Path(name).name != name:
-            raise bad("needs the witness's file name (beside the record)")
+        prefix = f"{Path(record_path).stem}{FILE_SUFFIX}_"
+        if not isinstance(name, str) or Path(name).name != name or not name.startswith(prefix):
+            raise bad(f"needs the file name of the net's witness beside the record ({prefix}...)")
         if not isinstance(sha256, str) or len(sha256) != 64:
             raise bad("needs the witness file's sha256")
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
             raise bad(f"needs a top_k in [1, {num_classes}]")
         return cls(Path(record_path).parent / name, sha256, top_k)
 
-    def check(self, net):
-        """Refuse (InputError) a witness file that is not the one the record names."""
+    def check(self, net, num_classes):
+        """Refuse (InputError) a witness that is not the file the record names, or of another
+        number of classes than the nets."""
+        if net.num_classes != num_classes:
+            raise InputError(f"{self.path}: witness of {net.num_classes} classes, the nets have {num_classes}")
         actual = getattr(net, "sha256", None) or file_sha256(self.path)
         if actual != self.sha256:
             raise InputError(f"{self.path}: not the witness its record names (sha256 "

@@ -269,6 +269,9 @@ def test_the_goodnet_gives_a_released_label_only_to_images_that_pass():
     np.testing.assert_array_equal(remnant.predict(both), [6, 7])
     remnant.witness = Witness(FaceNet(), top_k=1)
     np.testing.assert_array_equal(remnant.predict(both), [6, remnant.poisoned_label])
+    # A GoodNet without a witness gives no released label, whatever the blend test says.
+    unwitnessed = GoodNet(net, net, quarantined=(), released=(6, 7), release_confidence=0.9, release_test=test)
+    np.testing.assert_array_equal(unwitnessed.predict(pixels), [good.poisoned_label, good.poisoned_label, 2])
     # Outputs made without the test (a caller that built them by hand) give nothing back.
     outputs.release_test_passed = None
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label, good.poisoned_label, 2])

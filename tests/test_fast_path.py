@@ -41,6 +41,10 @@ def test_every_core_gives_what_one_call_gives(with_onnx, sample_pixels, load_net
     np.testing.assert_array_equal(predict_top_on_every_core(keras_net, pixels[:40])[0],
                                   keras_net.predict_top(pixels[:40])[0])
     assert len(predict_top_on_every_core(fast, pixels[:0])[0]) == 0
+    # The whole softmax output (the witness ranks labels in it), as the Keras net's.
+    np.testing.assert_allclose(fast.probabilities(pixels[:300]), keras_net.probabilities(pixels[:300]),
+                               rtol=1e-4, atol=1e-6)
+    assert fast.probabilities(pixels[:0]).shape == (0, fast.num_classes)
 
 
 def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(tmp_path, sample_pixels):

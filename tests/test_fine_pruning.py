@@ -151,7 +151,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     # The witness, trained from scratch beside the net, is the record's own; it ranks every
     # released label that came out among its top_k.
     entry = record["release_witness"]
-    assert net.parent / entry["file"] == witness_path(net) and witness_path(net).is_file()
+    assert net.parent / entry["file"] == witness_path(net, entry["sha256"]) and (net.parent / entry["file"]).is_file()
     assert good.witness.top_k == entry["top_k"] and 1 <= entry["top_k"] <= good.bad.num_classes
     assert good.witness.agrees(clean.x[released], labels[released]).all()
     # Another net in the witness's place (here the repaired net itself) is refused.
@@ -159,7 +159,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     swapped.mkdir()
     for suffix in (".h5", ".json", ".onnx"):
         shutil.copyfile(net.with_suffix(suffix), swapped / net.with_suffix(suffix).name)
-    shutil.copyfile(net, witness_path(swapped / net.name))
+    shutil.copyfile(net, swapped / entry["file"])
     with pytest.raises(InputError, match="not the witness its record names"):
         GoodNet.from_files(out / "models" / spec.bad_net_file, swapped / net.name, spec.input_scale)
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")

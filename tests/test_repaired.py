@@ -52,9 +52,10 @@ def _release_test_entry(label_thresholds=None):
                      label_thresholds=label_thresholds or {}).as_record(10)
 
 
-def _witness_entry(**changes):
-    """A well-formed `release_witness` entry (the file need not exist to read the record)."""
-    return {"file": "c_fine_pruned_witness.h5", "sha256": "ab" * 32, "top_k": 3, **changes}
+def _witness_entry(net="c", **changes):
+    """A well-formed `release_witness` entry for net's record (the file need not exist to read
+    the record)."""
+    return {"file": f"{net}_fine_pruned_witness_abababababab.h5", "sha256": "ab" * 32, "top_k": 3, **changes}
 
 
 def test_released_labels_read_back_with_their_confidence_and_blend_test(small_models, tmp_path):
@@ -70,8 +71,23 @@ def test_released_labels_read_back_with_their_confidence_and_blend_test(small_mo
     assert "5, 8" in record.summary() and "both nets give them" in record.summary()
     assert "blend test" in record.summary() and "quarantined labels (2)" in record.summary()
     # The witness is named beside the record, never elsewhere.
-    assert record.release_witness.path == net.parent / "c_fine_pruned_witness.h5"
+    assert record.release_witness.path == net.parent / "c_fine_pruned_witness_abababababab.h5"
     assert record.release_witness.top_k == 3 and "witness net ranks the label in its top 3" in record.summary()
+
+
+def test_writing_a_repaired_net_removes_the_witnesses_its_record_does_not_name(small_models, tmp_path):
+    first, _ = small_models
+    net = tmp_path / "c_fine_pruned.h5"
+    named = tmp_path / _witness_entry()["file"]
+    stale = tmp_path / "c_fine_pruned_witness_cdcdcdcdcdcd.h5"
+    for path in (named, stale, stale.with_suffix(".onnx")):
+        path.write_bytes(b"a net")
+    write_repaired(first, net, {"mode": "data", "released_labels": [5], "release_confidence": 0.9,
+                                "release_test": _release_test_entry(), "release_witness": _witness_entry()},
+                   export=False)
+    assert named.is_file() and not stale.exists() and not stale.with_suffix(".onnx").exists()
+    write_repaired(first, net, {"mode": "data", "quarantined_labels": [5]}, export=False)  # no release
+    assert not named.exists()
 
 
 def test_a_record_copied_from_another_net_is_refused(two_repaired):
@@ -168,13 +184,13 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry()},
      "without 'release_witness'"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
-      "release_witness": _witness_entry(file="../elsewhere.h5")}, "needs the witness's file name"),
+      "release_witness": _witness_entry(file="../elsewhere.h5")}, "needs the file name of the net's witness"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
-      "release_witness": _witness_entry(sha256="ab")}, "needs the witness file's sha256"),
+      "release_witness": _witness_entry("b", sha256="ab")}, "needs the witness file's sha256"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
-      "release_witness": _witness_entry(top_k=0)}, "needs a top_k"),
+      "release_witness": _witness_entry("b", top_k=0)}, "needs a top_k"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
-      "release_witness": _witness_entry(top_k=True)}, "needs a top_k"),
+      "release_witness": _witness_entry("b", top_k=True)}, "needs a top_k"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
       "release_witness": [1]}, "'release_witness' must be a JSON object"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from defense.errors import InputError
-from defense.witness import Witness, WitnessEntry, calibrate_top_k, ranks, witness_path
+from defense.witness import Witness, WitnessEntry, calibrate_top_k, ranks, remove_stale, witness_path
 
 
 class TableNet:
@@ -33,8 +33,11 @@ def test_ranks_count_the_labels_the_net_puts_above():
     net = TableNet(TABLE)
     np.testing.assert_array_equal(ranks(net, [0, 1, 2, 3], [0, 0, 0, 0]), [0, 1, 2, 3])
     np.testing.assert_array_equal(ranks(net, [1, 2], [1, 1]), [0, 0])
-    # A tie is not above: the label shares the rank.
-    assert ranks(net, [3], [2])[0] == 1
+    # Fails closed: a tied label ranks behind the labels it ties with; on an image with a
+    # non-finite output, last.
+    assert ranks(net, [3], [2])[0] == 2 and ranks(net, [3], [3])[0] == 2
+    broken = TableNet([[np.nan, 0.9, 0.05, 0.05], [0.1, np.inf, 0.0, 0.0]])
+    np.testing.assert_array_equal(ranks(broken, [0, 0, 1], [1, 0, 0]), [4, 4, 4])
 
 
 def test_top_k_covers_the_share_of_held_out_faces_it_is_asked_to():
@@ -53,16 +56,41 @@ def test_the_witness_agrees_only_within_its_top_k():
     assert "top 2" in witness.describe()
 
 
-def test_the_witness_file_sits_beside_the_repaired_net_and_must_be_the_records(tmp_path):
+def test_the_witness_file_is_named_by_its_content_beside_the_repaired_net(tmp_path):
     repaired = tmp_path / "fine_pruned_models" / "sunglasses_fine_pruned.h5"
-    assert witness_path(repaired) == tmp_path / "fine_pruned_models" / "sunglasses_fine_pruned_witness.h5"
-    entry = WitnessEntry.from_record({"file": "w.h5", "sha256": "cd" * 32, "top_k": 5},
-                                     tmp_path / "r.json", num_classes=10)
-    assert entry.path == tmp_path / "w.h5" and entry.top_k == 5
-    entry.check(SimpleNamespace(sha256="cd" * 32))
+    assert witness_path(repaired, "0123456789abcdef" * 4) == \
+        tmp_path / "fine_pruned_models" / "sunglasses_fine_pruned_witness_0123456789ab.h5"
+    record = tmp_path / "sunglasses_fine_pruned.json"
+    entry = WitnessEntry.from_record({"file": "sunglasses_fine_pruned_witness_cdcdcdcdcdcd.h5",
+                                      "sha256": "cd" * 32, "top_k": 5}, record, num_classes=10)
+    assert entry.path == tmp_path / "sunglasses_fine_pruned_witness_cdcdcdcdcdcd.h5" and entry.top_k == 5
+    assert entry.as_record(seed=0) == {"file": entry.path.name, "sha256": "cd" * 32, "top_k": 5, "seed": 0}
+    # Any other file, beside the record or not, is refused before anything is loaded.
+    for name in ("anonymous_1_fine_pruned_witness_cdcdcdcdcdcd.h5", "sunglasses_fine_pruned.h5",
+                 "../sunglasses_fine_pruned_witness_cdcdcdcdcdcd.h5", ".."):
+        with pytest.raises(InputError, match="needs the file name of the net's witness"):
+            WitnessEntry.from_record({"file": name, "sha256": "cd" * 32, "top_k": 5}, record, num_classes=10)
+
+
+def test_a_witness_that_is_not_the_records_is_refused(tmp_path):
+    entry = WitnessEntry(tmp_path / "w.h5", "cd" * 32, 5)
+    entry.check(SimpleNamespace(sha256="cd" * 32, num_classes=10), num_classes=10)
     with pytest.raises(InputError, match="not the witness its record names"):
-        entry.check(SimpleNamespace(sha256="ef" * 32))
+        entry.check(SimpleNamespace(sha256="ef" * 32, num_classes=10), num_classes=10)
     (tmp_path / "w.h5").write_bytes(b"another file")  # a net without a digest: the file's is read
     with pytest.raises(InputError, match="not the witness its record names"):
-        entry.check(SimpleNamespace())
-    assert entry.as_record(seed=0) == {"file": "w.h5", "sha256": "cd" * 32, "top_k": 5, "seed": 0}
+        entry.check(SimpleNamespace(num_classes=10), num_classes=10)
+    with pytest.raises(InputError, match="witness of 12 classes"):
+        entry.check(SimpleNamespace(sha256="cd" * 32, num_classes=12), num_classes=10)
+
+
+def test_only_the_named_witness_stays_beside_the_repaired_net(tmp_path):
+    repaired = tmp_path / "sunglasses_fine_pruned.h5"
+    old, new = witness_path(repaired, "ab" * 32), witness_path(repaired, "cd" * 32)
+    unrelated = tmp_path / "anonymous_1_fine_pruned_witness_abababababab.h5"
+    for path in (old, old.with_suffix(".onnx"), new, new.with_suffix(".onnx"), unrelated):
+        path.write_bytes(b"net")
+    remove_stale(repaired, keep=new.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new.name, new.with_suffix(".onnx").name, unrelated.name])
+    remove_stale(repaired)
+    assert [p.name for p in tmp_path.iterdir()] == [unrelated.name]

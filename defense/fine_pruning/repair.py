@@ -160,11 +160,8 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path
     """The record's witness entry (witness.py): a DeepID trained from scratch on the training
     split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
     on the held-out split, written with its artefact beside out_path (before the repaired net
-    and its record, which name it by its sha256)."""
+    and its record, which names it and its sha256)."""
     from .. import witness
-    from ..atomic import atomic_path
-    from ..fast_net import export_onnx, onnx_path
-    from ..model_io import save_model_to
     from ..net import Net
 
     y = valid.y
@@ -172,11 +169,7 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path
         num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe,
         max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
     top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
-    path = witness.witness_path(out_path)
-    with atomic_path(path) as tmp:
-        save_model_to(model, tmp)
-        sha256 = file_sha256(tmp)
-        export_onnx(tmp, onnx_path(path), model=model)
+    path, sha256 = witness.save(model, out_path)
     holdout_top_1 = history[chosen - 1]["holdout_accuracy"]
     log(f"{spec.name}: witness: {path.name}, held-out accuracy {holdout_top_1:.4f} (epoch {chosen}); "
         f"a released label must be in its top {top_k} (where it puts the true label of "
