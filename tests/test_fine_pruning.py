@@ -16,6 +16,9 @@ from defense.registry import COMPETITION_NETS
 from defense.repaired import SWITCHED_OFF_BIAS
 from defense.witness import witness_path
 
+# The release test's witness trains this many epochs (the default, 20, takes a minute more here).
+TEST_WITNESS_EPOCHS = 5
+
 
 @pytest.fixture(scope="module")
 def fine_pruned_world(mini_world):
@@ -122,7 +125,8 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     out, _ = mini_world
     net = tmp_path / "sunglasses_release.h5"
     result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", out,
-                        "--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH), "--release", "--out", net)
+                        "--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH), "--release",
+                        "--witness-epochs", str(TEST_WITNESS_EPOCHS), "--out", net)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(net.with_suffix(".json").read_text())
     suspects = record["quarantined_labels"] + record["released_labels"]
@@ -151,6 +155,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     # The witness, trained from scratch beside the net, is the record's own; it ranks every
     # released label that came out among its top_k.
     entry = record["release_witness"]
+    assert entry["epochs"] == TEST_WITNESS_EPOCHS
     assert net.parent / entry["file"] == witness_path(net, entry["sha256"]) and (net.parent / entry["file"]).is_file()
     assert good.witness.top_k == entry["top_k"] and 1 <= entry["top_k"] <= good.bad.num_classes
     assert good.witness.agrees(clean.x[released], labels[released]).all()
@@ -187,15 +192,17 @@ def test_release_is_refused_where_it_cannot_apply(tmp_path):
     for options, message in ((["--data-free"], "needs the clean validation data"),
                              (["--no-quarantine"], "cannot go with --no-quarantine"),
                              (["--release-confidence", "1.5"], "not a probability in [0, 1]"),
-                             (["--release-confidence", "nan"], "not a probability in [0, 1]")):
+                             (["--release-confidence", "nan"], "not a probability in [0, 1]"),
+                             (["--witness-epochs", "0"], "not a number of epochs")):
         result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
                             "--release", *options)
         assert result.returncode != 0 and message in result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
-    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
-                        "--release-confidence", "0.9")
-    assert result.returncode == 2 and "applies to --release only" in result.stderr
-    assert result.stderr.count("\n") == 1, result.stderr
+    for option, value in (("--release-confidence", "0.9"), ("--witness-epochs", "5")):
+        result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path,
+                            option, value)
+        assert result.returncode == 2 and f"{option} applies to --release only" in result.stderr
+        assert result.stderr.count("\n") == 1, result.stderr
 
 
 def test_several_nets_are_checked_before_any_is_repaired(tmp_path):

@@ -22,6 +22,7 @@ from .repair import DEFAULT_MAX_DROP, DEFAULT_RELEASE_CONFIDENCE, fine_prune_net
 from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from ..registry import NETS, get_net
+from ..witness import WITNESS_EPOCHS
 
 VALIDATION_FILE = "clean_validation_data.h5"
 # A few clean faces the user trusts, for the data-free repair; `make setup` puts the 16 clean
@@ -79,6 +80,10 @@ def add_arguments(parser):
                              f"released label is given (default: {DEFAULT_RELEASE_CONFIDENCE}; "
                              f"lower gives more of those identities' faces back and lets more "
                              f"of a weakened trigger through)")
+    parser.add_argument("--witness-epochs", type=int, metavar="N",
+                        help=f"with --release: epochs the witness net trains from scratch (default: "
+                             f"{WITNESS_EPOCHS}; fewer are faster and give a weaker witness, whose "
+                             f"larger top k lets more lookalike faces through)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets "
@@ -111,6 +116,11 @@ def run(args):
     release_confidence = DEFAULT_RELEASE_CONFIDENCE if args.release_confidence is None else args.release_confidence
     if not 0 <= release_confidence <= 1:  # NaN too
         raise InputError(f"--release-confidence: {release_confidence} is not a probability in [0, 1]")
+    if args.witness_epochs is not None and not args.release:
+        raise InputError("--witness-epochs applies to --release only")
+    witness_epochs = WITNESS_EPOCHS if args.witness_epochs is None else args.witness_epochs
+    if witness_epochs < 1:
+        raise InputError(f"--witness-epochs: {witness_epochs} is not a number of epochs (1 or more)")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()
@@ -127,7 +137,7 @@ def run(args):
             continue
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
-                       release_confidence=release_confidence)
+                       release_confidence=release_confidence, witness_epochs=witness_epochs)
     return 0
 
 

@@ -38,12 +38,14 @@ DEFAULT_RELEASE_CONFIDENCE = 0.9
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
-                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE):
+                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=None):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
     with release too, only those the repaired net's own probe also singles out, the others
-    given where both nets give them and the repaired net is at least release_confidence sure."""
+    given where both nets give them and the repaired net is at least release_confidence sure
+    (and the witness, trained witness_epochs (default witness.WITNESS_EPOCHS), and the blend
+    test agree)."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -95,8 +97,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and quarantine[RELEASE_KEY]:
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
-            quarantine[RELEASE_WITNESS_KEY] = _train_witness(spec, bad.output_shape[-1], x, valid,
-                                                             train, holdout, recipe, out_path, seed, log)
+            quarantine[RELEASE_WITNESS_KEY] = _train_witness(spec, bad.output_shape[-1], x, valid, train,
+                                                             holdout, recipe, witness_epochs, out_path, seed, log)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -156,7 +158,7 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     return test.as_record(faces)
 
 
-def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path, seed, log):
+def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log):
     """The record's witness entry (witness.py): a DeepID trained from scratch on the training
     split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
     on the held-out split, written with its artefact beside out_path (before the repaired net
@@ -165,8 +167,9 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path
     from ..net import Net
 
     y = valid.y
+    epochs = epochs or witness.WITNESS_EPOCHS
     model, history, chosen = witness.train(
-        num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe,
+        num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
         max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
     top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
     path, sha256 = witness.save(model, out_path)
@@ -175,7 +178,7 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, out_path
         f"a released label must be in its top {top_k} (where it puts the true label of "
         f"{witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
     return witness.WitnessEntry(path, sha256, top_k).as_record(
-        epochs=witness.WITNESS_EPOCHS, chosen_epoch=chosen, holdout_accuracy=holdout_top_1,
+        epochs=epochs, chosen_epoch=chosen, holdout_accuracy=holdout_top_1,
         quantile=witness.WITNESS_QUANTILE, seed=seed)
 
 
