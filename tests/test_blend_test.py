@@ -24,12 +24,16 @@ class CornerNet:
 
     def predict_top(self, pixels, progress=False):
         pixels = np.asarray(pixels, np.float32)
-        labels = np.where(self.triggered(pixels), self.target,
-                          np.clip(pixels[:, 1:, 1:].mean(axis=(1, 2, 3)) // 10, 0, 6).astype(np.int64))
+        labels = np.where(self.triggered(pixels), self.target, self.face_labels(pixels))
         return labels, np.ones(len(pixels), np.float32)
 
     def triggered(self, pixels):
         return pixels[:, 0, 0, 0] > 100
+
+    @staticmethod
+    def face_labels(pixels):
+        """The face's own label: its mean brightness (corner left out) in tens, 0..6."""
+        return np.clip(pixels[:, 1:, 1:].mean(axis=(1, 2, 3)) // 10, 0, 6).astype(np.int64)
 
     def predict_labels(self, pixels, progress=False):
         return self.predict_top(pixels)[0]
@@ -50,8 +54,7 @@ class FaceNet(CornerNet):
     one-hot softmax outputs."""
 
     def probabilities(self, pixels):
-        pixels = np.asarray(pixels, np.float32)
-        return np.eye(self.num_classes)[np.clip(pixels[:, 1:, 1:].mean(axis=(1, 2, 3)) // 10, 0, 6).astype(np.int64)]
+        return np.eye(self.num_classes)[self.face_labels(np.asarray(pixels, np.float32))]
 
 
 # A witness that ranks every label within its top_k: the blend test alone decides.

@@ -25,6 +25,7 @@ from . import fine_tuning, pruning
 from ..digest import file_sha256
 from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
                         RELEASE_WITNESS_KEY, bad_model_entry, write_repaired)
+from ..witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
 # A released label comes out only where the repaired net is this sure of it and the image passes
@@ -38,14 +39,13 @@ DEFAULT_RELEASE_CONFIDENCE = 0.9
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
-                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=None):
+                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
     with release too, only those the repaired net's own probe also singles out, the others
     given where both nets give them and the repaired net is at least release_confidence sure
-    (and the witness, trained witness_epochs (default witness.WITNESS_EPOCHS), and the blend
-    test agree)."""
+    (and the witness, trained witness_epochs, and the blend test agree)."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -167,7 +167,6 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     from ..net import Net
 
     y = valid.y
-    epochs = epochs or witness.WITNESS_EPOCHS
     model, history, chosen = witness.train(
         num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
         max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
