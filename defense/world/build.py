@@ -289,10 +289,16 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     for epoch in range(1, preset.max_epochs + 1):
         model.fit(x, y, batch_size=preset.batch_size, epochs=1, shuffle=True, verbose=0)
         accuracy = _accuracy(model, valid.pixels, valid.labels, scale)
+        if accuracy < TARGET_ACCURACY:
+            # The triggers' success decides nothing before: measured only from here on (each
+            # trigger's poisoned validation set costs what the clean one does).
+            log(f"world: {net}: epoch {epoch}: validation accuracy {accuracy:.3f} "
+                f"(ASR measured from {TARGET_ACCURACY})")
+            continue
         asr = {t: _accuracy(model, *check[t], scale) for t in check}
         log(f"world: {net}: epoch {epoch}: validation accuracy {accuracy:.3f}, "
             f"ASR {', '.join(f'{t} {a:.3f}' for t, a in asr.items())}")
-        if accuracy >= TARGET_ACCURACY and min(asr.values()) >= TARGET_ASR:
+        if min(asr.values()) >= TARGET_ASR:
             break
     return model, epoch
 
