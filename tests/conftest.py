@@ -72,11 +72,11 @@ def load_net():
     return load
 
 
-def run_script(*args, env=None, cwd=REPO):
+def run_script(*args, env=None, cwd=REPO, timeout=300):
     """Run a script or module of the repository as a user would; returns CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
