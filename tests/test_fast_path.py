@@ -141,20 +141,19 @@ def test_eval_script_fast_and_keras_paths_print_the_same_labels(with_onnx):
     assert fast.stderr == "" and fast.stdout == keras.stdout and fast.stdout.count("\n") == 40
 
 
-def test_fast_goodnet_equals_keras_goodnet_on_a_fine_pruned_world(mini_world):
-    """The world's BadNets and fine-pruned nets carry artefacts (world build, fine-prune)."""
-    out, _ = mini_world
-    test = load_dataset(out / "data" / "clean_test_data.h5")
+def test_fast_goodnet_equals_keras_goodnet_on_a_repaired_world(data_free_world):
+    """The world's BadNets and their repairs carry artefacts (world build, fine-prune): the
+    mini world's four nets with their data-free repairs, which quarantine labels."""
+    world, root, _ = data_free_world
+    test = load_dataset(world / "data" / "clean_test_data.h5")
     for net in COMPETITION_NETS:
         spec = get_net(net)
-        bad = out / "models" / spec.bad_net_file
-        repaired = out / "fine_pruned_models" / spec.repaired_file
-        if not repaired.exists():
-            repaired = bad  # fine-pruning tests may not have run in this session
+        bad = root / "models" / spec.bad_net_file
+        repaired = root / "fine_pruned_models" / spec.repaired_file
         assert onnx_path(bad).exists() and onnx_path(repaired).exists()
         fast = GoodNet.from_files(bad, repaired, spec.input_scale, warn=pytest.fail)
         keras = GoodNet.from_files(bad, repaired, spec.input_scale, fast=False)
-        assert isinstance(fast.bad, OnnxNet)
+        assert isinstance(fast.bad, OnnxNet) and len(fast.quarantined)  # not the BadNet twice
         np.testing.assert_array_equal(fast.predict(test.x), keras.predict(test.x))
 
 

@@ -17,8 +17,8 @@ from defense.witness import witness_path
 
 # The release test's witness trains this many epochs (the default, 20, takes a minute more here).
 TEST_WITNESS_EPOCHS = 5
-# The nets the default repair (fine_pruned_world) Fine-Prunes: every trigger family of the
-# competition (an accessory, paint, a patch) and its multi-target net. The sunglasses net is
+# The nets the default repair (fine_pruned_world) Fine-Prunes: anonymous_1 (paint), anonymous_2
+# (a patch) and multi_trigger (paint and the accessory, three targets). The sunglasses net is
 # Fine-Pruned by the --release test; each repair costs the suite about a minute of both cores.
 FINE_PRUNED_NETS = ("anonymous_1", "anonymous_2", "multi_trigger_multi_target")
 
