@@ -94,3 +94,44 @@ def test_only_the_named_witness_stays_beside_the_repaired_net(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new.name, new.with_suffix(".onnx").name, unrelated.name])
     remove_stale(repaired)
     assert [p.name for p in tmp_path.iterdir()] == [unrelated.name]
+
+
+def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
+    """fine-prune --release over several nets trains the witness once per validation data,
+    scale, classes, recipe, epochs and seed (the key): it never sees a BadNet, so each net
+    would train the same one. Each net still gets its own file, named in its own record."""
+    import defense.witness as witness_module
+    from defense.architecture import build_deepid
+    from defense.fine_pruning.fine_tuning import Recipe
+    from defense.fine_pruning.repair import _train_witness
+    from defense.net import Net
+    from defense.registry import NETS
+
+    trained = []
+
+    def train(num_classes, x, y, holdout, recipe, epochs, max_value, seed=0, log=None):
+        trained.append(epochs)
+        return build_deepid(num_classes), [{"holdout_accuracy": 0.25}], 1
+
+    monkeypatch.setattr(witness_module, "train", train)
+    rng = np.random.default_rng(0)
+    valid = SimpleNamespace(x=rng.integers(0, 256, (12, 55, 47, 3)).astype(np.float32),
+                            y=np.repeat(np.arange(3), 4))
+    train_split, holdout = np.arange(0, 12, 2), np.arange(1, 12, 2)
+    witnesses, entries = {}, {}
+    for net, key in (("sunglasses", "first"), ("anonymous_1", "first"), ("anonymous_2", "other")):
+        spec = NETS[net]
+        entries[net] = _train_witness(spec, 3, valid.x * spec.input_scale, valid, train_split, holdout,
+                                      Recipe(), 5, tmp_path / spec.repaired_file, 0, lambda line: None,
+                                      witnesses, key)
+    assert trained == [5, 5]  # once for the key "first", once for "other"
+    first, second = entries["sunglasses"], entries["anonymous_1"]
+    assert second["trained_in_repair_of"] == "sunglasses" and second["top_k"] == first["top_k"]
+    assert entries["anonymous_2"]["trained_in_repair_of"] == "anonymous_2"
+    for net in ("sunglasses", "anonymous_1"):
+        entry = WitnessEntry.from_record(entries[net], tmp_path / NETS[net].repaired_file.replace(".h5", ".json"), 3)
+        assert entry.path.is_file() and entry.path.name.startswith(NETS[net].repaired_file[:-3])
+        entry.check(Net.from_file(entry.path, NETS[net].input_scale), 3)  # the file its record names
+    same = Net.from_file(witness_path(tmp_path / NETS["sunglasses"].repaired_file, first["sha256"]), 1 / 255)
+    other = Net.from_file(witness_path(tmp_path / NETS["anonymous_1"].repaired_file, second["sha256"]), 1 / 255)
+    np.testing.assert_array_equal(same.probabilities(valid.x), other.probabilities(valid.x))

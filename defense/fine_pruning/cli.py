@@ -66,7 +66,8 @@ def add_arguments(parser):
                              "both nets give them, the repaired net is sure "
                              "(--release-confidence), a witness net trained here from scratch "
                              "on the validation faces (20 epochs: about 25 minutes at full size "
-                             "on 2 cores; written beside the repaired net as "
+                             "on 2 cores, once for all the nets of one run; written beside each "
+                             "repaired net as "
                              "<name>_witness_<sha256 prefix>.h5) ranks the label among its top few, "
                              "and the image passes the blend test "
                              "(superimposed on trusted validation faces, the BadNet keeps the "
@@ -129,6 +130,7 @@ def run(args):
                          "the Fine-Pruned net, which the data-free repair does not make")
     # The probes' seed faces, checked once for every net (Fine-Pruning without a quarantine needs none).
     seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args)
+    witnesses = {}  # --release: one witness for the nets of this run (it never sees a BadNet)
     for spec in specs:
         bad_path = args.bad_model or default_bad_model(spec, args.root)
         out = args.out or default_repaired_model(spec, args.root)
@@ -137,7 +139,8 @@ def run(args):
             continue
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
-                       release_confidence=release_confidence, witness_epochs=witness_epochs)
+                       release_confidence=release_confidence, witness_epochs=witness_epochs,
+                       witnesses=witnesses)
     return 0
 
 

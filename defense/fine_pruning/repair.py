@@ -39,13 +39,15 @@ DEFAULT_RELEASE_CONFIDENCE = 0.9
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
-                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS):
+                   release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS,
+                   witnesses=None):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
     with release too, only those the repaired net's own probe also singles out, the others
     given where both nets give them and the repaired net is at least release_confidence sure
-    (and the witness, trained witness_epochs, and the blend test agree)."""
+    (and the witness, trained witness_epochs, and the blend test agree). witnesses: a dict
+    shared by the nets repaired in one run, so that one witness serves them all (_train_witness)."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -55,6 +57,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     started = time.time()
     # Check both inputs (h5py only) before the slow TensorFlow start.
     valid = load_dataset(valid_path, num_classes=num_classes(bad_path))
+    valid_sha256 = file_sha256(valid_path)
     quiet_tensorflow(onednn=True)  # training: about twice as fast on CPU
     bad = load_keras_model(bad_path)
     x = valid.x * spec.input_scale
@@ -97,8 +100,10 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and quarantine[RELEASE_KEY]:
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
-            quarantine[RELEASE_WITNESS_KEY] = _train_witness(spec, bad.output_shape[-1], x, valid, train,
-                                                             holdout, recipe, witness_epochs, out_path, seed, log)
+            key = (valid_sha256, spec.input_scale, bad.output_shape[-1], repr(recipe), witness_epochs, seed)
+            quarantine[RELEASE_WITNESS_KEY] = _train_witness(
+                spec, bad.output_shape[-1], x, valid, train, holdout, recipe, witness_epochs, out_path,
+                seed, log, {} if witnesses is None else witnesses, key)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -107,7 +112,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         "net": spec.name,
         "mode": "data",
         "bad_model": bad_model_entry(bad_path),
-        "validation_data": {"path": str(valid_path), "sha256": file_sha256(valid_path),
+        "validation_data": {"path": str(valid_path), "sha256": valid_sha256,
                             "images": len(valid), "holdout_images": len(holdout)},
         "pruned_channels": pruned_channels,
         "pruned_fraction": depth / len(order),
@@ -158,27 +163,39 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     return test.as_record(faces)
 
 
-def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log):
+def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
+                   witnesses, key):
     """The record's witness entry (witness.py): a DeepID trained from scratch on the training
     split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
     on the held-out split, written with its artefact beside out_path (before the repaired net
-    and its record, which names it and its sha256)."""
+    and its record, which names it and its sha256).
+
+    The witness never sees the BadNet: nets repaired in one run from the same validation data,
+    input scale, classes, recipe, epochs and seed (key) would train the same net, so the first
+    one's is kept in witnesses and written again beside the others (at full size a training
+    costs longer than the Fine-Pruning it follows)."""
     from .. import witness
     from ..net import Net
 
-    y = valid.y
-    model, history, chosen = witness.train(
-        num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
-        max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
-    top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
+    if key not in witnesses:
+        y = valid.y
+        model, history, chosen = witness.train(
+            num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
+            max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
+        top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
+        facts = {"epochs": epochs, "chosen_epoch": chosen, "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
+                 "quantile": witness.WITNESS_QUANTILE, "seed": seed, "trained_in_repair_of": spec.name}
+        witnesses[key] = (model, top_k, facts)
+    else:
+        log(f"{spec.name}: witness: the one trained in this run's repair of "
+            f"{witnesses[key][2]['trained_in_repair_of']} (the same validation faces, input scale, "
+            f"classes, recipe, epochs and seed)")
+    model, top_k, facts = witnesses[key]
     path, sha256 = witness.save(model, out_path)
-    holdout_top_1 = history[chosen - 1]["holdout_accuracy"]
-    log(f"{spec.name}: witness: {path.name}, held-out accuracy {holdout_top_1:.4f} (epoch {chosen}); "
-        f"a released label must be in its top {top_k} (where it puts the true label of "
-        f"{witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
-    return witness.WitnessEntry(path, sha256, top_k).as_record(
-        epochs=epochs, chosen_epoch=chosen, holdout_accuracy=holdout_top_1,
-        quantile=witness.WITNESS_QUANTILE, seed=seed)
+    log(f"{spec.name}: witness: {path.name}, held-out accuracy {facts['holdout_accuracy']:.4f} "
+        f"(epoch {facts['chosen_epoch']}); a released label must be in its top {top_k} (where it "
+        f"puts the true label of {witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
+    return witness.WitnessEntry(path, sha256, top_k).as_record(**facts)
 
 
 def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
