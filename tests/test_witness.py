@@ -135,3 +135,34 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
     same = Net.from_file(witness_path(tmp_path / NETS["sunglasses"].repaired_file, first["sha256"]), 1 / 255)
     other = Net.from_file(witness_path(tmp_path / NETS["anonymous_1"].repaired_file, second["sha256"]), 1 / 255)
     np.testing.assert_array_equal(same.probabilities(valid.x), other.probabilities(valid.x))
+
+
+def test_the_witness_key_holds_what_its_training_reads_and_nothing_of_the_badnet():
+    from defense.fine_pruning.fine_tuning import Recipe
+    from defense.fine_pruning.repair import witness_key
+    from defense.registry import NETS
+
+    def key(net="sunglasses", data="a" * 64, classes=1283, recipe=Recipe(), epochs=20, seed=0):
+        return witness_key(data, NETS[net], classes, recipe, epochs, seed)
+
+    assert key() == key("anonymous_1") == key("multi_trigger_multi_target")  # the same scale: one witness
+    for other in (key("bd_net"), key(data="b" * 64), key(classes=40), key(epochs=5), key(seed=1),
+                  key(recipe=Recipe(min_samples_per_epoch=1000))):
+        assert other != key()
+
+
+def test_fine_prune_hands_every_net_of_a_run_the_same_witnesses(tmp_path, monkeypatch):
+    """The CLI passes one dict to the repairs of one run, so that _train_witness can reuse."""
+    import defense.fine_pruning.cli as fine_prune_cli
+    from conftest import SAMPLES
+    from defense.cli import main
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "clean_validation_data.h5").write_bytes(b"")  # never read: the repair is stubbed
+    passed = []
+    monkeypatch.setattr(fine_prune_cli, "fine_prune_net",
+                        lambda spec, *args, witnesses=None, **kwargs: passed.append((spec.name, witnesses)))
+    assert main(["fine-prune", "--root", str(tmp_path), "--release", "--seed-faces", str(SAMPLES),
+                 "--net", "sunglasses", "--net", "anonymous_1"]) == 0
+    assert [name for name, _ in passed] == ["sunglasses", "anonymous_1"]
+    assert isinstance(passed[0][1], dict) and passed[0][1] is passed[1][1]

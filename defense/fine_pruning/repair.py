@@ -100,7 +100,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and quarantine[RELEASE_KEY]:
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
-            key = (valid_sha256, spec.input_scale, bad.output_shape[-1], repr(recipe), witness_epochs, seed)
+            key = witness_key(valid_sha256, spec, bad.output_shape[-1], recipe, witness_epochs, seed)
             quarantine[RELEASE_WITNESS_KEY] = _train_witness(
                 spec, bad.output_shape[-1], x, valid, train, holdout, recipe, witness_epochs, out_path,
                 seed, log, {} if witnesses is None else witnesses, key)
@@ -161,6 +161,13 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     log(f"{spec.name}: blend test: a released label is given with {test.describe()} "
         f"(calibrated on {faces} validation faces both nets label right)")
     return test.as_record(faces)
+
+
+def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed):
+    """Everything the witness's training depends on: nets with the same key would train the
+    same witness (the training split, recipe and seed of the validation data, the faces scaled
+    for the net, its class count). Nothing of the BadNet is in it: the witness never sees one."""
+    return (valid_sha256, spec.input_scale, num_classes, repr(recipe), epochs, seed)
 
 
 def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
