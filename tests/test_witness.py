@@ -106,6 +106,7 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
     from defense.fine_pruning.repair import _train_witness
     from defense.net import Net
     from defense.registry import NETS
+    from defense.repaired import record_path
 
     trained = []
 
@@ -119,18 +120,20 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
                             y=np.repeat(np.arange(3), 4))
     train_split, holdout = np.arange(0, 12, 2), np.arange(1, 12, 2)
     witnesses, entries = {}, {}
-    for net, key in (("sunglasses", "first"), ("anonymous_1", "first"), ("anonymous_2", "other")):
+    # Three nets of one scale; the third's validation data is another (its sha256 "b...").
+    for net, data in (("sunglasses", "a" * 64), ("anonymous_1", "a" * 64), ("anonymous_2", "b" * 64)):
         spec = NETS[net]
         entries[net] = _train_witness(spec, 3, valid.x * spec.input_scale, valid, train_split, holdout,
                                       Recipe(), 5, tmp_path / spec.repaired_file, 0, lambda line: None,
-                                      witnesses, key)
-    assert trained == [5, 5]  # once for the key "first", once for "other"
+                                      witnesses, data)
+    assert trained == [5, 5]  # once for the data "a...", once for "b..."
     first, second = entries["sunglasses"], entries["anonymous_1"]
     assert second["trained_in_repair_of"] == "sunglasses" and second["top_k"] == first["top_k"]
     assert entries["anonymous_2"]["trained_in_repair_of"] == "anonymous_2"
     for net in ("sunglasses", "anonymous_1"):
-        entry = WitnessEntry.from_record(entries[net], tmp_path / NETS[net].repaired_file.replace(".h5", ".json"), 3)
-        assert entry.path.is_file() and entry.path.name.startswith(NETS[net].repaired_file[:-3])
+        repaired = tmp_path / NETS[net].repaired_file
+        entry = WitnessEntry.from_record(entries[net], record_path(repaired), 3)
+        assert entry.path.is_file() and entry.path.name.startswith(repaired.stem)
         entry.check(Net.from_file(entry.path, NETS[net].input_scale), 3)  # the file its record names
     same = Net.from_file(witness_path(tmp_path / NETS["sunglasses"].repaired_file, first["sha256"]), 1 / 255)
     other = Net.from_file(witness_path(tmp_path / NETS["anonymous_1"].repaired_file, second["sha256"]), 1 / 255)

@@ -100,10 +100,9 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and quarantine[RELEASE_KEY]:
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
-            key = witness_key(valid_sha256, spec, bad.output_shape[-1], recipe, witness_epochs, seed)
             quarantine[RELEASE_WITNESS_KEY] = _train_witness(
                 spec, bad.output_shape[-1], x, valid, train, holdout, recipe, witness_epochs, out_path,
-                seed, log, {} if witnesses is None else witnesses, key)
+                seed, log, {} if witnesses is None else witnesses, valid_sha256)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -171,20 +170,22 @@ def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed):
 
 
 def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
-                   witnesses, key):
+                   witnesses, valid_sha256):
     """The record's witness entry (witness.py): a DeepID trained from scratch on the training
     split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
     on the held-out split, written with its artefact beside out_path (before the repaired net
     and its record, which names it and its sha256).
 
     The witness never sees the BadNet: nets repaired in one run from the same validation data,
-    input scale, classes, recipe, epochs and seed (key) would train the same net, so the first
-    one's is kept in witnesses and written again beside the others (at full size a training
-    costs longer than the Fine-Pruning it follows)."""
+    input scale, classes, recipe, epochs and seed (witness_key) would train the same net, so
+    the first one's is kept in witnesses and written again beside the others (at full size a
+    training costs longer than the Fine-Pruning it follows)."""
     from .. import witness
     from ..net import Net
 
-    if key not in witnesses:
+    key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed)
+    reused = key in witnesses
+    if not reused:
         y = valid.y
         model, history, chosen = witness.train(
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
@@ -193,11 +194,10 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
         facts = {"epochs": epochs, "chosen_epoch": chosen, "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
                  "quantile": witness.WITNESS_QUANTILE, "seed": seed, "trained_in_repair_of": spec.name}
         witnesses[key] = (model, top_k, facts)
-    else:
-        log(f"{spec.name}: witness: the one trained in this run's repair of "
-            f"{witnesses[key][2]['trained_in_repair_of']} (the same validation faces, input scale, "
-            f"classes, recipe, epochs and seed)")
     model, top_k, facts = witnesses[key]
+    if reused:
+        log(f"{spec.name}: witness: the one trained in this run's repair of {facts['trained_in_repair_of']} "
+            f"(the same validation faces, input scale, classes, recipe, epochs and seed)")
     path, sha256 = witness.save(model, out_path)
     log(f"{spec.name}: witness: {path.name}, held-out accuracy {facts['holdout_accuracy']:.4f} "
         f"(epoch {facts['chosen_epoch']}); a released label must be in its top {top_k} (where it "
