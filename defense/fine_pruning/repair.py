@@ -28,13 +28,15 @@ from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, REL
 from ..witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
-# A released label comes out only where the repaired net is this sure of it and the image passes
-# the blend test. Without the test, 0.9 let up to 1.28 % of a trigger through on the mini world
-# and 0.99 up to 2.85 % of the full zoo's whole-face triggers; with it, 0.9 let at most 0.85 %
-# through in the attack report's worst setting on five generated worlds and gave back 80-98 %
-# of the BadNet's accuracy on the released identities' faces at full size
-# (docs/results/2026-12-03-blend-test.md).
-DEFAULT_RELEASE_CONFIDENCE = 0.9
+# A released label comes out only where the repaired net is at least this sure of it, the witness
+# ranks it high and the image passes the blend test. Before those two, the level held triggers
+# back alone: 0.9 let up to 1.28 % of one through on the mini world and 0.99 up to 2.85 % of the
+# full zoo's whole-face triggers (docs/results/2026-12-03-blend-test.md). With both behind it,
+# 0.5 (more than half the repaired net's probability; chosen on the full zoo) gave back 0-11 more
+# of the released identities' faces a net than 0.9 on four generated worlds, and the attack
+# report's worst setting rose by at most 0.26 points, one face of 390
+# (docs/results/2026-12-05-release-confidence.md).
+DEFAULT_RELEASE_CONFIDENCE = 0.5
 
 
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
