@@ -33,7 +33,7 @@ DEFAULT_MAX_DROP = 0.04
 # back alone: 0.9 let up to 1.28 % of one through on the mini world and 0.99 up to 2.85 % of the
 # full zoo's whole-face triggers (docs/results/2026-12-03-blend-test.md). With both behind it,
 # 0.5 (at least half the repaired net's probability; chosen on the full zoo) gave back 0-11 more
-# of the released identities' faces a net than 0.9 on four generated worlds, and the attack
+# of the released identities' faces a net than 0.9 on five generated worlds, and the attack
 # report's worst setting rose by at most 0.26 points, one face of 390
 # (docs/results/2026-12-05-release-confidence.md).
 DEFAULT_RELEASE_CONFIDENCE = 0.5
