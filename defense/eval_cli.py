@@ -56,8 +56,9 @@ def _parser(spec, prog):
                     f"do not, the poisoned label N (1283 for the competition nets) if the BadNet "
                     f"is sure (--flag-confidence), else the repaired net's label. A label the "
                     f"repair quarantined (its suspected attack targets) is never given; one it "
-                    f"released (fine-prune --release) only where both nets give it and the "
-                    f"repaired net is sure of it.",
+                    f"released (fine-prune --release) only where both nets give it, the "
+                    f"repaired net at least as sure as the record's release confidence, and "
+                    f"the record's witness and blend test agree.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "

@@ -50,7 +50,8 @@ QUARANTINE_KEY = "quarantined_labels"
 RELEASE_KEY = "released_labels"
 RELEASE_CONFIDENCE_KEY = "release_confidence"
 # The blend test a released label must also pass (blend_test.py); a record that releases
-# labels without one (made before it) is refused: the confidence level alone lets faded triggers through.
+# labels without one (made before it) is refused: the confidence level alone lets faded
+# triggers through.
 RELEASE_TEST_KEY = "release_test"
 # A quarantined label's output unit: zero weights and this bias, far below any DeepID logit
 # (they stay within a few dozen of zero), so the net never gives the label.

@@ -63,8 +63,8 @@ def add_arguments(parser):
     parser.add_argument("--release", action="store_true",
                         help="Fine-Pruning only: also probe the Fine-Pruned net, switch off only "
                              "the suspects it still singles out, and give the others back where "
-                             "both nets give them, the repaired net is sure "
-                             "(--release-confidence), a witness net trained here from scratch "
+                             "both nets give them, the repaired net gives them at least "
+                             "--release-confidence of its probability, a witness net trained here from scratch "
                              "on the validation faces (20 epochs: about 25 minutes at full size "
                              "on 2 cores, once a run for the nets of the same input scale; "
                              "written beside each repaired net as "
