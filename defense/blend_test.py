@@ -16,7 +16,9 @@ whose validation faces both nets label right (nothing to compare with); never ab
 MAX_THRESHOLD, so that a trigger that survives (nearly) every blend fails whatever its label.
 The idea is STRIP's (Gao et al. 2019), who superimpose held-out images and measure the entropy
 of the predictions; here the share of one label, because the question is only whether this
-label survives.
+label survives. A witnessed label (a quarantined one given back on the witness's top label:
+goodnet.py) is held to its own share the same way, counted on the faces the BadNet labels
+right: the repaired net never gives it.
 
 What the BadNet's half invites: a BadNet trained to let its trigger break under superimposition
 (the `adaptive` worlds: every triggered face then passes). So the test also asks the repaired
@@ -102,7 +104,8 @@ class BlendTest:
     def from_record(cls, entry, path, input_shape, released):
         """The test from a record's `release_test` entry; InputError where it is malformed or
         would let a label through that a trigger keeps (a threshold above MAX_THRESHOLD, a
-        per-label threshold for a label that is not released)."""
+        per-label threshold for a label not in released: the record's released and witnessed
+        labels)."""
         import base64
         import binascii
 
@@ -139,7 +142,7 @@ class BlendTest:
             raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
-            raise bad("has a per-label threshold for a label that is not released")
+            raise bad("has a per-label threshold for a label that is neither released nor witnessed")
         trusted = np.frombuffer(raw, np.uint8).reshape(shape)
         return cls(trusted, float(threshold), float(alpha),
                    {int(label): float(share) for label, share in label_thresholds.items()},
@@ -169,17 +172,22 @@ def check_calibration_faces(labels, suspects):
                          f"unsuspected identities; found {available}")
 
 
-def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
+def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=()):
     """(BlendTest, calibration faces used) from clean validation faces (N, 55, 47, 3), 0..255:
     TRUSTED_FACES of identities never suspected are the blends' partners; the threshold is the
     THRESHOLD_QUANTILE of the BadNet's keep shares over up to CALIBRATION_FACES others that
     both nets label right (the faces a released label is given on); a released label with own
     validation faces that both nets label right gets their largest share, above or below that
-    (0 without such faces); none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE
-    of how many more blends of those faces the repaired net keeps their label on than the
-    BadNet does (0 at least, MAX_THRESHOLD at most)."""
-    if not set(released) <= set(suspects):  # a released label's own faces must never be partners
-        raise ValueError("released labels must be among the suspects")
+    (0 without such faces); a witnessed label (switched off in the repaired net, given back on
+    the witness's word: goodnet.decide) the same over its own faces that the BadNet labels
+    right; none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more
+    blends of those faces the repaired net keeps their label on than the BadNet does (0 at
+    least, MAX_THRESHOLD at most). The labels' own shares come after every random draw: adding
+    witnessed labels leaves the partners and the other thresholds as they were."""
+    if not set(released) | set(witnessed) <= set(suspects):  # their own faces must never be partners
+        raise ValueError("released and witnessed labels must be among the suspects")
+    if set(released) & set(witnessed):
+        raise ValueError("a label is either released or witnessed")
     check_calibration_faces(labels, suspects)
     candidates = np.flatnonzero(~np.isin(labels, list(suspects)))
     rng.shuffle(candidates)
@@ -194,10 +202,13 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng):
     excess = keep_shares(repaired, x[right], y[right], trusted) - bad_keeps
     divergence = float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
     label_thresholds = {}
-    for label in sorted(int(label) for label in released):
+    for label in sorted(int(label) for label in [*released, *witnessed]):
         own = pixels[labels == label]
-        own = own[(bad.predict_labels(own) == label) & (repaired.predict_labels(own) == label)]
-        # No own face both nets label right: nothing to compare with, the strictest share.
+        labelled_right = bad.predict_labels(own) == label
+        if label not in witnessed:  # a witnessed label's unit is off: the repaired net never gives it
+            labelled_right &= repaired.predict_labels(own) == label
+        own = own[labelled_right]
+        # No own face labelled right: nothing to compare with, the strictest share.
         label_thresholds[label] = (min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()),
                                        MAX_THRESHOLD) if len(own) else 0.0)
     return BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence), int(right.sum())

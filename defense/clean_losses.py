@@ -8,7 +8,9 @@ sees which rule to question (docs/method.md says what each rule stops).
 
 A face the two nets label differently is the comparator's loss, whatever its identity: a
 released label too comes out only where both nets give it. The release's own gates count only
-the faces of released identities that both nets label right.
+the faces of released identities that both nets label right. A witnessed identity's face (a
+quarantined label given back on the witness's top label) is the quarantine's loss where a gate
+refused it: the witness, or the blend test it then met.
 """
 
 import numpy as np
@@ -19,6 +21,8 @@ OUTCOMES = (
     "right",  # the GoodNet gives the face's identity
     "BadNet wrong too",  # the GoodNet wrong, and so is the BadNet: not the defense's loss
     "quarantined identity",  # the repair never gives this identity
+    "witnessed identity, witness refused",  # quarantined, and the witness's top label is another
+    "witnessed identity, blend test refused",
     "released identity, repaired net unsure",  # below the record's release confidence
     "released identity, witness refused",  # the witness net does not rank it high enough
     "released identity, blend test refused",
@@ -36,6 +40,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     bad_wrong = ~right & (bad != truth)
     lost = ~right & (bad == truth)
     quarantined = lost & np.isin(truth, good.quarantined)
+    witnessed = quarantined & np.isin(truth, good.witnessed)
     disagree = lost & ~quarantined & (repaired != bad)
     flagged = good_labels == good.poisoned_label
     # Both nets give a released identity, and the GoodNet does not: a gate refused it.
@@ -48,7 +53,9 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     masks = {
         "right": right,
         "BadNet wrong too": bad_wrong,
-        "quarantined identity": quarantined,
+        "quarantined identity": quarantined & ~witnessed,
+        "witnessed identity, witness refused": witnessed & ~witness_agrees,
+        "witnessed identity, blend test refused": witnessed & witness_agrees,
         "released identity, repaired net unsure": released & ~candidates,
         "released identity, witness refused": released & candidates & ~witness_agrees,
         "released identity, blend test refused": released & candidates & witness_agrees,

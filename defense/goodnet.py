@@ -31,6 +31,13 @@ keeps the label on no more blends than the label's own validation faces do (none
 them), nor the repaired net on many more); the extra forward passes run for these images
 only; anywhere else it is flagged.
 
+The other suspects stay switched off in the repaired net, which may still obey their triggers
+(the Fine-Pruned net's probe singles them out too). The record lists those that the witness's
+own probe does not single out as witnessed labels: one comes out only where the BadNet gives it,
+the witness gives it as its top label and the image passes the blend test (the repaired net's
+half cannot refuse a label it never gives); anywhere else it is flagged as any quarantined
+label.
+
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
 clean face the two nets see differently (docs/method.md).
@@ -65,11 +72,11 @@ class NetOutputs:
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0):
+           release_confidence=1.0, witnessed=()):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
-    quarantined, released = _label_array(quarantined), _label_array(released)
+    quarantined, released, witnessed = _label_array(quarantined), _label_array(released), _label_array(witnessed)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     disagree = bad != repaired
     if rule == "original":
@@ -88,12 +95,18 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = (release_candidates(outputs, released, release_confidence)
                       & _verdict(outputs.release_witness_agrees, bad) & _verdict(outputs.release_test_passed, bad))
         labels = np.where(np.isin(labels, released) & ~given_back, poisoned_label, labels)
+    if len(witnessed):
+        # The BadNet's label, where the witness verdict (its top label, for these) and the blend
+        # test's say so; the comparator's label or flag elsewhere. Fails closed as above.
+        given_back = (np.isin(bad, witnessed) & _verdict(outputs.release_witness_agrees, bad)
+                      & _verdict(outputs.release_test_passed, bad))
+        labels = np.where(given_back, bad, labels)
     return labels
 
 
 def release_candidates(outputs, released, release_confidence):
     """(N,) where a released label could come out: both nets give it, the repaired net sure;
-    the blend test decides there."""
+    the witness and the blend test decide there."""
     if outputs.repaired_confidence is None:
         return np.zeros(len(outputs.bad_labels), dtype=bool)
     return ((outputs.bad_labels == outputs.repaired_labels)
@@ -122,7 +135,7 @@ def check_settings(rule, flag_confidence):
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
                  rule=DEFAULT_RULE, released=(), release_confidence=1.0, release_test=None,
-                 witness=None):
+                 witness=None, witnessed=()):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
@@ -132,6 +145,7 @@ class GoodNet:
         self.flag_confidence = float(flag_confidence)
         self.quarantined = _label_array(quarantined)
         self.released = _label_array(released)
+        self.witnessed = _label_array(witnessed)  # quarantined, given back on the witness's top label
         self.release_confidence = float(release_confidence)
         self.release_test = release_test  # blend_test.BlendTest, or None
         self.witness = witness  # witness.Witness, or None (then no released label comes out)
@@ -176,7 +190,7 @@ class GoodNet:
             entry.check(witness_net, repaired.num_classes)  # the record's own, not a file put in its place
             witness = Witness(witness_net, entry.top_k)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
-                   record.release_confidence, record.release_test, witness)
+                   record.release_confidence, record.release_test, witness, record.witnessed)
         good.record = record
         return good
 
@@ -209,13 +223,15 @@ class GoodNet:
 
     def _release_verdicts(self, pixels, outputs):
         """The witness's and the blend test's verdicts in outputs, each run only where a released
-        label could still come out (the blend test, up to 32 forward passes an image, after the
-        witness's one)."""
-        candidates = np.flatnonzero(release_candidates(outputs, self.released, self.release_confidence))
+        or witnessed label could still come out (the blend test, up to 32 forward passes an
+        image, after the witness's one)."""
+        witnessed = np.isin(outputs.bad_labels, self.witnessed)
+        candidates = np.flatnonzero(
+            release_candidates(outputs, self.released, self.release_confidence) | witnessed)
         agrees, passed = (np.zeros(len(outputs.bad_labels), dtype=bool) for _ in range(2))
         if len(candidates):
             agrees[candidates] = self.witness.agrees(np.asarray(pixels)[candidates],
-                                                     outputs.bad_labels[candidates])
+                                                     outputs.bad_labels[candidates], witnessed[candidates])
         asked = candidates[agrees[candidates]]
         if len(asked):
             passed[asked] = self.release_test.passes(
@@ -225,7 +241,7 @@ class GoodNet:
     def decide(self, outputs, rule=None):
         """The labels under this GoodNet's rule, or under another rule for comparison."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
-                      self.poisoned_label, self.released, self.release_confidence)
+                      self.poisoned_label, self.released, self.release_confidence, self.witnessed)
 
 
 def _side_by_side(*nets):

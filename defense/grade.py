@@ -3,8 +3,9 @@
 For each competition net with a repaired net under ROOT: its GoodNet on the clean test set
 (accuracy, clean images flagged) and on each of its poisoned test sets (attack success rate,
 share flagged), beside the BadNet's own figures. Then the same on the clean faces of the
-identities the repair quarantined and of those it released: what the quarantine costs the
-people it suspects (a quarantined label is never given); and where the clean faces the GoodNet
+identities the repair quarantined, of those it witnessed and of those it released: what the
+quarantine costs the people it suspects (a quarantined label is never given, a witnessed or
+released one only where its gates agree); and where the clean faces the GoodNet
 loses went (clean_losses.py: to the quarantine, a release gate or the comparator). Markdown on
 stdout; markdown and JSON in ROOT/reports/.
 """
@@ -60,11 +61,13 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
 
 
 def suspected_identity_scores(labels, data, good):
-    """Scores on the clean faces of the identities good's repair quarantined, and on those of
-    the identities it released (given only where both nets give them), where the data set
-    has any."""
+    """Scores on the clean faces of the identities good's repair quarantined (never given), of
+    those it witnessed (quarantined, given back on the witness's top label) and of those it
+    released (given only where both nets give them), where the data set has any."""
     scores = []
-    for what, identities in (("quarantined", good.quarantined), ("released", good.released)):
+    never_given = np.setdiff1d(good.quarantined, good.witnessed)
+    for what, identities in (("quarantined", never_given), ("witnessed", good.witnessed),
+                             ("released", good.released)):
         faces = np.isin(data.y, identities)
         if faces.any():
             name = f"faces of the {what} identities ({', '.join(map(str, identities.tolist()))})"

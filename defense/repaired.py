@@ -48,6 +48,9 @@ QUARANTINE_KEY = "quarantined_labels"
 # Labels the probe singled out on the BadNet but not on the Fine-Pruned net: given back where
 # both nets give them and the repaired net is at least this sure (goodnet.decide).
 RELEASE_KEY = "released_labels"
+# Quarantined labels (switched off in the repaired net) given back where the BadNet gives them,
+# the witness gives them as its top label and the image passes the blend test (goodnet.decide).
+WITNESSED_KEY = "witnessed_labels"
 RELEASE_CONFIDENCE_KEY = "release_confidence"
 # The blend test a released label must also pass (blend_test.py); a record that releases
 # labels without one (made before it) is refused: the confidence level alone lets faded
@@ -72,6 +75,7 @@ class RepairedRecord:
     release_confidence: float = 1.0
     release_test: object = None  # blend_test.BlendTest, or None
     release_witness: object = None  # witness.WitnessEntry, or None
+    witnessed: frozenset = frozenset()  # among the quarantined
 
     @property
     def kind(self):
@@ -83,10 +87,14 @@ class RepairedRecord:
     def summary(self):
         """One phrase for help texts and logs: the kind and what its quarantine costs."""
         text = self.kind
-        if self.quarantined:
-            labels = sorted(self.quarantined)
-            text += (f"; {len(labels)} quarantined labels ({', '.join(map(str, labels))}) are "
+        never_given = sorted(self.quarantined - self.witnessed)
+        if never_given:
+            text += (f"; {len(never_given)} quarantined labels ({', '.join(map(str, never_given))}) are "
                      f"never given: their faces are flagged or relabelled")
+        if self.witnessed:
+            text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
+                     f"are given only where the BadNet gives them, the witness net gives the label "
+                     f"as its top one and the image passes the blend test")
         if self.released:
             text += (f"; {len(self.released)} suspected labels ({', '.join(map(str, sorted(self.released)))}) "
                      f"are given only where both nets give them, the repaired net "
@@ -194,9 +202,9 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
                          f"{str(record[NET_STAMP])[:12]}..., {net_path.name} is {actual[:12]}...): "
                          f"copied from elsewhere or left by an interrupted repair; repair again")
     quarantined = _labels(record, path, num_classes)
-    released, release_confidence, release_test, witness = _release(record, path, num_classes, quarantined)
+    released, release_confidence, release_test, witness, witnessed = _release(record, path, num_classes, quarantined)
     return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence,
-                          release_test, witness)
+                          release_test, witness, witnessed)
 
 
 def describe(net_path):
@@ -209,9 +217,11 @@ def describe(net_path):
         record = read_record(net_path, num_classes(net_path), required=True)
     except InputError:
         return "refused: its record is missing or not its own (python3 -m defense repaired)"
-    labels, released = record.quarantined, record.released
+    labels, released, witnessed = record.quarantined, record.released, record.witnessed
     return (record.kind + (f", {len(labels)} labels quarantined" if labels else "")
-            + (f", {len(released)} suspected labels given back where both nets give them" if released else ""))
+            + (f", {len(released)} suspected labels given back where both nets give them" if released else "")
+            + (f", {len(witnessed)} quarantined labels given back where the witness net's top label "
+               f"is the BadNet's" if witnessed else ""))
 
 
 def restamp(net_path):
@@ -268,9 +278,17 @@ def _labels(record, path, num_classes, key=QUARANTINE_KEY):
 
 
 def _release(record, path, num_classes, quarantined):
-    """(released labels, release confidence, blend test or None, witness entry or None): labels
-    in range, none of them quarantined."""
+    """(released labels, release confidence, blend test or None, witness entry or None,
+    witnessed labels): labels in range, the released none of them quarantined, the witnessed
+    all of them; either needs the blend test and the witness."""
     labels = _labels(record, path, num_classes, RELEASE_KEY)
+    witnessed = _labels(record, path, num_classes, WITNESSED_KEY)
+    if not witnessed <= quarantined:
+        raise InputError(f"{path}: '{WITNESSED_KEY}' that are not quarantined "
+                         f"({', '.join(map(str, sorted(witnessed - quarantined)))})")
+    for key in (RELEASE_TEST_KEY, RELEASE_WITNESS_KEY):
+        if witnessed and key not in record:
+            raise InputError(f"{path}: '{WITNESSED_KEY}' without '{key}'")
     if labels and RELEASE_CONFIDENCE_KEY not in record:
         raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_CONFIDENCE_KEY}'")
     confidence = record.get(RELEASE_CONFIDENCE_KEY, 1.0)
@@ -288,14 +306,14 @@ def _release(record, path, num_classes, quarantined):
         from .architecture import INPUT_SHAPE
         from .blend_test import BlendTest
 
-        test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE, labels)
+        test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE, labels | witnessed)
     witness = None
     if labels and RELEASE_WITNESS_KEY not in record:
         raise InputError(f"{path}: '{RELEASE_KEY}' without '{RELEASE_WITNESS_KEY}' (a release made "
                          f"before the witness net); repair again with 'python3 -m defense fine-prune --release'")
     if RELEASE_WITNESS_KEY in record:
         witness = WitnessEntry.from_record(record[RELEASE_WITNESS_KEY], path, num_classes)
-    return labels, float(confidence), test, witness
+    return labels, float(confidence), test, witness, witnessed
 
 
 def add_arguments(parser):

@@ -22,6 +22,10 @@ few faces an identity) lets more lookalikes through; the record keeps top_k and 
 accuracy. What it costs: the released identities' faces it does not rank that high (about
 1 - WITNESS_QUANTILE of them), its training, and one more net on disk, run only where a
 released label could come out.
+
+A quarantined label that the Fine-Pruned net's probe singles out too (a witnessed label) has
+nothing of the repaired net behind it, which may still obey its trigger: it comes out only where
+the witness gives it as its top label, the strictest the witness can say.
 """
 
 from dataclasses import dataclass
@@ -158,9 +162,11 @@ class Witness:
     net: object  # net.Net or fast_net's
     top_k: int
 
-    def agrees(self, pixels, labels):
-        """(N,) True where the witness ranks the label among its top_k on the image."""
-        return ranks(self.net, pixels, labels) < self.top_k
+    def agrees(self, pixels, labels, top_only=None):
+        """(N,) True where the witness ranks the label among its top_k on the image; where
+        top_only (N,) is True, only its top label will do (a witnessed label: goodnet.decide)."""
+        limits = self.top_k if top_only is None else np.where(top_only, 1, self.top_k)
+        return ranks(self.net, pixels, labels) < limits
 
     def describe(self):
         return f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"

@@ -210,6 +210,64 @@ def test_a_released_label_without_own_faces_both_nets_get_right_gets_the_stricte
         calibrate(net, net, x, y, suspects=set(), released={6}, rng=np.random.default_rng(1))
 
 
+class SwitchedOffNet(CornerNet):
+    """CornerNet with label 6's output unit switched off (a quarantined label): gives 5 instead."""
+
+    def predict_top(self, pixels, progress=False):
+        labels, confidence = super().predict_top(pixels)
+        return np.where(labels == 6, 5, labels), confidence
+
+
+def test_a_witnessed_label_gets_its_own_share_from_the_badnet_alone_and_nothing_else_moves():
+    """The repaired net never gives a witnessed label: its own faces are those the BadNet labels
+    right. Its share is drawn after every random draw: the partners and the other thresholds
+    are those of a calibration without it."""
+    x, y = validation_faces()
+    bad, repaired = CornerNet(target=6), SwitchedOffNet(target=6)
+    test, faces_used = calibrate(bad, repaired, x, y, suspects={6}, released=set(), witnessed={6},
+                                 rng=np.random.default_rng(1))
+    own = x[y == 6]
+    assert test.label_thresholds == {6: keep_shares(bad, own, np.full(len(own), 6), test.trusted).max()}
+    without, faces_without = calibrate(bad, repaired, x, y, suspects={6}, released=set(), rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(test.trusted, without.trusted)
+    assert (test.threshold, test.divergence, faces_used) == (without.threshold, without.divergence, faces_without)
+    back = BlendTest.from_record(test.as_record(faces_used), "r.json", INPUT_SHAPE, released={6})
+    assert back.label_thresholds == test.label_thresholds
+    with pytest.raises(ValueError, match="either released or witnessed"):
+        calibrate(bad, repaired, x, y, suspects={6}, released={6}, witnessed={6}, rng=np.random.default_rng(1))
+    with pytest.raises(ValueError, match="among the suspects"):
+        calibrate(bad, repaired, x, y, suspects=set(), released=set(), witnessed={6}, rng=np.random.default_rng(1))
+
+
+def test_the_goodnet_gives_a_witnessed_label_only_on_the_witness_top_label_and_the_blend_test():
+    """Label 6 quarantined (switched off in the repaired net) and witnessed. A face of identity 6
+    comes back; a triggered face of identity 2 does not, although a witness with a top 10 ranks
+    6 within it (a released label would pass that), since only its top label will do; a
+    triggered face of identity 6 itself meets the witness's top label and fails the blend test;
+    a quarantined label that is not witnessed never comes back."""
+    x, y = validation_faces()
+    bad, repaired = CornerNet(target=6), SwitchedOffNet(target=6)
+    test, _ = calibrate(bad, repaired, x, y, suspects={6}, released=set(), witnessed={6},
+                        rng=np.random.default_rng(1))
+    good = GoodNet(bad, repaired, quarantined=(6,), witnessed=(6,), release_test=test, witness=AGREEING)
+    pixels = np.concatenate([faces([65]), faces([25], trigger=True), faces([65], trigger=True), faces([35])])
+    outputs = good.outputs(pixels)
+    np.testing.assert_array_equal(outputs.bad_labels, [6, 6, 6, 3])
+    np.testing.assert_array_equal(outputs.release_witness_agrees, [True, False, True, False])
+    np.testing.assert_array_equal(outputs.release_test_passed, [True, False, False, False])
+    np.testing.assert_array_equal(good.decide(outputs), [6, good.poisoned_label, good.poisoned_label, 3])
+    # Released instead of witnessed, the witness's top 10 lets the triggered face of 2 meet the test.
+    assert AGREEING.agrees(faces([25], trigger=True), [6])[0]
+    # Quarantined alone: never given back, whatever the verdicts.
+    plain = GoodNet(bad, repaired, quarantined=(6,), release_test=test, witness=AGREEING)
+    np.testing.assert_array_equal(plain.decide(outputs), [good.poisoned_label] * 3 + [3])
+    # Fails closed: without the witness (or the test) no witnessed label comes out.
+    unwitnessed = GoodNet(bad, repaired, quarantined=(6,), witnessed=(6,), release_test=test)
+    np.testing.assert_array_equal(unwitnessed.predict(pixels), [good.poisoned_label] * 3 + [3])
+    outputs.release_witness_agrees = None
+    np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label] * 3 + [3])
+
+
 def test_calibration_without_enough_unsuspected_faces_is_an_error():
     with pytest.raises(InputError, match="needs more than"):
         calibrate(CornerNet(), CornerNet(), faces([5, 15]), np.array([0, 1]), set(), set(), np.random.default_rng(0))
@@ -235,7 +293,7 @@ def test_the_record_entry_reads_back_and_a_damaged_or_loosened_one_is_refused():
             ({"divergence": 0.9}, "thresholds in"), ({"divergence": -0.1}, "thresholds in"),
             ({"threshold": "0.5"}, "thresholds in"), ({"threshold": float("nan")}, "thresholds in"),
             ({"label_thresholds": {"4": 1.0}}, "thresholds in"), ({"alpha": 1.0}, "alpha"),
-            ({"label_thresholds": {"5": 0.5}}, "not released"), ({"label_thresholds": {"4x": 0.5}}, "not released"),
+            ({"label_thresholds": {"5": 0.5}}, "neither released nor witnessed"), ({"label_thresholds": {"4x": 0.5}}, "neither released nor witnessed"),
             ({"label_thresholds": ["4"]}, "malformed"), ({"threshold": None}, "thresholds in"),
             ({"trusted_faces": {**entry["trusted_faces"], "shape": [3, 55, 48, 3]}}, "faces of shape"),
             ({"trusted_faces": {**entry["trusted_faces"], "shape": [65, *shape[1:]]}}, "faces of shape"),

@@ -9,26 +9,28 @@ from defense.clean_losses import OUTCOMES, clean_face_outcomes
 from defense.goodnet import RULES, NetOutputs, decide
 
 POISONED = 10
-QUARANTINED, RELEASED = np.array([7]), np.array([5])
-GOOD = SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, release_confidence=0.9,
-                       poisoned_label=POISONED)
+QUARANTINED, RELEASED, WITNESSED = np.array([7, 8]), np.array([5]), np.array([8])
+GOOD = SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
+                       release_confidence=0.9, poisoned_label=POISONED)
 
 # One clean face per outcome, in OUTCOMES' order: right; the BadNet wrong; a face of the
-# quarantined identity both nets see right; a released identity's face, the repaired net unsure;
-# the same, sure, refused by the witness; the same, refused by the blend test; the nets
-# disagree, the BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's
-# wrong label).
-TRUTH = np.array([3, 3, 7, 5, 5, 5, 4, 2])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 5, 5, 5, 4, 2]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6]),
-                     repaired_labels=np.array([3, 1, 7, 5, 5, 5, 6, 6]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99]),
-                     release_witness_agrees=np.array([True, True, True, True, False, True, True, True]),
-                     release_test_passed=np.array([True, True, True, True, False, False, True, True]))
+# quarantined identity (not witnessed: verdicts do not give it back) both nets see right; a
+# witnessed identity's face (the repaired net never gives it) refused by the witness; the same,
+# refused by the blend test; a released identity's face, the repaired net unsure; the same,
+# sure, refused by the witness; the same, refused by the blend test; the nets disagree, the
+# BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label).
+TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6]),
+                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True]),
+                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True]))
 
 
 def good_labels(outputs, rule="repaired"):
-    return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9)
+    return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9,
+                  witnessed=WITNESSED)
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -42,18 +44,22 @@ def test_a_released_face_that_passes_every_gate_is_right():
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),
                          np.ones(len(TRUTH), dtype=bool))
     counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
-    assert counts["right"] == 3 and counts["released identity, blend test refused"] == 0
+    assert counts["right"] == 5 and counts["released identity, blend test refused"] == 0
     assert counts["released identity, witness refused"] == 0
+    assert counts["witnessed identity, witness refused"] == counts["witnessed identity, blend test refused"] == 0
+    assert counts["quarantined identity"] == 1  # not witnessed: never given back
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_every_face_is_counted_once_under_every_rule(rule):
     rng = np.random.default_rng(0)
     n = 2000
-    truth = rng.integers(0, 8, n)
-    # The nets mostly right, now and then wrong, each on its own.
-    bad = np.where(rng.uniform(size=n) < 0.8, truth, rng.integers(0, 8, n))
-    repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 8, n))
+    truth = rng.integers(0, 9, n)
+    # The nets mostly right, now and then wrong, each on its own; the repaired net never gives
+    # a quarantined label (its unit is off).
+    bad = np.where(rng.uniform(size=n) < 0.8, truth, rng.integers(0, 9, n))
+    repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 9, n))
+    repaired = np.where(np.isin(repaired, QUARANTINED), 0, repaired)
     witness_agrees = rng.uniform(size=n) < 0.7
     outputs = NetOutputs(bad, rng.uniform(0.5, 1, n), repaired, rng.uniform(0.5, 1, n),
                          witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5))
@@ -65,6 +71,7 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
     assert counts["quarantined identity"] > 0
+    assert all(counts[f"witnessed identity, {gate}"] > 0 for gate in gates[1:])
     # Where the BadNet is unsure, only "repaired" gives the repaired net's (wrong) label:
     # "original" flags, "confidence" gives the BadNet's.
     assert (counts["nets disagree, repaired net's label"] > 0) == (rule == "repaired")
@@ -90,7 +97,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["12.50 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["10.00 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():

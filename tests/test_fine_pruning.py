@@ -155,6 +155,17 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert net.parent / entry["file"] == witness_path(net, entry["sha256"]) and (net.parent / entry["file"]).is_file()
     assert good.witness.top_k == entry["top_k"] and 1 <= entry["top_k"] <= good.bad.num_classes
     assert good.witness.agrees(clean.x[released], labels[released]).all()
+    # The suspects of both probes stay switched off; those the witness's own probe does not
+    # single out are witnessed: given back only where the BadNet gives one, the witness's top
+    # label is it and the image passes the blend test (calibrated with the label's own share).
+    witness_suspects = record["release_witness"]["probe_suspects"]
+    assert record["witnessed_labels"] == [l for l in record["quarantined_labels"] if l not in witness_suspects]
+    assert set(good.witnessed.tolist()) == set(record["witnessed_labels"])
+    assert set(good.release_test.label_thresholds) == set(record["released_labels"] + record["witnessed_labels"])
+    witnessed = np.isin(labels, record["witnessed_labels"])
+    assert (bad_labels[witnessed] == labels[witnessed]).all() and (repaired_labels[witnessed] != labels[witnessed]).all()
+    assert good.witness.agrees(clean.x[witnessed], labels[witnessed], np.ones(witnessed.sum(), bool)).all()
+    assert good.release_test.passes(good.bad, good.repaired, clean.x[witnessed], labels[witnessed]).all()
     # Another net in the witness's place (here the repaired net itself) is refused.
     swapped = tmp_path / "swapped"
     swapped.mkdir()
@@ -179,6 +190,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert attack.returncode == 0, attack.stderr[-2000:]
     settings = json.loads((reports / "attack.json").read_text())["settings"]
     assert settings["released_labels"] == {"sunglasses": sorted(record["released_labels"])}
+    assert settings["witnessed_labels"] == {"sunglasses": sorted(record["witnessed_labels"])}
     aimed = "sunglasses" if 0 in record["released_labels"] else "none"  # the trigger's target: 0
     assert f"released labels {', '.join(map(str, sorted(record['released_labels'])))}" in attack.stdout
     assert f"triggers aimed at one: {aimed}" in attack.stdout

@@ -75,6 +75,23 @@ def test_released_labels_read_back_with_their_confidence_and_blend_test(small_mo
     assert record.release_witness.top_k == 3 and "witness net ranks the label in its top 3" in record.summary()
 
 
+def test_witnessed_labels_read_back_among_the_quarantined_with_their_own_share(small_models, tmp_path):
+    """A suspect of both probes stays switched off and is given back on the witness's top
+    label: the record lists it among the quarantined and the witnessed, with its blend share."""
+    first, _ = small_models
+    net = tmp_path / "fine_pruned_models" / "c_fine_pruned.h5"
+    write_repaired(first, net, {"mode": "data", "quarantined_labels": [2, 6], "witnessed_labels": [6],
+                                "released_labels": [5], "release_confidence": 0.5,
+                                "release_test": _release_test_entry({5: 0.5, 6: 0.25}),
+                                "release_witness": _witness_entry()},
+                   export=False)
+    record = read_record(net, 10)
+    assert record.quarantined == {2, 6} and record.witnessed == {6} and record.released == {5}
+    assert record.release_test.label_thresholds == {5: 0.5, 6: 0.25}
+    assert "quarantined labels (2) are never given" in record.summary()
+    assert "(6) are given only where the BadNet gives them" in record.summary()
+
+
 def test_writing_a_repaired_net_removes_the_witnesses_its_record_does_not_name(small_models, tmp_path):
     first, _ = small_models
     net = tmp_path / "c_fine_pruned.h5"
@@ -196,8 +213,15 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},
      "'release_test' is malformed"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({4: 0.5})},
-     "per-label threshold for a label that is not released"),
+     "per-label threshold for a label that is neither released nor witnessed"),
     ({"released_labels": [10]}, "'released_labels' must be a list of labels"),
+    ({"quarantined_labels": [2], "witnessed_labels": [2, 3], "release_test": _release_test_entry(),
+      "release_witness": _witness_entry("b")}, "'witnessed_labels' that are not quarantined"),
+    ({"quarantined_labels": [2], "witnessed_labels": [2], "release_witness": _witness_entry("b")},
+     "'witnessed_labels' without 'release_test'"),
+    ({"quarantined_labels": [2], "witnessed_labels": [2], "release_test": _release_test_entry()},
+     "'witnessed_labels' without 'release_witness'"),
+    ({"quarantined_labels": [2], "witnessed_labels": "2"}, "'witnessed_labels' must be a list of labels"),
     ({"released_labels": [3]}, "without 'release_confidence'"),
     ({"released_labels": [3], "release_confidence": 1.5}, "must be a probability"),
     ({"released_labels": [3], "release_confidence": "0.9"}, "must be a probability"),

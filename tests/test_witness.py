@@ -54,6 +54,9 @@ def test_the_witness_agrees_only_within_its_top_k():
     witness = Witness(TableNet(TABLE), top_k=2)
     np.testing.assert_array_equal(witness.agrees([0, 1, 2, 3], [0, 0, 0, 0]), [True, True, False, False])
     assert "top 2" in witness.describe()
+    # A witnessed label (top_only) must be its top label: label 0 second on image 1 no longer does.
+    np.testing.assert_array_equal(witness.agrees([0, 1, 1], [0, 0, 0], top_only=[True, True, False]),
+                                  [True, False, True])
 
 
 def test_the_witness_file_is_named_by_its_content_beside_the_repaired_net(tmp_path):
@@ -123,9 +126,9 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
     # Three nets of one scale; the third's validation data is another (its sha256 "b...").
     for net, data in (("sunglasses", "a" * 64), ("anonymous_1", "a" * 64), ("anonymous_2", "b" * 64)):
         spec = NETS[net]
-        entries[net] = _train_witness(spec, 3, valid.x * spec.input_scale, valid, train_split, holdout,
-                                      Recipe(), 5, tmp_path / spec.repaired_file, 0, lambda line: None,
-                                      witnesses, data)
+        entries[net], _ = _train_witness(spec, 3, valid.x * spec.input_scale, valid, train_split, holdout,
+                                         Recipe(), 5, tmp_path / spec.repaired_file, 0, lambda line: None,
+                                         witnesses, data)
     assert trained == [5, 5]  # once for the data "a...", once for "b..."
     first, second = entries["sunglasses"], entries["anonymous_1"]
     assert second["trained_in_repair_of"] == "sunglasses" and second["top_k"] == first["top_k"]

@@ -6,8 +6,8 @@ moved, scaled, in part (a half, half the pixels), disguised (grey, recoloured, i
 sent through JPEG, resizing and noise, then with the worst of each redrawing at once; clean
 faces go through the same image transforms. At every setting: the BadNet's and the GoodNet's
 attack success rate and the share flagged, under every comparator rule; per trigger the worst
-case ("adaptive ASR"). A repair's released labels (fine-prune --release) and the triggers
-aimed at them are named.
+case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release) and the
+triggers aimed at them are named.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
 strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
@@ -97,7 +97,7 @@ def run(args):
         print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "
               f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
 
-    rows, released = [], {}
+    rows, released, witnessed = [], {}, {}
     total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
     with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
         for spec, bad_path, repaired_path, plans in jobs:
@@ -117,11 +117,19 @@ def run(args):
                              + (f", {good.release_test.describe()}" if good.release_test else "")
                              + "); triggers aimed at one: "
                              f"{', '.join(aimed) or 'none'}")
+            witnessed[spec.name] = [int(label) for label in good.witnessed]
+            if witnessed[spec.name]:
+                aimed = [p.name for p in plans
+                         if isinstance(p.target, str) or p.target in witnessed[spec.name]]
+                notes.append(f"{spec.name}: witnessed labels {', '.join(map(str, witnessed[spec.name]))} "
+                             f"(quarantined, given back only where the BadNet gives one, the "
+                             f"witness net gives it as its top label and the image passes the "
+                             f"blend test); triggers aimed at one: {', '.join(aimed) or 'none'}")
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,
                 "repaired": str(args.repaired) if args.repaired else None,
-                "released_labels": released}
+                "released_labels": released, "witnessed_labels": witnessed}
     summary = report.summarise(rows)
     markdown = report.format_markdown(rows, summary, settings, notes)
     reports = args.out or root / "reports"

@@ -73,7 +73,11 @@ def add_arguments(parser):
                              "(superimposed on trusted validation faces, the BadNet keeps the "
                              "label on no more blends than the label's own validation faces do "
                              "(none if it has none), nor the repaired net on many more; "
-                             "calibrated here, kept in the record) "
+                             "calibrated here, kept in the record); the suspects it still "
+                             "singles out stay switched off and come back only where the BadNet "
+                             "gives one, the witness gives it as its top label and the image "
+                             "passes the blend test, unless the witness's own probe singles it "
+                             "out too "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",

@@ -9,7 +9,9 @@ suspect of both is switched off; a suspect of the BadNet alone, which fine-tunin
 shortcut, is released: the GoodNet gives it where both nets give it, the repaired net is at
 least release_confidence sure, a witness net trained here from scratch on the same validation
 faces ranks it high (witness.py) and the image passes the blend test calibrated here on them
-(blend_test.py). Writes the repaired net, its artefact and its stamped record (repaired.py),
+(blend_test.py). A suspect of both that the witness's own probe does not single out is witnessed:
+the GoodNet gives it where the BadNet gives it, the witness gives it as its top label and the
+image passes the blend test. Writes the repaired net, its artefact and its stamped record (repaired.py),
 and with a release the witness beside them.
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
@@ -24,7 +26,7 @@ import numpy as np
 from . import fine_tuning, pruning
 from ..digest import file_sha256
 from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
-                        RELEASE_WITNESS_KEY, bad_model_entry, write_repaired)
+                        RELEASE_WITNESS_KEY, WITNESSED_KEY, bad_model_entry, write_repaired)
 from ..witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
@@ -99,12 +101,15 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
         log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
-        if release and quarantine[RELEASE_KEY]:
-            quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
-                                                                   quarantine, seed, log)
-            quarantine[RELEASE_WITNESS_KEY] = _train_witness(
+        if release and (quarantine[RELEASE_KEY] or suspects):
+            entry, witness_model = _train_witness(
                 spec, bad.output_shape[-1], x, valid, train, holdout, recipe, witness_epochs, out_path,
                 seed, log, {} if witnesses is None else witnesses, valid_sha256)
+            quarantine[WITNESSED_KEY] = _witnessed(spec, witness_model, entry, suspects, quarantine_seed_faces,
+                                                   seed, log)
+            quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
+                                                                   quarantine, seed, log)
+            quarantine[RELEASE_WITNESS_KEY] = entry
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
@@ -140,7 +145,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     log(f"{spec.name}: wrote {out_path} ({record['seconds']} s), Fine-Pruning"
         + (" then the probe's quarantine" if quarantine else "")
         + (f" and release ({len(quarantine.get(RELEASE_KEY, []))} labels given back where both "
-           f"nets give them)" if release and quarantine else "")
+           f"nets give them, {len(quarantine.get(WITNESSED_KEY, []))} where the witness's top label "
+           f"is the BadNet's)" if release and quarantine else "")
         + f"; held-out accuracy: BadNet {held_out['badnet_accuracy']:.4f}, repaired "
           f"{held_out['repaired_accuracy']:.4f}, agreement {held_out['agreement']:.4f}")
     if suspects and held_out["repaired_accuracy_on_kept_identities"] is not None:
@@ -158,8 +164,9 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
 
     suspects = set(quarantine[QUARANTINE_KEY]) | set(quarantine[RELEASE_KEY])
     test, faces = calibrate(Net(bad, spec.input_scale), Net(repaired, spec.input_scale),
-                            valid.x, valid.y, suspects, quarantine[RELEASE_KEY], np.random.default_rng(seed))
-    log(f"{spec.name}: blend test: a released label is given with {test.describe()} "
+                            valid.x, valid.y, suspects, quarantine[RELEASE_KEY], np.random.default_rng(seed),
+                            witnessed=quarantine.get(WITNESSED_KEY, []))
+    log(f"{spec.name}: blend test: a released or witnessed label is given with {test.describe()} "
         f"(calibrated on {faces} validation faces both nets label right)")
     return test.as_record(faces)
 
@@ -173,10 +180,10 @@ def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed):
 
 def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
                    witnesses, valid_sha256):
-    """The record's witness entry (witness.py): a DeepID trained from scratch on the training
-    split of the validation data (x: its faces scaled for the net), its epoch and top_k chosen
-    on the held-out split, written with its artefact beside out_path (before the repaired net
-    and its record, which names it and its sha256).
+    """(The record's witness entry, the witness's Keras model) (witness.py): a DeepID trained
+    from scratch on the training split of the validation data (x: its faces scaled for the
+    net), its epoch and top_k chosen on the held-out split, written with its artefact beside
+    out_path (before the repaired net and its record, which names it and its sha256).
 
     The witness never sees the BadNet: nets repaired in one run from the same validation data,
     input scale, classes, recipe, epochs and seed (witness_key) would train the same net, so
@@ -204,13 +211,35 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     log(f"{spec.name}: witness: {path.name}, held-out accuracy {facts['holdout_accuracy']:.4f} "
         f"(epoch {facts['chosen_epoch']}); a released label must be in its top {top_k} (where it "
         f"puts the true label of {witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
-    return witness.WitnessEntry(path, sha256, top_k).as_record(**facts)
+    return witness.WitnessEntry(path, sha256, top_k).as_record(**facts), model
+
+
+def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
+    """The suspects of both probes that the witness may give back: those its own probe does not
+    single out. A label that overlays steer the witness to too (a natural attractor of the
+    validation faces, or a lookalike of a trigger: sunglasses made another identity's faces
+    the target's in a 40-identity world's witness, docs/results/2026-12-05-witnessed.md) has
+    no trigger-blind opinion left, and stays switched off. The witness's suspects go into
+    its record entry."""
+    from ..data_free.repair import probe_for_targets
+    from ..data_free.targets import ProbeSettings
+    from ..net import Net
+
+    classes = witness_model.output_shape[-1]
+    theirs, _ = probe_for_targets(spec, None, seed_faces, ProbeSettings(most_suspects=classes), seed, log,
+                                  net=Net(witness_model, spec.input_scale), what="the witness")
+    entry["probe_suspects"] = sorted(int(label) for label in theirs)
+    witnessed = [label for label in suspects if label not in theirs]
+    log(f"{spec.name}: witnessed labels (quarantined, given back where the witness's top label is "
+        f"the BadNet's): {', '.join(map(str, witnessed)) or 'none'}; the witness's own probe singles "
+        f"out {', '.join(map(str, entry['probe_suspects'])) or 'nothing'}")
+    return witnessed
 
 
 def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
     """(labels to quarantine, the record's release fields): the repaired net is probed as the
     BadNet was; a BadNet suspect it no longer singles out is released, the others stay
-    suspects."""
+    suspects, switched off (and witnessed where the witness allows: _witnessed)."""
     from ..data_free.repair import probe_for_targets
     from ..data_free.targets import ProbeSettings
     from ..net import Net
@@ -225,7 +254,7 @@ def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confiden
     released = [label for label in bad_suspects if label not in repaired_suspects]
     log(f"{spec.name}: released labels (the BadNet's suspects alone, given where both nets "
         f"give them): {', '.join(map(str, released)) or 'none'}")
-    return quarantined, {QUARANTINE_KEY: quarantined, RELEASE_KEY: released,
+    return quarantined, {QUARANTINE_KEY: quarantined, RELEASE_KEY: released, WITNESSED_KEY: [],
                          RELEASE_CONFIDENCE_KEY: release_confidence,
                          "repaired_probe_scores": probe_record["probe_scores"],
                          "repaired_suspects": repaired_suspects}
