@@ -104,8 +104,8 @@ class BlendTest:
     def from_record(cls, entry, path, input_shape, released):
         """The test from a record's `release_test` entry; InputError where it is malformed or
         would let a label through that a trigger keeps (a threshold above MAX_THRESHOLD, a
-        per-label threshold for a label not in released: the record's released and witnessed
-        labels)."""
+        per-label threshold for a label not in released, the record's released and witnessed
+        labels, or one of them without its own)."""
         import base64
         import binascii
 
@@ -143,6 +143,9 @@ class BlendTest:
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
             raise bad("has a per-label threshold for a label that is neither released nor witnessed")
+        missing = set(released) - {int(label) for label in label_thresholds}
+        if missing:  # calibrate gives every one its own share; the general threshold would be looser
+            raise bad(f"has no own share for label(s) {', '.join(map(str, sorted(missing)))}")
         trusted = np.frombuffer(raw, np.uint8).reshape(shape)
         return cls(trusted, float(threshold), float(alpha),
                    {int(label): float(share) for label, share in label_thresholds.items()},

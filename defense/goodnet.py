@@ -65,8 +65,9 @@ class NetOutputs:
     bad_confidence: np.ndarray  # (N,) softmax probability of bad_labels
     repaired_labels: np.ndarray  # (N,)
     repaired_confidence: np.ndarray | None = None  # (N,); needed only for released labels
-    # (N,) where the witness ranks a released label high enough, and where it passed the
-    # record's blend test; None: not run, and then no released label comes out.
+    # (N,) booleans: where the witness ranks the BadNet's label high enough (a released label
+    # within its top_k, a witnessed one first: GoodNet._release_verdicts), and where it passed
+    # the record's blend test; None: not run, and then no released or witnessed label comes out.
     release_witness_agrees: np.ndarray | None = None
     release_test_passed: np.ndarray | None = None
 
@@ -115,10 +116,11 @@ def release_candidates(outputs, released, release_confidence):
 
 
 def _verdict(verdict, labels):
-    """A release verdict as booleans; False everywhere where it is missing or of another length."""
-    if verdict is None or np.shape(verdict) != np.shape(labels):
+    """A release verdict; False everywhere where it is missing, of another length or not
+    booleans (a score is not a verdict: 0.2 would read as True)."""
+    if verdict is None or np.shape(verdict) != np.shape(labels) or np.asarray(verdict).dtype != bool:
         return False
-    return np.asarray(verdict, dtype=bool)
+    return np.asarray(verdict)
 
 
 def _label_array(labels):
@@ -146,9 +148,12 @@ class GoodNet:
         self.quarantined = _label_array(quarantined)
         self.released = _label_array(released)
         self.witnessed = _label_array(witnessed)  # quarantined, given back on the witness's top label
+        if not set(self.witnessed.tolist()) <= set(self.quarantined.tolist()) \
+                or set(self.witnessed.tolist()) & set(self.released.tolist()):
+            raise SettingError("GoodNet.witnessed: witnessed labels must be quarantined and not released")
         self.release_confidence = float(release_confidence)
         self.release_test = release_test  # blend_test.BlendTest, or None
-        self.witness = witness  # witness.Witness, or None (then no released label comes out)
+        self.witness = witness  # witness.Witness, or None (then no released or witnessed label comes out)
         self.rule = rule
         # The competition's poisoned label is N for a net of N identities (1283).
         self.poisoned_label = bad.num_classes

@@ -21,7 +21,7 @@ white-box, beyond what a backdoor planted in training gives. A weak witness (a l
 few faces an identity) lets more lookalikes through; the record keeps top_k and its held-out
 accuracy. What it costs: the released identities' faces it does not rank that high (about
 1 - WITNESS_QUANTILE of them), its training, and one more net on disk, run only where a
-released label could come out.
+released or witnessed label could come out.
 
 A quarantined label that the Fine-Pruned net's probe singles out too (a witnessed label) has
 nothing of the repaired net behind it, which may still obey its trigger: it comes out only where

@@ -7,7 +7,7 @@ import pytest
 
 from defense.architecture import INPUT_SHAPE
 from defense.blend_test import MAX_THRESHOLD, TRUSTED_FACES, BlendTest, calibrate, keep_shares
-from defense.errors import InputError
+from defense.errors import InputError, SettingError
 from defense.goodnet import GoodNet
 from defense.witness import Witness
 
@@ -264,8 +264,16 @@ def test_the_goodnet_gives_a_witnessed_label_only_on_the_witness_top_label_and_t
     # Fails closed: without the witness (or the test) no witnessed label comes out.
     unwitnessed = GoodNet(bad, repaired, quarantined=(6,), witnessed=(6,), release_test=test)
     np.testing.assert_array_equal(unwitnessed.predict(pixels), [good.poisoned_label] * 3 + [3])
+    # Scores are not verdicts: a float where a boolean belongs gives nothing back either.
+    outputs.release_witness_agrees = np.array([0.2, 0.0, 0.2, 0.0])
+    np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label] * 3 + [3])
     outputs.release_witness_agrees = None
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label] * 3 + [3])
+    # A witnessed label must be quarantined, and is never released as well.
+    with pytest.raises(SettingError, match="witnessed labels must be quarantined"):
+        GoodNet(bad, repaired, quarantined=(), witnessed=(6,), release_test=test, witness=AGREEING)
+    with pytest.raises(SettingError, match="witnessed labels must be quarantined"):
+        GoodNet(bad, repaired, quarantined=(6,), released=(6,), witnessed=(6,), release_test=test, witness=AGREEING)
 
 
 def test_calibration_without_enough_unsuspected_faces_is_an_error():

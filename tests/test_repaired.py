@@ -62,12 +62,12 @@ def test_released_labels_read_back_with_their_confidence_and_blend_test(small_mo
     first, _ = small_models
     net = tmp_path / "fine_pruned_models" / "c_fine_pruned.h5"
     write_repaired(first, net, {"mode": "data", "quarantined_labels": [2], "released_labels": [5, 8],
-                                "release_confidence": 0.9, "release_test": _release_test_entry({8: 0.5}),
+                                "release_confidence": 0.9, "release_test": _release_test_entry({5: 0.0, 8: 0.5}),
                                 "release_witness": _witness_entry()},
                    export=False)
     record = read_record(net, 10)
     assert record.quarantined == {2} and record.released == {5, 8} and record.release_confidence == 0.9
-    assert record.release_test.threshold == 0.25 and record.release_test.label_thresholds == {8: 0.5}
+    assert record.release_test.threshold == 0.25 and record.release_test.label_thresholds == {5: 0.0, 8: 0.5}
     assert "5, 8" in record.summary() and "both nets give them" in record.summary()
     assert "blend test" in record.summary() and "quarantined labels (2)" in record.summary()
     # The witness is named beside the record, never elsewhere.
@@ -198,17 +198,17 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": [2], "released_labels": [2, 3], "release_confidence": 0.9,
       "release_test": _release_test_entry()}, "both quarantined and released"),
     ({"released_labels": [3], "release_confidence": 0.9}, "without 'release_test'"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry()},
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5})},
      "without 'release_witness'"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": _witness_entry(file="../elsewhere.h5")}, "needs the file name of the net's witness"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": _witness_entry("b", sha256="ab")}, "needs the witness file's sha256"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": _witness_entry("b", top_k=0)}, "needs a top_k"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": _witness_entry("b", top_k=True)}, "needs a top_k"),
-    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry(),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": [1]}, "'release_witness' must be a JSON object"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},
      "'release_test' is malformed"),
@@ -222,6 +222,10 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
     ({"quarantined_labels": [2], "witnessed_labels": [2], "release_test": _release_test_entry()},
      "'witnessed_labels' without 'release_witness'"),
     ({"quarantined_labels": [2], "witnessed_labels": "2"}, "'witnessed_labels' must be a list of labels"),
+    ({"quarantined_labels": [2], "witnessed_labels": [2], "release_test": _release_test_entry(),
+      "release_witness": _witness_entry("b")}, "has no own share for label"),
+    ({"released_labels": [3, 4], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
+      "release_witness": _witness_entry("b")}, r"has no own share for label\(s\) 4"),
     ({"released_labels": [3]}, "without 'release_confidence'"),
     ({"released_labels": [3], "release_confidence": 1.5}, "must be a probability"),
     ({"released_labels": [3], "release_confidence": "0.9"}, "must be a probability"),

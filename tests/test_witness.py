@@ -172,3 +172,34 @@ def test_fine_prune_hands_every_net_of_a_run_the_same_witnesses(tmp_path, monkey
                  "--net", "sunglasses", "--net", "anonymous_1"]) == 0
     assert [name for name, _ in passed] == ["sunglasses", "anonymous_1"]
     assert isinstance(passed[0][1], dict) and passed[0][1] is passed[1][1]
+
+
+def test_only_suspects_the_witness_itself_is_not_steered_to_are_witnessed(tmp_path, monkeypatch):
+    """_witnessed probes the witness as the Fine-Pruned net is probed: a suspect of both nets
+    that the witness's own probe singles out too (a label overlays steer a clean net to) stays
+    switched off. Without seed faces the witness's probe would run on noise alone and might
+    single out nothing: then nothing is witnessed."""
+    import defense.data_free.repair as data_free_repair
+    from defense.architecture import build_deepid
+    from defense.fine_pruning.repair import _witnessed
+    from defense.registry import NETS
+
+    asked = []
+
+    def probe(spec, bad_path, seed_faces_dir, settings, seed, log, net=None, what="the BadNet", model=None):
+        asked.append((what, settings.most_suspects))
+        return [8, 1039], {}
+
+    monkeypatch.setattr(data_free_repair, "probe_for_targets", probe)
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    from PIL import Image
+    Image.fromarray(np.zeros((55, 47, 3), np.uint8)).save(faces / "face.png")
+    model, entry = build_deepid(1283), {"top_k": 2}
+    assert _witnessed(NETS["sunglasses"], model, entry, [78, 1039, 8, 5], faces, 0, lambda line: None) == [78, 5]
+    assert entry["probe_suspects"] == [8, 1039] and asked == [("the witness", 1283)]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    entry = {"top_k": 2}
+    assert _witnessed(NETS["sunglasses"], model, entry, [78, 1039], empty, 0, lambda line: None) == []
+    assert "probe_suspects" not in entry and len(asked) == 1
