@@ -10,7 +10,8 @@ A face the two nets label differently is the comparator's loss, whatever its ide
 released label too comes out only where both nets give it. The release's own gates count only
 the faces of released identities that both nets label right. A witnessed identity's face (a
 quarantined label given back on the witness's top label) is the quarantine's loss where a gate
-refused it: the witness, or the blend test it then met.
+refused it: the witness, or the blend test it then met. A face the GoodNet would have got right
+but for the witness's veto is the veto's loss, whatever the BadNet gave.
 """
 
 import numpy as np
@@ -28,6 +29,7 @@ OUTCOMES = (
     "released identity, blend test refused",
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
+    "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
 )
 
 
@@ -37,8 +39,14 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     truth = np.asarray(truth)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     right = good_labels == truth
-    bad_wrong = ~right & (bad != truth)
-    lost = ~right & (bad == truth)
+    vetoed = np.zeros(len(truth), dtype=bool)
+    if getattr(good, "veto_rank", None) is not None:
+        # The veto's loss: flagged as the GoodNet flags it, right without the veto (the
+        # repaired net's label, under "repaired", where the BadNet's was wrong too).
+        vetoed = (~right & (good_labels == good.poisoned_label) & (good.decide(outputs) == good_labels)
+                  & (good.decide(outputs, veto=False) == truth))
+    bad_wrong = ~right & (bad != truth) & ~vetoed
+    lost = ~right & (bad == truth) & ~vetoed
     quarantined = lost & np.isin(truth, good.quarantined)
     witnessed = quarantined & np.isin(truth, good.witnessed)
     disagree = lost & ~quarantined & (repaired != bad)
@@ -61,6 +69,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         "released identity, blend test refused": released & candidates & witness_agrees,
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
+        "witness vetoed": vetoed,
     }
     if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):
         # The masks are disjoint: a face in none was lost to a rule this module does not know.

@@ -38,6 +38,11 @@ the witness gives it as its top label and the image passes the blend test (the r
 half cannot refuse a label it never gives); anywhere else it is flagged as any quarantined
 label.
 
+Where the record's witness has a veto rank (witness.py), any label the rules above would give is
+flagged where the witness ranks it that far down or further: a trigger whose target no probe
+found still leads both nets to a label that the witness, seeing another person's face, ranks
+low. It costs one witness pass an image.
+
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
 clean face the two nets see differently (docs/method.md).
@@ -51,6 +56,7 @@ import numpy as np
 
 from .errors import InputError, SettingError, check_range
 from .net import Net
+from .witness import ranks_in
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
 RULES = ("original", "confidence", "repaired")
@@ -70,10 +76,14 @@ class NetOutputs:
     # the record's blend test; None: not run, and then no released or witnessed label comes out.
     release_witness_agrees: np.ndarray | None = None
     release_test_passed: np.ndarray | None = None
+    # (N,) where the witness ranks the BadNet's and the repaired net's labels (0: its top
+    # label), for its veto; None: not run, and then a GoodNet with a veto gives no label.
+    witness_rank_bad: np.ndarray | None = None
+    witness_rank_repaired: np.ndarray | None = None
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0, witnessed=()):
+           release_confidence=1.0, witnessed=(), veto_rank=None):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
@@ -102,6 +112,12 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = (np.isin(bad, witnessed) & _verdict(outputs.release_witness_agrees, bad)
                       & _verdict(outputs.release_test_passed, bad))
         labels = np.where(given_back, bad, labels)
+    if veto_rank is not None:
+        # Fails closed: without the witness's ranks (or for a label neither net gave) every
+        # label is vetoed.
+        rank = np.where(labels == bad, _ranks(outputs.witness_rank_bad, bad, veto_rank),
+                        np.where(labels == repaired, _ranks(outputs.witness_rank_repaired, bad, veto_rank), veto_rank))
+        labels = np.where((labels != poisoned_label) & (rank >= veto_rank), poisoned_label, labels)
     return labels
 
 
@@ -121,6 +137,14 @@ def _verdict(verdict, labels):
     if verdict is None or np.shape(verdict) != np.shape(labels) or np.asarray(verdict).dtype != bool:
         return False
     return np.asarray(verdict)
+
+
+def _ranks(ranks, labels, veto_rank):
+    """The witness's ranks as integers; veto_rank (vetoed) everywhere where they are missing, of
+    another length or not integers."""
+    if ranks is None or np.shape(ranks) != np.shape(labels) or not np.issubdtype(np.asarray(ranks).dtype, np.integer):
+        return np.full(np.shape(labels), veto_rank)
+    return np.asarray(ranks)
 
 
 def _label_array(labels):
@@ -193,7 +217,7 @@ class GoodNet:
             entry = record.release_witness
             witness_net = load(entry.path)
             entry.check(witness_net, repaired.num_classes)  # the record's own, not a file put in its place
-            witness = Witness(witness_net, entry.top_k)
+            witness = Witness(witness_net, entry.top_k, entry.veto_rank)
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
                    record.release_confidence, record.release_test, witness, record.witnessed)
         good.record = record
@@ -222,6 +246,12 @@ class GoodNet:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels, repaired_confidence = self.repaired.predict_top(pixels, progress)
         outputs = NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
+        if self.veto_rank is not None:
+            # One witness pass for every image ranks both nets' labels (for the veto, and for
+            # the release below without a second pass).
+            probabilities = self.witness.net.probabilities(pixels)
+            outputs.witness_rank_bad = ranks_in(probabilities, bad_labels)
+            outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
         if self.witness is not None and self.release_test is not None:
             self._release_verdicts(pixels, outputs)
         return outputs
@@ -234,7 +264,9 @@ class GoodNet:
         candidates = np.flatnonzero(
             release_candidates(outputs, self.released, self.release_confidence) | witnessed)
         agrees, passed = (np.zeros(len(outputs.bad_labels), dtype=bool) for _ in range(2))
-        if len(candidates):
+        if len(candidates) and outputs.witness_rank_bad is not None:
+            agrees[candidates] = self.witness.within(outputs.witness_rank_bad[candidates], witnessed[candidates])
+        elif len(candidates):
             agrees[candidates] = self.witness.agrees(np.asarray(pixels)[candidates],
                                                      outputs.bad_labels[candidates], witnessed[candidates])
         asked = candidates[agrees[candidates]]
@@ -243,10 +275,17 @@ class GoodNet:
                 self.bad, self.repaired, np.asarray(pixels)[asked], outputs.bad_labels[asked])
         outputs.release_witness_agrees, outputs.release_test_passed = agrees, passed
 
-    def decide(self, outputs, rule=None):
-        """The labels under this GoodNet's rule, or under another rule for comparison."""
+    @property
+    def veto_rank(self):
+        """The witness's veto rank, or None: no veto."""
+        return None if self.witness is None else self.witness.veto_rank
+
+    def decide(self, outputs, rule=None, veto=True):
+        """The labels under this GoodNet's rule, or under another rule for comparison; veto=False:
+        without the witness's veto (to count what it costs)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
-                      self.poisoned_label, self.released, self.release_confidence, self.witnessed)
+                      self.poisoned_label, self.released, self.release_confidence, self.witnessed,
+                      self.veto_rank if veto else None)
 
 
 def _side_by_side(*nets):

@@ -103,6 +103,9 @@ class RepairedRecord:
                         if self.release_witness is not None else "")
                      + (" and the image passes the blend test"
                         if self.release_test is not None else ""))
+        if self.release_witness is not None and self.release_witness.veto_rank is not None:
+            text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
+                     f"is flagged (its veto)")
         return text
 
 

@@ -26,6 +26,13 @@ released or witnessed label could come out.
 A quarantined label that the Fine-Pruned net's probe singles out too (a witnessed label) has
 nothing of the repaired net behind it, which may still obey its trigger: it comes out only where
 the witness gives it as its top label, the strictest the witness can say.
+
+The witness's veto (records from 2026-12-05 on, `veto_rank`): any label the GoodNet would give
+is flagged where the witness ranks it at veto_rank or beyond, veto_rank the rank within which it
+puts the true label of WITNESS_VETO_QUANTILE of the held-out faces. It needs no suspect: a
+trigger whose target no probe finds (a large trigger trained to break under blends) still leads
+both nets to a label the witness, seeing another person, ranks far down. Its clean cost is
+about 1 - WITNESS_VETO_QUANTILE of the faces, chosen as that budget, not on any test set.
 """
 
 from dataclasses import dataclass
@@ -38,6 +45,7 @@ from .errors import InputError
 
 WITNESS_EPOCHS = 20  # from scratch: twice Fine-Pruning's fine-tuning (chosen for time: 25 minutes at full size on 2 cores)
 WITNESS_QUANTILE = 0.95
+WITNESS_VETO_QUANTILE = 0.999
 RECORD_KEY = "release_witness"
 FILE_SUFFIX = "_witness"
 
@@ -98,7 +106,12 @@ def ranks(net, pixels, labels):
     """(N,) where net ranks each label on its image: 0 for its top label. Fails closed: a
     label tied with others ranks behind them; on an image with a non-finite output (a net
     whose training diverged), last."""
-    probabilities = net.probabilities(pixels)
+    return ranks_in(net.probabilities(pixels), labels)
+
+
+def ranks_in(probabilities, labels):
+    """ranks() from the net's softmax outputs (N, classes), so that one pass ranks several
+    labels an image."""
     labels = np.asarray(labels)
     own = probabilities[np.arange(len(labels)), labels]
     behind = np.sum(probabilities >= own[:, None], axis=1) - 1
@@ -121,9 +134,11 @@ class WitnessEntry:
     path: Path
     sha256: str
     top_k: int
+    veto_rank: int | None = None  # None: a record made before the veto
 
     def as_record(self, **facts):
-        return {"file": self.path.name, "sha256": self.sha256, "top_k": self.top_k, **facts}
+        veto = {} if self.veto_rank is None else {"veto_rank": self.veto_rank}
+        return {"file": self.path.name, "sha256": self.sha256, "top_k": self.top_k, **veto, **facts}
 
     @classmethod
     def from_record(cls, entry, record_path, num_classes):
@@ -143,7 +158,11 @@ class WitnessEntry:
             raise bad("needs the witness file's sha256")
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= num_classes:
             raise bad(f"needs a top_k in [1, {num_classes}]")
-        return cls(Path(record_path).parent / name, sha256, top_k)
+        veto_rank = entry.get("veto_rank")
+        if veto_rank is not None and (not isinstance(veto_rank, int) or isinstance(veto_rank, bool)
+                                      or not top_k <= veto_rank <= num_classes):
+            raise bad(f"needs a veto_rank in [top_k, {num_classes}]")
+        return cls(Path(record_path).parent / name, sha256, top_k, veto_rank)
 
     def check(self, net, num_classes):
         """Refuse (InputError) a witness that is not the file the record names, or of another
@@ -161,12 +180,18 @@ class WitnessEntry:
 class Witness:
     net: object  # net.Net or fast_net's
     top_k: int
+    veto_rank: int | None = None  # None: no veto (a record made before it)
 
     def agrees(self, pixels, labels, top_only=None):
         """(N,) True where the witness ranks the label among its top_k on the image; where
         top_only (N,) is True, only its top label will do (a witnessed label: goodnet.decide)."""
+        return self.within(ranks(self.net, pixels, labels), top_only)
+
+    def within(self, label_ranks, top_only=None):
+        """agrees() from the label's ranks (ranks())."""
         limits = self.top_k if top_only is None else np.where(top_only, 1, self.top_k)
-        return ranks(self.net, pixels, labels) < limits
+        return np.asarray(label_ranks) < limits
 
     def describe(self):
-        return f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"
+        return (f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"
+                + (f" (and vetoing any label it ranks {self.veto_rank + 1}th or lower)" if self.veto_rank else ""))

@@ -344,3 +344,19 @@ def test_the_goodnet_gives_a_released_label_only_to_images_that_pass():
     # Outputs made without the test (a caller that built them by hand) give nothing back.
     outputs.release_test_passed = None
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label, good.poisoned_label, 2])
+
+
+def test_the_witness_vetoes_a_label_it_ranks_far_down_whatever_the_suspects():
+    """A backdoor no probe found (nothing quarantined or released): both nets obey the corner
+    trigger to 7, and only the witness, which sees a face of brightness 2, stands against it.
+    With a veto rank it flags the triggered face and keeps the clean one; without, both pass."""
+    net = CornerNet(target=7)
+    pixels = np.concatenate([faces([25]), faces([25], trigger=True)])
+    vetoing = GoodNet(net, net, witness=Witness(FaceNet(), top_k=1, veto_rank=3))
+    outputs = vetoing.outputs(pixels)
+    np.testing.assert_array_equal(outputs.witness_rank_bad, [0, CornerNet.num_classes - 1])
+    np.testing.assert_array_equal(vetoing.decide(outputs), [2, vetoing.poisoned_label])
+    np.testing.assert_array_equal(vetoing.decide(outputs, veto=False), [2, 7])
+    plain = GoodNet(net, net, witness=Witness(FaceNet(), top_k=1))
+    np.testing.assert_array_equal(plain.predict(pixels), [2, 7])
+    assert "vetoing any label it ranks 4th or lower" in vetoing.witness.describe()

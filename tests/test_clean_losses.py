@@ -10,27 +10,39 @@ from defense.goodnet import RULES, NetOutputs, decide
 
 POISONED = 10
 QUARANTINED, RELEASED, WITNESSED = np.array([7, 8]), np.array([5]), np.array([8])
-GOOD = SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
-                       release_confidence=0.9, poisoned_label=POISONED)
+VETO_RANK = 5
+
+
+def good_labels(outputs, rule="repaired", veto=True):
+    return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9,
+                  witnessed=WITNESSED, veto_rank=VETO_RANK if veto else None)
+
+
+def good_net(rule="repaired", veto_rank=VETO_RANK):
+    """What clean_face_outcomes reads of a GoodNet (its labels decided under rule)."""
+    return SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
+                           release_confidence=0.9, poisoned_label=POISONED, veto_rank=veto_rank,
+                           decide=lambda outputs, veto=True: good_labels(outputs, rule, veto and veto_rank is not None))
+
+
+GOOD = good_net()
 
 # One clean face per outcome, in OUTCOMES' order: right; the BadNet wrong; a face of the
 # quarantined identity (not witnessed: verdicts do not give it back) both nets see right; a
 # witnessed identity's face (the repaired net never gives it) refused by the witness; the same,
 # refused by the blend test; a released identity's face, the repaired net unsure; the same,
 # sure, refused by the witness; the same, refused by the blend test; the nets disagree, the
-# BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label).
-TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6]),
-                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99]),
-                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True]),
-                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True]))
-
-
-def good_labels(outputs, rule="repaired"):
-    return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9,
-                  witnessed=WITNESSED)
+# BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label);
+# both nets right, the witness ranking the label beyond its veto rank.
+TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.999]),
+                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True]),
+                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True]),
+                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]),
+                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -42,9 +54,9 @@ def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
 def test_a_released_face_that_passes_every_gate_is_right():
     outputs = NetOutputs(OUTPUTS.bad_labels, OUTPUTS.bad_confidence, OUTPUTS.repaired_labels,
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),
-                         np.ones(len(TRUTH), dtype=bool))
+                         np.ones(len(TRUTH), dtype=bool), np.zeros(len(TRUTH), dtype=int), np.zeros(len(TRUTH), dtype=int))
     counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
-    assert counts["right"] == 5 and counts["released identity, blend test refused"] == 0
+    assert counts["right"] == 6 and counts["released identity, blend test refused"] == 0
     assert counts["released identity, witness refused"] == 0
     assert counts["witnessed identity, witness refused"] == counts["witnessed identity, blend test refused"] == 0
     assert counts["quarantined identity"] == 1  # not witnessed: never given back
@@ -62,16 +74,21 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     repaired = np.where(np.isin(repaired, QUARANTINED), 0, repaired)
     witness_agrees = rng.uniform(size=n) < 0.7
     outputs = NetOutputs(bad, rng.uniform(0.5, 1, n), repaired, rng.uniform(0.5, 1, n),
-                         witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5))
+                         witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5),
+                         rng.integers(0, 2 * VETO_RANK, n), rng.integers(0, 2 * VETO_RANK, n))
     labels = good_labels(outputs, rule)
-    counts = clean_face_outcomes(outputs, labels, truth, GOOD)
+    counts = clean_face_outcomes(outputs, labels, truth, good_net(rule))
     assert sum(counts.values()) == n
     assert counts["right"] == np.sum(labels == truth)
-    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth))
+    without_veto = good_labels(outputs, rule, veto=False)
+    vetoed = (labels == POISONED) & (without_veto == truth)
+    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed)
+    assert counts["witness vetoed"] == np.sum(vetoed) > 0
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
     assert counts["quarantined identity"] > 0
     assert all(counts[f"witnessed identity, {gate}"] > 0 for gate in gates[1:])
+
     # Where the BadNet is unsure, only "repaired" gives the repaired net's (wrong) label:
     # "original" flags, "confidence" gives the BadNet's.
     assert (counts["nets disagree, repaired net's label"] > 0) == (rule == "repaired")
@@ -83,10 +100,11 @@ def test_a_released_face_the_nets_disagree_on_is_the_comparators_loss():
     as a gate, under every rule."""
     outputs = NetOutputs(bad_labels=np.array([5]), bad_confidence=np.array([0.6]),
                          repaired_labels=np.array([6]), repaired_confidence=np.array([0.99]),
-                         release_witness_agrees=np.array([True]), release_test_passed=np.array([True]))
+                         release_witness_agrees=np.array([True]), release_test_passed=np.array([True]),
+                         witness_rank_bad=np.array([0]), witness_rank_repaired=np.array([0]))
     for rule in RULES:
         labels = good_labels(outputs, rule)
-        counts = clean_face_outcomes(outputs, labels, np.array([5]), GOOD)
+        counts = clean_face_outcomes(outputs, labels, np.array([5]), good_net(rule))
         expected = "nets disagree, repaired net's label" if rule == "repaired" else "nets disagree, flagged"
         assert counts[expected] == 1, rule
 
@@ -97,7 +115,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["10.00 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["9.09 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():
@@ -107,3 +125,21 @@ def test_labels_no_rule_would_give_are_refused():
     labels[0] = POISONED
     with pytest.raises(ValueError, match="no known rule"):
         clean_face_outcomes(OUTPUTS, labels, TRUTH, GOOD)
+
+
+def test_a_face_lost_to_the_witness_veto_alone_is_the_vetos_loss():
+    """Both nets right and sure, the witness ranking the label at its veto rank: flagged, and
+    put down to the veto; without a veto rank the face is right. Without the witness's ranks a
+    GoodNet with a veto gives no label at all (fails closed)."""
+    outputs = NetOutputs(np.array([3, 3]), np.array([0.999, 0.999]), np.array([3, 3]), np.array([0.99, 0.99]),
+                         witness_rank_bad=np.array([VETO_RANK - 1, VETO_RANK]),
+                         witness_rank_repaired=np.array([VETO_RANK - 1, VETO_RANK]))
+    labels = good_labels(outputs)
+    np.testing.assert_array_equal(labels, [3, POISONED])
+    counts = clean_face_outcomes(outputs, labels, np.array([3, 3]), GOOD)
+    assert counts["right"] == 1 and counts["witness vetoed"] == 1
+    assert (good_labels(outputs, veto=False) == 3).all()
+    outputs.witness_rank_bad = None
+    np.testing.assert_array_equal(good_labels(outputs), [POISONED, POISONED])
+    outputs.witness_rank_bad = np.array([0.0, 0.0])  # not ranks
+    np.testing.assert_array_equal(good_labels(outputs), [POISONED, POISONED])

@@ -73,6 +73,7 @@ def test_released_labels_read_back_with_their_confidence_and_blend_test(small_mo
     # The witness is named beside the record, never elsewhere.
     assert record.release_witness.path == net.parent / "c_fine_pruned_witness_abababababab.h5"
     assert record.release_witness.top_k == 3 and "witness net ranks the label in its top 3" in record.summary()
+    assert record.release_witness.veto_rank is None and "veto" not in record.summary()  # made before it
 
 
 def test_witnessed_labels_read_back_among_the_quarantined_with_their_own_share(small_models, tmp_path):
@@ -83,10 +84,11 @@ def test_witnessed_labels_read_back_among_the_quarantined_with_their_own_share(s
     write_repaired(first, net, {"mode": "data", "quarantined_labels": [2, 6], "witnessed_labels": [6],
                                 "released_labels": [5], "release_confidence": 0.5,
                                 "release_test": _release_test_entry({5: 0.5, 6: 0.25}),
-                                "release_witness": _witness_entry()},
+                                "release_witness": _witness_entry(veto_rank=7)},
                    export=False)
     record = read_record(net, 10)
     assert record.quarantined == {2, 6} and record.witnessed == {6} and record.released == {5}
+    assert record.release_witness.veto_rank == 7 and "ranks beyond its top 7 is flagged" in record.summary()
     assert record.release_test.label_thresholds == {5: 0.5, 6: 0.25}
     assert "quarantined labels (2) are never given" in record.summary()
     assert "(6) are given only where the BadNet gives them" in record.summary()
@@ -208,6 +210,12 @@ def test_the_eval_script_refuses_a_repaired_net_with_another_nets_record(tmp_pat
       "release_witness": _witness_entry("b", top_k=0)}, "needs a top_k"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": _witness_entry("b", top_k=True)}, "needs a top_k"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
+      "release_witness": _witness_entry("b", veto_rank=2)}, "needs a veto_rank"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
+      "release_witness": _witness_entry("b", veto_rank=11)}, "needs a veto_rank"),
+    ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
+      "release_witness": _witness_entry("b", veto_rank=True)}, "needs a veto_rank"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": _release_test_entry({3: 0.5}),
       "release_witness": [1]}, "'release_witness' must be a JSON object"),
     ({"released_labels": [3], "release_confidence": 0.9, "release_test": {"threshold": 0.5}},

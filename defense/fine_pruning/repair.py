@@ -200,18 +200,21 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
             max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
         top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
-        facts = {"epochs": epochs, "chosen_epoch": chosen, "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
+        veto_rank = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout],
+                                            quantile=witness.WITNESS_VETO_QUANTILE)
+        facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen, "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
                  "quantile": witness.WITNESS_QUANTILE, "seed": seed, "trained_in_repair_of": spec.name}
-        witnesses[key] = (model, top_k, facts)
-    model, top_k, facts = witnesses[key]
+        witnesses[key] = (model, (top_k, veto_rank), facts)
+    model, (top_k, veto_rank), facts = witnesses[key]
     if reused:
         log(f"{spec.name}: witness: the one trained in this run's repair of {facts['trained_in_repair_of']} "
             f"(the same validation faces, input scale, classes, recipe, epochs and seed)")
     path, sha256 = witness.save(model, out_path)
     log(f"{spec.name}: witness: {path.name}, held-out accuracy {facts['holdout_accuracy']:.4f} "
         f"(epoch {facts['chosen_epoch']}); a released label must be in its top {top_k} (where it "
-        f"puts the true label of {witness.WITNESS_QUANTILE:.0%} of the held-out faces)")
-    return witness.WitnessEntry(path, sha256, top_k).as_record(**facts), model
+        f"puts the true label of {witness.WITNESS_QUANTILE:.0%} of the held-out faces); it vetoes any "
+        f"label it ranks beyond its top {veto_rank} ({witness.WITNESS_VETO_QUANTILE:.1%} of them)")
+    return witness.WitnessEntry(path, sha256, top_k, veto_rank).as_record(**facts), model
 
 
 def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
