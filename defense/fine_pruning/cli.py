@@ -77,7 +77,8 @@ def add_arguments(parser):
                              "singles out stay switched off and come back only where the BadNet "
                              "gives one, the witness gives it as its top label and the image "
                              "passes the blend test, unless the witness's own probe singles it "
-                             "out too "
+                             "out too; and any label the witness ranks below where it puts 99.9 %% "
+                             "of the held-out faces' own labels is flagged (its veto) "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
