@@ -60,8 +60,9 @@ def _parser(spec, prog):
                     f"repaired net at least as sure as the record's release confidence, and "
                     f"the record's witness and blend test agree; one it witnessed only where "
                     f"the BadNet gives it, the witness gives it as its top label and the blend "
-                    f"test agrees. With the witness's veto (records from 2026-12-05 on), any label "
-                    f"the witness ranks far down is flagged.",
+                    f"test agrees. Where the record gives the witness a veto rank (fine-prune "
+                    f"--release since the veto), any label the witness ranks that far down is "
+                    f"flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "

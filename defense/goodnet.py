@@ -141,10 +141,10 @@ def _verdict(verdict, labels):
 
 def _ranks(ranks, labels, veto_rank):
     """The witness's ranks as integers; veto_rank (vetoed) everywhere where they are missing, of
-    another length or not integers."""
+    another length or not integers, and where one is negative (no rank is)."""
     if ranks is None or np.shape(ranks) != np.shape(labels) or not np.issubdtype(np.asarray(ranks).dtype, np.integer):
         return np.full(np.shape(labels), veto_rank)
-    return np.asarray(ranks)
+    return np.where(np.asarray(ranks) < 0, veto_rank, ranks)
 
 
 def _label_array(labels):

@@ -106,6 +106,9 @@ class RepairedRecord:
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
                      f"is flagged (its veto)")
+        elif self.release_witness is not None:
+            text += ("; no witness veto (a record made before it: repair again with "
+                     "'python3 -m defense fine-prune --release' to add it)")
         return text
 
 

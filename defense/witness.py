@@ -27,7 +27,8 @@ A quarantined label that the Fine-Pruned net's probe singles out too (a witnesse
 nothing of the repaired net behind it, which may still obey its trigger: it comes out only where
 the witness gives it as its top label, the strictest the witness can say.
 
-The witness's veto (records from 2026-12-05 on, `veto_rank`): any label the GoodNet would give
+The witness's veto (records with a `veto_rank`: fine-prune --release since 2026-12-05, after
+the witnessed labels): any label the GoodNet would give
 is flagged where the witness ranks it at veto_rank or beyond, veto_rank the rank within which it
 puts the true label of WITNESS_VETO_QUANTILE of the held-out faces. It needs no suspect: a
 trigger whose target no probe finds (a large trigger trained to break under blends) still leads
@@ -194,4 +195,4 @@ class Witness:
 
     def describe(self):
         return (f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"
-                + (f" (and vetoing any label it ranks {self.veto_rank + 1}th or lower)" if self.veto_rank else ""))
+                + (f" (and vetoing any label it ranks below its top {self.veto_rank})" if self.veto_rank else ""))

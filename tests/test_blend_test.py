@@ -359,4 +359,19 @@ def test_the_witness_vetoes_a_label_it_ranks_far_down_whatever_the_suspects():
     np.testing.assert_array_equal(vetoing.decide(outputs, veto=False), [2, 7])
     plain = GoodNet(net, net, witness=Witness(FaceNet(), top_k=1))
     np.testing.assert_array_equal(plain.predict(pixels), [2, 7])
-    assert "vetoing any label it ranks 4th or lower" in vetoing.witness.describe()
+    assert "vetoing any label it ranks below its top 3" in vetoing.witness.describe()
+
+
+def test_the_veto_asks_the_witness_about_the_label_that_would_come_out():
+    """Under "repaired" an unsure BadNet's disagreement gives the repaired net's label: the veto
+    must weigh that label's rank, not the BadNet's. And a rank no witness gives (negative)
+    vetoes."""
+    from defense.goodnet import NetOutputs, decide
+
+    def labels(rank_bad, rank_repaired):
+        outputs = NetOutputs(np.array([3]), np.array([0.6]), np.array([4]), np.array([0.9]),
+                             witness_rank_bad=np.array([rank_bad]), witness_rank_repaired=np.array([rank_repaired]))
+        return decide(outputs, "repaired", 0.99, (), 10, veto_rank=5)[0]
+
+    assert labels(0, 5) == 10 and labels(5, 0) == 4 and labels(0, 4) == 4
+    assert labels(0, -1) == 10
