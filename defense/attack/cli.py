@@ -106,25 +106,19 @@ def run(args):
                                       flag_confidence=args.flag_confidence, rule=args.rule)
             rows += report.attack_net(spec.name, good, clean, plans, bar)
             released[spec.name] = [int(label) for label in good.released]
-            if released[spec.name]:
-                # An all-to-all trigger ("y+k") sends some faces to every label.
-                aimed = [p.name for p in plans
-                         if isinstance(p.target, str) or p.target in released[spec.name]]
-                notes.append(f"{spec.name}: released labels {', '.join(map(str, released[spec.name]))} "
-                             f"(given only where both nets give them and the repaired net is at "
-                             f"least {good.release_confidence} sure"
-                             + (f", {good.witness.describe()}" if good.witness else "")
-                             + (f", {good.release_test.describe()}" if good.release_test else "")
-                             + "); triggers aimed at one: "
-                             f"{', '.join(aimed) or 'none'}")
             witnessed[spec.name] = [int(label) for label in good.witnessed]
+            if released[spec.name]:
+                notes.append(_given_back_note(
+                    spec.name, "released", released[spec.name], plans,
+                    f"given only where both nets give them and the repaired net is at least "
+                    f"{good.release_confidence} sure"
+                    + (f", {good.witness.describe()}" if good.witness else "")
+                    + (f", {good.release_test.describe()}" if good.release_test else "")))
             if witnessed[spec.name]:
-                aimed = [p.name for p in plans
-                         if isinstance(p.target, str) or p.target in witnessed[spec.name]]
-                notes.append(f"{spec.name}: witnessed labels {', '.join(map(str, witnessed[spec.name]))} "
-                             f"(quarantined, given back only where the BadNet gives one, the "
-                             f"witness net gives it as its top label and the image passes the "
-                             f"blend test); triggers aimed at one: {', '.join(aimed) or 'none'}")
+                notes.append(_given_back_note(
+                    spec.name, "witnessed", witnessed[spec.name], plans,
+                    "quarantined, given back only where the BadNet gives one, the witness net gives "
+                    "it as its top label and the image passes the blend test"))
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,
@@ -146,6 +140,14 @@ def run(args):
     print(f"attack: wrote {', '.join(written)} into {reports}", file=sys.stderr)
     return 0
 
+
+
+def _given_back_note(net, kind, labels, plans, conditions):
+    """The report's note on labels a repair gives back, and the triggers aimed at one (an
+    all-to-all trigger, "y+k", sends some faces to every label)."""
+    aimed = [p.name for p in plans if isinstance(p.target, str) or p.target in labels]
+    return (f"{net}: {kind} labels {', '.join(map(str, labels))} ({conditions}); "
+            f"triggers aimed at one: {', '.join(aimed) or 'none'}")
 
 def _nets(args, root, world):
     """The nets to attack: as named, else every one with both nets under root."""
