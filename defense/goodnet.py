@@ -56,7 +56,7 @@ import numpy as np
 
 from .errors import InputError, SettingError, check_range
 from .net import Net
-from .witness import ranks_in
+from .witness import ranks, ranks_in
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
 RULES = ("original", "confidence", "repaired")
@@ -264,11 +264,11 @@ class GoodNet:
         candidates = np.flatnonzero(
             release_candidates(outputs, self.released, self.release_confidence) | witnessed)
         agrees, passed = (np.zeros(len(outputs.bad_labels), dtype=bool) for _ in range(2))
-        if len(candidates) and outputs.witness_rank_bad is not None:
-            agrees[candidates] = self.witness.within(outputs.witness_rank_bad[candidates], witnessed[candidates])
-        elif len(candidates):
-            agrees[candidates] = self.witness.agrees(np.asarray(pixels)[candidates],
-                                                     outputs.bad_labels[candidates], witnessed[candidates])
+        if len(candidates):
+            # The veto's pass ranked every image already; without a veto, rank the candidates.
+            label_ranks = (outputs.witness_rank_bad[candidates] if outputs.witness_rank_bad is not None
+                           else ranks(self.witness.net, np.asarray(pixels)[candidates], outputs.bad_labels[candidates]))
+            agrees[candidates] = self.witness.within(label_ranks, witnessed[candidates])
         asked = candidates[agrees[candidates]]
         if len(asked):
             passed[asked] = self.release_test.passes(

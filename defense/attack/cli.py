@@ -141,13 +141,13 @@ def run(args):
     return 0
 
 
-
 def _given_back_note(net, kind, labels, plans, conditions):
     """The report's note on labels a repair gives back, and the triggers aimed at one (an
     all-to-all trigger, "y+k", sends some faces to every label)."""
     aimed = [p.name for p in plans if isinstance(p.target, str) or p.target in labels]
     return (f"{net}: {kind} labels {', '.join(map(str, labels))} ({conditions}); "
             f"triggers aimed at one: {', '.join(aimed) or 'none'}")
+
 
 def _nets(args, root, world):
     """The nets to attack: as named, else every one with both nets under root."""

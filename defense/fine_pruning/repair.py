@@ -199,10 +199,11 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
         model, history, chosen = witness.train(
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
             max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
-        top_k = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout])
-        veto_rank = witness.calibrate_top_k(Net(model, spec.input_scale), valid.x[holdout], y[holdout],
-                                            quantile=witness.WITNESS_VETO_QUANTILE)
-        facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen, "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
+        net = Net(model, spec.input_scale)
+        top_k = witness.calibrate_top_k(net, valid.x[holdout], y[holdout])
+        veto_rank = witness.calibrate_top_k(net, valid.x[holdout], y[holdout], quantile=witness.WITNESS_VETO_QUANTILE)
+        facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen,
+                 "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
                  "quantile": witness.WITNESS_QUANTILE, "seed": seed, "trained_in_repair_of": spec.name}
         witnesses[key] = (model, (top_k, veto_rank), facts)
     model, (top_k, veto_rank), facts = witnesses[key]
