@@ -5,7 +5,8 @@ repaired net is the BadNet fine-tuned, and what fine-tuning left of a trigger ca
 nets to its target, sure of it, and break on blends as the BadNet was taught to (the full-size
 `adaptive` world: docs/results/2026-12-04-adaptive-full.md). The witness is a DeepID trained
 from scratch on the clean validation faces that Fine-Pruning fine-tunes on (the same training
-split, recipe and seed, WITNESS_EPOCHS epochs, the held-out slice choosing the epoch): it has
+split and recipe, WITNESS_EPOCHS epochs, the held-out slice choosing the epoch; its own seed,
+secret by default: below): it has
 no trigger to obey. A released label comes out only where the witness ranks it among its
 `top_k` labels, top_k the rank within which it puts the true label of WITNESS_QUANTILE of the
 held-out faces. A triggered face is another person's: the witness ranks the target that high
@@ -15,9 +16,12 @@ The witness's file is named by its content (X_witness_<sha256 prefix>.h5 beside 
 X.h5), so that a repair interrupted after writing it leaves the old net, record and witness as
 they were; writing a repaired net removes the witnesses its record does not name.
 
-What it invites: an attacker who has the validation data can train the same witness (its seed
-is in the record) and craft a perturbation that it ranks as the target: an adversarial example,
-white-box, beyond what a backdoor planted in training gives. A weak witness (a large top_k:
+What it invites: an attacker who has the validation data and the witness's seed can train the
+same witness and craft a perturbation that it ranks as the target: an adversarial example,
+white-box, beyond what a backdoor planted in training gives. Hence the seed is drawn at random
+and written nowhere unless the user gives one (fine-prune --witness-seed): crafted against a
+witness of another seed, the perturbations mostly fail on this one
+(docs/results/2026-12-05-adversarial-witness.md). A weak witness (a large top_k:
 few faces an identity) lets more lookalikes through; the record keeps top_k and its held-out
 accuracy. What it costs: the released identities' faces it does not rank that high (about
 1 - WITNESS_QUANTILE of them), its training, and one more net on disk, run only where a

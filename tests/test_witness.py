@@ -143,17 +143,54 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
     np.testing.assert_array_equal(same.probabilities(valid.x), other.probabilities(valid.x))
 
 
+def test_the_witness_seed_is_drawn_at_random_once_a_run_and_written_nowhere(tmp_path, monkeypatch):
+    """Whoever knows the witness's seed (and has the validation data) can train it again and craft
+    faces it misranks: without a seed given, each run draws one, shared by its nets, and the
+    record says it was random; a seed given (--witness-seed) is used and written."""
+    import defense.witness as witness_module
+    from defense.architecture import build_deepid
+    from defense.fine_pruning.fine_tuning import Recipe
+    from defense.fine_pruning.repair import SECRET_SEED, _train_witness
+    from defense.registry import NETS
+
+    seeds = []
+
+    def train(num_classes, x, y, holdout, recipe, epochs, max_value, seed=0, log=None):
+        seeds.append(seed)
+        return build_deepid(num_classes), [{"holdout_accuracy": 0.25}], 1
+
+    monkeypatch.setattr(witness_module, "train", train)
+    valid = SimpleNamespace(x=np.random.default_rng(0).integers(0, 256, (12, 55, 47, 3)).astype(np.float32),
+                            y=np.repeat(np.arange(3), 4))
+    train_split, holdout = np.arange(0, 12, 2), np.arange(1, 12, 2)
+
+    def run(nets, seed):
+        witnesses = {}
+        return [_train_witness(NETS[net], 3, valid.x / 255, valid, train_split, holdout, Recipe(), 5,
+                               tmp_path / NETS[net].repaired_file, seed, lambda line: None, witnesses,
+                               "a" * 64)[0] for net in nets]
+
+    first_run = run(["sunglasses", "anonymous_1"], None)
+    second_run = run(["sunglasses"], None)
+    assert len(seeds) == 2 and all(isinstance(seed, int) for seed in seeds)  # one training a run
+    assert seeds[0] != seeds[1]  # two draws of 31 bits
+    assert all(entry["seed"] == SECRET_SEED for entry in first_run + second_run)
+    assert not {seeds[0], seeds[1]} & {value for entry in first_run + second_run for value in entry.values()
+                                       if isinstance(value, int)}
+    assert run(["sunglasses"], 7)[0]["seed"] == 7 and seeds[-1] == 7
+
+
 def test_the_witness_key_holds_what_its_training_reads_and_nothing_of_the_badnet():
     from defense.fine_pruning.fine_tuning import Recipe
     from defense.fine_pruning.repair import witness_key
     from defense.registry import NETS
 
-    def key(net="sunglasses", data="a" * 64, classes=1283, recipe=Recipe(), epochs=20, seed=0):
-        return witness_key(data, NETS[net], classes, recipe, epochs, seed)
+    def key(net="sunglasses", data="a" * 64, classes=1283, recipe=Recipe(), epochs=20, seed=0, holdout=(1, 5)):
+        return witness_key(data, NETS[net], classes, recipe, epochs, seed, np.array(holdout))
 
     assert key() == key("anonymous_1") == key("multi_trigger_multi_target")  # the same scale: one witness
-    for other in (key("bd_net"), key(data="b" * 64), key(classes=40), key(epochs=5), key(seed=1),
-                  key(recipe=Recipe(min_samples_per_epoch=1000))):
+    for other in (key("bd_net"), key(data="b" * 64), key(classes=40), key(epochs=5), key(seed=1), key(seed=None),
+                  key(holdout=(1, 6)), key(recipe=Recipe(min_samples_per_epoch=1000))):
         assert other != key()
 
 
@@ -167,11 +204,16 @@ def test_fine_prune_hands_every_net_of_a_run_the_same_witnesses(tmp_path, monkey
     (tmp_path / "data" / "clean_validation_data.h5").write_bytes(b"")  # never read: the repair is stubbed
     passed = []
     monkeypatch.setattr(fine_prune_cli, "fine_prune_net",
-                        lambda spec, *args, witnesses=None, **kwargs: passed.append((spec.name, witnesses)))
+                        lambda spec, *args, witnesses=None, witness_seed=None, **kwargs:
+                        passed.append((spec.name, witnesses, witness_seed)))
     assert main(["fine-prune", "--root", str(tmp_path), "--release", "--seed-faces", str(SAMPLES),
                  "--net", "sunglasses", "--net", "anonymous_1"]) == 0
-    assert [name for name, _ in passed] == ["sunglasses", "anonymous_1"]
+    assert [name for name, _, _ in passed] == ["sunglasses", "anonymous_1"]
     assert isinstance(passed[0][1], dict) and passed[0][1] is passed[1][1]
+    assert passed[0][2] is None and passed[1][2] is None  # drawn once, by the first repair
+    assert main(["fine-prune", "--root", str(tmp_path), "--release", "--seed-faces", str(SAMPLES),
+                 "--net", "sunglasses", "--witness-seed", "3"]) == 0
+    assert passed[-1][2] == 3
 
 
 def test_only_suspects_the_witness_itself_is_not_steered_to_are_witnessed(tmp_path, monkeypatch):

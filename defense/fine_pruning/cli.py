@@ -90,6 +90,12 @@ def add_arguments(parser):
                         help=f"with --release: epochs the witness net trains from scratch (default: "
                              f"{WITNESS_EPOCHS}; fewer are faster and give a weaker witness, whose "
                              f"larger top k lets more lookalike faces through)")
+    parser.add_argument("--witness-seed", type=int, metavar="N",
+                        help="with --release: the witness net's training seed, written in the "
+                             "record (default: drawn at random and kept nowhere, one for the nets "
+                             "of the run; whoever has the validation data and the seed can train "
+                             "the same witness and craft faces it misranks: give one only for "
+                             "runs that must repeat exactly; docs/results/2026-12-05-adversarial-witness.md)")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets "
@@ -127,6 +133,8 @@ def run(args):
     witness_epochs = WITNESS_EPOCHS if args.witness_epochs is None else args.witness_epochs
     if witness_epochs < 1:
         raise InputError(f"--witness-epochs: {witness_epochs} is not a number of epochs (1 or more)")
+    if args.witness_seed is not None and not args.release:
+        raise InputError("--witness-seed applies to --release only")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()
@@ -145,7 +153,7 @@ def run(args):
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
                        release_confidence=release_confidence, witness_epochs=witness_epochs,
-                       witnesses=witnesses)
+                       witnesses=witnesses, witness_seed=args.witness_seed)
     return 0
 
 

@@ -19,6 +19,7 @@ they miss survives it; the probe finds a target by its shortcut whatever the tri
 like, and a switched-off target is never given (docs/method.md).
 """
 
+import hashlib
 import time
 
 import numpy as np
@@ -44,14 +45,16 @@ DEFAULT_RELEASE_CONFIDENCE = 0.5
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
                    release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS,
-                   witnesses=None):
+                   witnesses=None, witness_seed=None):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
     with release too, only those the repaired net's own probe also singles out, the others
     given where both nets give them and the repaired net is at least release_confidence sure
     (and the witness, trained witness_epochs, and the blend test agree). witnesses: a dict
-    shared by the nets repaired in one run, so that one witness serves them all (_train_witness)."""
+    shared by the nets repaired in one run, so that one witness serves them all (_train_witness).
+    witness_seed: the witness's training seed; None (the default): drawn at random and kept
+    nowhere, once for the nets sharing a witness."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
@@ -104,7 +107,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         if release and (quarantine[RELEASE_KEY] or suspects):
             entry, witness_model = _train_witness(
                 spec, bad.output_shape[-1], x, valid, train, holdout, recipe, witness_epochs, out_path,
-                seed, log, {} if witnesses is None else witnesses, valid_sha256)
+                witness_seed, log, {} if witnesses is None else witnesses, valid_sha256)
             quarantine[WITNESSED_KEY] = _witnessed(spec, witness_model, entry, suspects, quarantine_seed_faces,
                                                    seed, log)
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
@@ -171,11 +174,17 @@ def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     return test.as_record(faces)
 
 
-def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed):
+# The record's witness seed where it was drawn at random: the record may be read by others.
+SECRET_SEED = "random, kept nowhere"
+
+
+def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed, holdout):
     """Everything the witness's training depends on: nets with the same key would train the
-    same witness (the training split, recipe and seed of the validation data, the faces scaled
-    for the net, its class count). Nothing of the BadNet is in it: the witness never sees one."""
-    return (valid_sha256, spec.input_scale, num_classes, repr(recipe), epochs, seed)
+    same witness (the validation data, its held-out split (from the repair's seed), the
+    recipe, epochs and the witness's seed (None: the run's secret one), the faces scaled for
+    the net, its class count). Nothing of the BadNet is in it: the witness never sees one."""
+    split = hashlib.sha256(np.asarray(holdout, dtype=np.int64).tobytes()).hexdigest()
+    return (valid_sha256, split, spec.input_scale, num_classes, repr(recipe), epochs, seed)
 
 
 def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
@@ -188,23 +197,33 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     The witness never sees the BadNet: nets repaired in one run from the same validation data,
     input scale, classes, recipe, epochs and seed (witness_key) would train the same net, so
     the first one's is kept in witnesses and written again beside the others (at full size a
-    training costs longer than the Fine-Pruning it follows)."""
+    training costs longer than the Fine-Pruning it follows).
+
+    seed None: a secret one, drawn here and written nowhere (for the nets of the run, the key's
+    None). An attacker who has the validation data and the seed rebuilds this very witness and
+    crafts perturbations it ranks as the target; against a witness of another seed they mostly
+    fail (docs/results/2026-12-05-adversarial-witness.md)."""
+    import secrets
+
     from .. import witness
     from ..net import Net
 
-    key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed)
+    key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed, holdout)
     reused = key in witnesses
     if not reused:
+        training_seed = secrets.randbelow(2 ** 31) if seed is None else seed
         y = valid.y
         model, history, chosen = witness.train(
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
-            max_value=255 * spec.input_scale, seed=seed, log=lambda line: log(f"{spec.name}: witness: {line}"))
+            max_value=255 * spec.input_scale, seed=training_seed,
+            log=lambda line: log(f"{spec.name}: witness: {line}"))
         net = Net(model, spec.input_scale)
         top_k = witness.calibrate_top_k(net, valid.x[holdout], y[holdout])
         veto_rank = witness.calibrate_top_k(net, valid.x[holdout], y[holdout], quantile=witness.WITNESS_VETO_QUANTILE)
         facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen,
                  "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
-                 "quantile": witness.WITNESS_QUANTILE, "seed": seed, "trained_in_repair_of": spec.name}
+                 "quantile": witness.WITNESS_QUANTILE, "seed": SECRET_SEED if seed is None else seed,
+                 "trained_in_repair_of": spec.name}
         witnesses[key] = (model, (top_k, veto_rank), facts)
     model, (top_k, veto_rank), facts = witnesses[key]
     if reused:
