@@ -21,7 +21,8 @@ same witness and craft a perturbation that it ranks as the target: an adversaria
 white-box, beyond what a backdoor planted in training gives. Hence the seed is drawn at random
 and written nowhere unless the user gives one (fine-prune --witness-seed): crafted against a
 witness of another seed, the perturbations mostly fail on this one
-(docs/results/2026-12-05-adversarial-witness.md). A weak witness (a large top_k:
+(docs/results/2026-12-05-adversarial-witness.md). The secret is then the witness's file itself:
+whoever reads it has the white box. A weak witness (a large top_k:
 few faces an identity) lets more lookalikes through; the record keeps top_k and its held-out
 accuracy. What it costs: the released identities' faces it does not rank that high (about
 1 - WITNESS_QUANTILE of them), its training, and one more net on disk, run only where a

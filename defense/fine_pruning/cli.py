@@ -135,6 +135,8 @@ def run(args):
         raise InputError(f"--witness-epochs: {witness_epochs} is not a number of epochs (1 or more)")
     if args.witness_seed is not None and not args.release:
         raise InputError("--witness-seed applies to --release only")
+    if args.witness_seed is not None and not 0 <= args.witness_seed < 2 ** 32:
+        raise InputError(f"--witness-seed: {args.witness_seed} is not a seed in [0, 2**32)")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()

@@ -217,6 +217,12 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
             max_value=255 * spec.input_scale, seed=training_seed,
             log=lambda line: log(f"{spec.name}: witness: {line}"))
+        if seed is None:
+            # Training left the global generators seeded with the secret (NumPy's state holds it
+            # as is): anything drawn from them later would give it away.
+            import keras
+
+            keras.utils.set_random_seed(secrets.randbelow(2 ** 31))
         net = Net(model, spec.input_scale)
         top_k = witness.calibrate_top_k(net, valid.x[holdout], y[holdout])
         veto_rank = witness.calibrate_top_k(net, valid.x[holdout], y[holdout], quantile=witness.WITNESS_VETO_QUANTILE)
