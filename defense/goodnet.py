@@ -41,7 +41,11 @@ label.
 Where the record's witness has a veto rank (witness.py), any label the rules above would give is
 flagged where the witness ranks it that far down or further: a trigger whose target no probe
 found still leads both nets to a label that the witness, seeing another person's face, ranks
-low. It costs one witness pass an image.
+low. It costs one witness pass an image. That pass also settles disagreements (rules other than
+"original"): where the two nets disagree and the witness's top label is the BadNet's, a label no
+probe suspected, the BadNet's label comes out instead of the flag or the repaired net's label.
+A clean face the Fine-Pruned net gets wrong is most often one the witness gets right; a trigger
+must make the witness see its target, not merely rank it within the veto's reach.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -83,7 +87,7 @@ class NetOutputs:
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0, witnessed=(), veto_rank=None):
+           release_confidence=1.0, witnessed=(), veto_rank=None, witness_settles=False):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
@@ -96,6 +100,13 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         unsure_label = bad if rule == "confidence" else repaired
         sure = outputs.bad_confidence >= flag_confidence
         labels = np.where(disagree & sure, poisoned_label, np.where(disagree, unsure_label, bad))
+        if witness_settles:
+            # A disagreement settled by the witness: the BadNet's label where it is the witness's
+            # top label too and no probe suspected it (a suspect comes out only by the rules
+            # below). Fails closed: without the witness's ranks nothing is settled.
+            settled = disagree & (_ranks(outputs.witness_rank_bad, bad, 1) == 0) \
+                & ~np.isin(bad, np.concatenate([quarantined, released]))
+            labels = np.where(settled, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
     # only a repaired net whose units were not switched off can give it.
@@ -280,12 +291,14 @@ class GoodNet:
         """The witness's veto rank, or None: no veto."""
         return None if self.witness is None else self.witness.veto_rank
 
-    def decide(self, outputs, rule=None, veto=True):
-        """The labels under this GoodNet's rule, or under another rule for comparison; veto=False:
-        without the witness's veto (to count what it costs)."""
+    def decide(self, outputs, rule=None, veto=True, settle=True):
+        """The labels under this GoodNet's rule, or under another rule for comparison; veto=False,
+        settle=False: without the witness's veto, without its settling disagreements (to count
+        what each costs). A witness with a veto ranks every image, so it also settles (decide)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
                       self.poisoned_label, self.released, self.release_confidence, self.witnessed,
-                      self.veto_rank if veto else None)
+                      self.veto_rank if veto else None,
+                      witness_settles=settle and self.veto_rank is not None)
 
 
 def _side_by_side(*nets):

@@ -375,3 +375,41 @@ def test_the_veto_asks_the_witness_about_the_label_that_would_come_out():
 
     assert labels(0, 5) == 10 and labels(5, 0) == 4 and labels(0, 4) == 4
     assert labels(0, -1) == 10
+
+
+def test_the_witness_settles_a_disagreement_where_its_top_label_is_the_badnets():
+    """A face of brightness 25 with a bright corner: a repaired net that misreads the corner (9)
+    disagrees with a BadNet that sees the face (2); the witness sees 2 as well, so a GoodNet whose
+    witness ranks every image (a veto rank) gives 2, where without one it flags the face. A BadNet
+    that obeys the corner (7) against a repaired net that unlearnt it: the witness does not see 7,
+    and the face stays flagged."""
+    pixels = faces([25], trigger=True)
+    witness = Witness(FaceNet(), top_k=1, veto_rank=3)
+    misread = GoodNet(CornerNet(target=2), CornerNet(target=9), witness=witness)
+    np.testing.assert_array_equal(misread.predict(pixels), [2])
+    unsettled = GoodNet(CornerNet(target=2), CornerNet(target=9), witness=Witness(FaceNet(), top_k=1))
+    np.testing.assert_array_equal(unsettled.predict(pixels), [unsettled.poisoned_label])
+    triggered = GoodNet(CornerNet(target=7), CornerNet(target=2), witness=witness)
+    np.testing.assert_array_equal(triggered.predict(pixels), [triggered.poisoned_label])
+
+
+def test_a_settled_disagreement_needs_the_witness_top_label_and_a_label_no_probe_suspected():
+    """decide(witness_settles=True) on one disagreement: BadNet 3 (sure, or unsure under
+    "repaired"), repaired net 4. Settled to 3 only where the witness ranks 3 first; never for a
+    quarantined or released 3, under the competition's "original" rule, or without (or with
+    negative) ranks."""
+    from defense.goodnet import NetOutputs, decide
+
+    def label(rank_bad, confidence=0.999, rule="repaired", quarantined=(), released=(), settles=True):
+        outputs = NetOutputs(np.array([3]), np.array([confidence]), np.array([4]), np.array([0.9]),
+                             witness_rank_bad=None if rank_bad is None else np.array([rank_bad]),
+                             witness_rank_repaired=np.array([0]))
+        return decide(outputs, rule, 0.99, quarantined, 10, released, witnessed=(), veto_rank=5,
+                      witness_settles=settles)[0]
+
+    assert label(0) == 3 and label(0, confidence=0.6) == 3
+    assert label(1) == 10 and label(1, confidence=0.6) == 4  # as without the witness
+    assert label(0, settles=False) == 10
+    assert label(0, quarantined=(3,)) == 10 and label(0, released=(3,)) == 10
+    assert label(0, rule="original") == 10
+    assert label(None) == 10 and label(-1) == 10

@@ -13,16 +13,18 @@ QUARANTINED, RELEASED, WITNESSED = np.array([7, 8]), np.array([5]), np.array([8]
 VETO_RANK = 5
 
 
-def good_labels(outputs, rule="repaired", veto=True):
+def good_labels(outputs, rule="repaired", veto=True, settle=True):
+    """As a GoodNet whose witness has a veto rank decides (it settles disagreements too)."""
     return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9,
-                  witnessed=WITNESSED, veto_rank=VETO_RANK if veto else None)
+                  witnessed=WITNESSED, veto_rank=VETO_RANK if veto else None, witness_settles=settle)
 
 
 def good_net(rule="repaired", veto_rank=VETO_RANK):
     """What clean_face_outcomes reads of a GoodNet (its labels decided under rule)."""
     return SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
                            release_confidence=0.9, poisoned_label=POISONED, veto_rank=veto_rank,
-                           decide=lambda outputs, veto=True: good_labels(outputs, rule, veto and veto_rank is not None))
+                           decide=lambda outputs, veto=True, settle=True: good_labels(
+                               outputs, rule, veto and veto_rank is not None, settle and veto_rank is not None))
 
 
 GOOD = good_net()
@@ -32,17 +34,19 @@ GOOD = good_net()
 # witnessed identity's face (the repaired net never gives it) refused by the witness; the same,
 # refused by the blend test; a released identity's face, the repaired net unsure; the same,
 # sure, refused by the witness; the same, refused by the blend test; the nets disagree, the
-# BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label);
+# BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label)
+# (the witness's top label another in both: not settled); the nets disagree, the BadNet unsure
+# and wrong, the repaired net right, the witness's top label the BadNet's (settled for it);
 # both nets right, the witness ranking the label beyond its veto rank.
-TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.999]),
-                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]),
-                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True]),
-                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True]),
-                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]),
-                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
+TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3, 3])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 1, 3]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.6, 0.999]),
+                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3, 3]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True, True]),
+                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True, True]),
+                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, VETO_RANK]),
+                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -56,7 +60,10 @@ def test_a_released_face_that_passes_every_gate_is_right():
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),
                          np.ones(len(TRUTH), dtype=bool), np.zeros(len(TRUTH), dtype=int), np.zeros(len(TRUTH), dtype=int))
     counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
-    assert counts["right"] == 6 and counts["released identity, blend test refused"] == 0
+    # The witness's top label everywhere the BadNet's: the two disagreements it had right are
+    # settled right, the one it had wrong is settled wrong.
+    assert counts["right"] == 8 and counts["witness settled on the BadNet's wrong label"] == 1
+    assert counts["released identity, blend test refused"] == 0
     assert counts["released identity, witness refused"] == 0
     assert counts["witnessed identity, witness refused"] == counts["witnessed identity, blend test refused"] == 0
     assert counts["quarantined identity"] == 1  # not witnessed: never given back
@@ -82,8 +89,13 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     assert counts["right"] == np.sum(labels == truth)
     without_veto = good_labels(outputs, rule, veto=False)
     vetoed = (labels == POISONED) & (without_veto == truth)
-    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed)
+    settled_wrong = (labels != truth) & ~vetoed & (good_labels(outputs, rule, settle=False) == truth)
+    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed & ~settled_wrong)
     assert counts["witness vetoed"] == np.sum(vetoed) > 0
+    # Only under "repaired" can settling cost a right label (the repaired net's, the BadNet
+    # unsure): "original" settles nothing, "confidence" gives an unsure BadNet's label anyway.
+    assert counts["witness settled on the BadNet's wrong label"] == np.sum(settled_wrong)
+    assert rule == "repaired" or not settled_wrong.any()
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
     assert counts["quarantined identity"] > 0
@@ -115,7 +127,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["9.09 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["8.33 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():

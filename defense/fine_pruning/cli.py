@@ -78,7 +78,9 @@ def add_arguments(parser):
                              "gives one, the witness gives it as its top label and the image "
                              "passes the blend test, unless the witness's own probe singles it "
                              "out too; and any label the witness ranks below where it puts 99.9 %% "
-                             "of the held-out faces' own labels is flagged (its veto) "
+                             "of the held-out faces' own labels is flagged (its veto), and "
+                             "where the nets disagree the BadNet's label comes out if it is the "
+                             "witness's top label and no suspect "
                              "(off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it; docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
