@@ -360,6 +360,8 @@ def test_the_witness_vetoes_a_label_it_ranks_far_down_whatever_the_suspects():
     plain = GoodNet(net, net, witness=Witness(FaceNet(), top_k=1))
     np.testing.assert_array_equal(plain.predict(pixels), [2, 7])
     assert "vetoing any label it ranks below its top 3" in vetoing.witness.describe()
+    assert "settling the nets' disagreements" in vetoing.witness.describe()
+    assert "settling" not in plain.witness.describe()
 
 
 def test_the_veto_asks_the_witness_about_the_label_that_would_come_out():
