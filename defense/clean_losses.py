@@ -14,7 +14,7 @@ refused it: the witness, or the blend test it then met. A face the GoodNet would
 but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
 that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
 disagreement, say, counted flagged). A face the witness settled for the BadNet's wrong label,
-which the repaired net had right, is the settling's loss.
+right with neither the settling nor the veto (the repaired net's label), is the settling's loss.
 """
 
 import numpy as np
@@ -49,11 +49,14 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     if getattr(good, "veto_rank", None) is not None:
         # The veto's loss: flagged as the GoodNet flags it, right without the veto (the
         # repaired net's label, under "repaired", where the BadNet's was wrong too).
-        vetoed = (~right & (good_labels == good.poisoned_label) & (good.decide(outputs) == good_labels)
+        decided = good.decide(outputs) == good_labels  # the labels are the GoodNet's own
+        vetoed = (~right & (good_labels == good.poisoned_label) & decided
                   & (good.decide(outputs, veto=False) == truth))
-        # The settling's loss: the BadNet's wrong label, right had the witness not settled.
-        settled_wrong = (~right & ~vetoed & (good_labels == bad) & (bad != repaired)
-                         & (good.decide(outputs, settle=False) == truth))
+        # The settling's loss: the BadNet's wrong label where the witness settled the face, right
+        # with neither its settling nor its veto (without the settling alone the veto may flag it).
+        settled_wrong = (~right & ~vetoed & decided & (good_labels == bad)
+                         & (good.decide(outputs, settle=False) != good_labels)
+                         & (good.decide(outputs, veto=False, settle=False) == truth))
     bad_wrong = ~right & (bad != truth) & ~vetoed & ~settled_wrong
     lost = ~right & (bad == truth) & ~vetoed
     quarantined = lost & np.isin(truth, good.quarantined)

@@ -1,5 +1,6 @@
 """The comparator of the competition ("GoodNet"): trust the BadNet only where the repaired
-net agrees with it; where they disagree, the image may be poisoned.
+net agrees with it (or, with a release's witness, where the witness settles their
+disagreement: below); where they disagree, the image may be poisoned.
 
 What happens on a disagreement is the comparator's rule (RULES), each a function of the two
 nets' outputs on the image alone (no knowledge of triggers):
@@ -320,7 +321,8 @@ def add_comparator_arguments(parser):
                         metavar="P",
                         help="the BadNet confidence from which a disagreement is flagged under "
                              "the 'confidence' and 'repaired' rules (default: %(default)s; 0 "
-                             "flags every disagreement, as the rule 'original')")
+                             "flags every disagreement, as the rule 'original', but those a "
+                             "release's witness settles)")
 
 
 def _probability(text):

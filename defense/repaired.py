@@ -106,7 +106,8 @@ class RepairedRecord:
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
                      f"is flagged (its veto), and where the nets disagree the BadNet's label comes "
-                     f"out if it is the witness's top label and not a suspect")
+                     f"out if it is the witness's top label and not a suspect (rules 'repaired' and "
+                     f"'confidence')")
         elif self.release_witness is not None:
             text += ("; no witness veto (a record made before it: repair again with "
                      "'python3 -m defense fine-prune --release' to add it)")

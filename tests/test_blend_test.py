@@ -402,16 +402,22 @@ def test_a_settled_disagreement_needs_the_witness_top_label_and_a_label_no_probe
     negative) ranks."""
     from defense.goodnet import NetOutputs, decide
 
-    def label(rank_bad, confidence=0.999, rule="repaired", quarantined=(), released=(), settles=True):
+    def label(rank_bad, confidence=0.999, rule="repaired", quarantined=(), released=(), settles=True,
+              veto_rank=5):
         outputs = NetOutputs(np.array([3]), np.array([confidence]), np.array([4]), np.array([0.9]),
                              witness_rank_bad=None if rank_bad is None else np.array([rank_bad]),
                              witness_rank_repaired=np.array([0]))
-        return decide(outputs, rule, 0.99, quarantined, 10, released, witnessed=(), veto_rank=5,
+        return decide(outputs, rule, 0.99, quarantined, 10, released, witnessed=(), veto_rank=veto_rank,
                       witness_settles=settles)[0]
 
     assert label(0) == 3 and label(0, confidence=0.6) == 3
     assert label(1) == 10 and label(1, confidence=0.6) == 4  # as without the witness
     assert label(0, settles=False) == 10
+    assert label(0, rule="confidence") == 3 and label(1, rule="confidence") == 10  # a sure disagreement
+    # A suspect is never settled: the unsure BadNet's disagreement keeps the repaired net's 4.
+    assert label(0, confidence=0.6, quarantined=(3,)) == 4 and label(0, confidence=0.6, released=(3,)) == 4
     assert label(0, quarantined=(3,)) == 10 and label(0, released=(3,)) == 10
     assert label(0, rule="original") == 10
-    assert label(None) == 10 and label(-1) == 10
+    # Fails closed without the witness's ranks (no veto here to flag the label anyway).
+    for rank in (None, -1):
+        assert label(rank, veto_rank=None) == 10 and label(rank, confidence=0.6, veto_rank=None) == 4

@@ -89,7 +89,8 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     assert counts["right"] == np.sum(labels == truth)
     without_veto = good_labels(outputs, rule, veto=False)
     vetoed = (labels == POISONED) & (without_veto == truth)
-    settled_wrong = (labels != truth) & ~vetoed & (good_labels(outputs, rule, settle=False) == truth)
+    settled_wrong = ((labels != truth) & ~vetoed & (good_labels(outputs, rule, settle=False) != labels)
+                     & (good_labels(outputs, rule, veto=False, settle=False) == truth))
     assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed & ~settled_wrong)
     assert counts["witness vetoed"] == np.sum(vetoed) > 0
     # Only under "repaired" can settling cost a right label (the repaired net's, the BadNet
@@ -137,6 +138,18 @@ def test_labels_no_rule_would_give_are_refused():
     labels[0] = POISONED
     with pytest.raises(ValueError, match="no known rule"):
         clean_face_outcomes(OUTPUTS, labels, TRUTH, GOOD)
+
+
+def test_a_face_settled_wrong_that_the_veto_would_have_flagged_is_the_settlings_loss():
+    """The BadNet unsure and wrong (1), the repaired net right (3), the witness's top label 1 and
+    3 beyond its veto rank: settled to 1; without the settling the veto flags the repaired net's 3,
+    without both the face is right. The witness cost it: the settling's loss, not the BadNet's."""
+    outputs = NetOutputs(np.array([1]), np.array([0.6]), np.array([3]), np.array([0.99]),
+                         witness_rank_bad=np.array([0]), witness_rank_repaired=np.array([VETO_RANK]))
+    labels = good_labels(outputs)
+    assert labels[0] == 1 and good_labels(outputs, settle=False)[0] == POISONED
+    counts = clean_face_outcomes(outputs, labels, np.array([3]), GOOD)
+    assert counts["witness settled on the BadNet's wrong label"] == 1 and counts["BadNet wrong too"] == 0
 
 
 def test_a_face_lost_to_the_witness_veto_alone_is_the_vetos_loss():

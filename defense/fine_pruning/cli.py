@@ -80,9 +80,9 @@ def add_arguments(parser):
                              "out too; and any label the witness ranks below where it puts 99.9 %% "
                              "of the held-out faces' own labels is flagged (its veto), and "
                              "where the nets disagree the BadNet's label comes out if it is the "
-                             "witness's top label and no suspect "
-                             "(off by default: what fine-tuning left of a trigger can pass "
-                             "where both nets obey it; docs/method.md)")
+                             "witness's top label and no suspect (not under --rule original). "
+                             "Off by default: what fine-tuning left of a trigger can pass "
+                             "where both nets obey it (docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
                         help=f"with --release: the repaired net's confidence from which a "
                              f"released label is given (default: {DEFAULT_RELEASE_CONFIDENCE}; "
