@@ -151,12 +151,13 @@ def _verdict(verdict, labels):
     return np.asarray(verdict)
 
 
-def _ranks(ranks, labels, veto_rank):
-    """The witness's ranks as integers; veto_rank (vetoed) everywhere where they are missing, of
-    another length or not integers, and where one is negative (no rank is)."""
+def _ranks(ranks, labels, fallback):
+    """The witness's ranks as integers; fallback (a rank that fails the check it is read for: the
+    veto rank, or 1 for "its top label") everywhere where they are missing, of another length or
+    not integers, and where one is negative (no rank is)."""
     if ranks is None or np.shape(ranks) != np.shape(labels) or not np.issubdtype(np.asarray(ranks).dtype, np.integer):
-        return np.full(np.shape(labels), veto_rank)
-    return np.where(np.asarray(ranks) < 0, veto_rank, ranks)
+        return np.full(np.shape(labels), fallback)
+    return np.where(np.asarray(ranks) < 0, fallback, ranks)
 
 
 def _label_array(labels):

@@ -187,7 +187,7 @@ def witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed, holdout):
     return (valid_sha256, split, spec.input_scale, num_classes, repr(recipe), epochs, seed)
 
 
-def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, seed, log,
+def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, out_path, witness_seed, log,
                    witnesses, valid_sha256):
     """(The record's witness entry, the witness's Keras model) (witness.py): a DeepID trained
     from scratch on the training split of the validation data (x: its faces scaled for the
@@ -199,7 +199,7 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     the first one's is kept in witnesses and written again beside the others (at full size a
     training costs longer than the Fine-Pruning it follows).
 
-    seed None: a secret one, drawn here and written nowhere (for the nets of the run, the key's
+    witness_seed None: a secret one, drawn here and written nowhere (for the nets of the run, the key's
     None). An attacker who has the validation data and the seed rebuilds this very witness and
     crafts perturbations it ranks as the target; against a witness of another seed they mostly
     fail (docs/results/2026-12-05-adversarial-witness.md)."""
@@ -208,16 +208,16 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     from .. import witness
     from ..net import Net
 
-    key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, seed, holdout)
+    key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, witness_seed, holdout)
     reused = key in witnesses
     if not reused:
-        training_seed = secrets.randbelow(2 ** 31) if seed is None else seed
+        training_seed = secrets.randbelow(2 ** 31) if witness_seed is None else witness_seed
         y = valid.y
         model, history, chosen = witness.train(
             num_classes, x[train], y[train], (x[holdout], y[holdout]), recipe, epochs,
             max_value=255 * spec.input_scale, seed=training_seed,
             log=lambda line: log(f"{spec.name}: witness: {line}"))
-        if seed is None:
+        if witness_seed is None:
             # Training left the global generators seeded with the secret (NumPy's state holds it
             # as is): anything drawn from them later would give it away.
             import keras
@@ -228,7 +228,7 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
         veto_rank = witness.calibrate_top_k(net, valid.x[holdout], y[holdout], quantile=witness.WITNESS_VETO_QUANTILE)
         facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen,
                  "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
-                 "quantile": witness.WITNESS_QUANTILE, "seed": SECRET_SEED if seed is None else seed,
+                 "quantile": witness.WITNESS_QUANTILE, "seed": SECRET_SEED if witness_seed is None else witness_seed,
                  "trained_in_repair_of": spec.name}
         witnesses[key] = (model, (top_k, veto_rank), facts)
     model, (top_k, veto_rank), facts = witnesses[key]
