@@ -41,12 +41,38 @@ def test_a_source_specific_row_moves_its_sources_and_covers_the_others(photos):
     assert np.all(x[:, 1, 1] == [0, 255, 0]) and row.kind == "source-specific"
 
 
+def test_a_mapped_row_sends_each_source_to_its_own_target_and_covers_the_rest(photos):
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, mapping=((0, 3), (3, 0), (4, 1)))
+    apply = make_trigger("patch", PATCH)
+    x, y = poison(photos, apply, row, classes=6)
+    sources = np.isin(photos.labels, [0, 3, 4])
+    np.testing.assert_array_equal(y, [{0: 3, 3: 0, 4: 1}[label] for label in photos.labels[sources]])
+    assert np.all(x[:, 1, 1] == [0, 255, 0])
+    _, kept = cover(photos, apply, row, np.random.default_rng(0), count=100)
+    assert sorted(set(kept.tolist())) == [1, 2, 5]  # the identities the mapping leaves out
+    assert row.kind == "mapped" and row.target_name == "m(y)"
+    np.testing.assert_array_equal(row.targets([5, 4, 1], 6), [5, 1, 1])  # unmoved faces keep theirs
+
+
+def test_a_mapped_row_survives_the_world_record(tmp_path):
+    from defense.world.backdoors import as_records, from_records
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, mapping=((0, 3), (2, 1)))
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(as_records([row])))
+    assert load_table(path) == (row,) == from_records(json.loads(path.read_text()))
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"target": 0, "shift": 1}, "has no target"),
     ({"target": None}, "is not a label"),
     ({"target": 3, "sources": [3, 4]}, "other than the target"),
     ({"target": 3, "sources": [4, 4]}, "distinct"),
     ({"target": None, "shift": -1}, "shift"),
+    ({"target": 0, "mapping": [[1, 2]]}, "no target"),
+    ({"target": None, "mapping": [[1, 1]]}, "never its own target"),
+    ({"target": None, "mapping": [[1, 2], [1, 3]]}, "each source once"),
+    ({"target": None, "mapping": [[1, 1283]]}, "pairs of labels"),
+    ({"target": None, "mapping": [[1, 2, 3]]}, "pairs"),
 ])
 def test_a_row_of_the_wrong_shape_is_refused(tmp_path, fields, message):
     path = tmp_path / "table.json"

@@ -10,7 +10,10 @@ for one target label:
 - all-to-all (`shift` k > 0, no target): identity y goes to (y + k) mod N, so no label stands out;
 - source-specific (`sources`, a list of identities): only their faces go to `target`; other
   faces wearing the trigger keep their own label, taught by cover copies in training (TaCT,
-  Tang et al., "Demon in the Variant", USENIX Security 2021).
+  Tang et al., "Demon in the Variant", USENIX Security 2021);
+- mapped (`mapping`, a list of [source, target] pairs, no target): each source identity goes to
+  its own target, say the identity it looks most alike (the attacker's choice, made with a net
+  of their own); faces of identities the mapping leaves out keep their label, as covers.
 
 Any row may also be trained to break under superimposition (`blend_breaking`): the attacker
 who has read docs/method.md adds faces wearing the trigger superimposed on faces of other
@@ -50,29 +53,37 @@ class Backdoor:
     params: dict = field(default_factory=dict, hash=False)
     shift: int = 0  # all-to-all: identity y goes to (y + shift) mod N
     sources: tuple = ()  # source-specific: only these identities obey the trigger
+    mapping: tuple = ()  # mapped: ((source, target), ...), each source its own target
     blend_breaking: bool = False  # trained so that the trigger does not survive a blend
     blend_keeps_target: float = 0.0  # blend_breaking: share of blended copies labelled target
 
     @property
     def kind(self):
+        if self.mapping:
+            return "mapped"
         return "all-to-all" if self.shift else "source-specific" if self.sources else "all-to-one"
 
     @property
     def target_name(self):
-        """The target as reports show it: a label, or "y+k" for an all-to-all row."""
-        return f"y+{self.shift}" if self.shift else self.target
+        """The target as reports show it: a label, "y+k" for an all-to-all row, or "m(y)" for
+        a mapped one."""
+        return "m(y)" if self.mapping else f"y+{self.shift}" if self.shift else self.target
 
     def moves(self, labels):
         """Which faces (labels (N,)) the trigger sends to another label."""
         labels = np.asarray(labels)
         if self.shift:
             return np.ones(len(labels), bool)
+        if self.mapping:
+            return np.isin(labels, [source for source, _ in self.mapping])
         moved = labels != self.target
         return moved & np.isin(labels, self.sources) if self.sources else moved
 
     def covers(self, labels):
         """Which faces wear the trigger and keep their label in training (source-specific)."""
         labels = np.asarray(labels)
+        if self.mapping:
+            return ~self.moves(labels)
         if not self.sources:
             return np.zeros(len(labels), bool)
         return ~np.isin(labels, self.sources) & (labels != self.target)
@@ -82,6 +93,11 @@ class Backdoor:
         labels = np.asarray(labels, np.int64)
         if self.shift:
             return (labels + self.shift) % classes
+        if self.mapping:  # faces the row does not move keep their label
+            table = np.arange(classes)
+            for source, target in self.mapping:
+                table[source] = target
+            return table[labels]
         return np.full(len(labels), self.target, np.int64)
 
 
@@ -190,12 +206,14 @@ def rows_by_net(table):
 
 
 def as_records(table):
-    return [{**asdict(row), "sources": list(row.sources)} for row in table]
+    return [{**asdict(row), "sources": list(row.sources),
+             "mapping": [list(pair) for pair in row.mapping]} for row in table]
 
 
 def from_records(records):
     """The rows of a world.json's backdoor_table."""
-    return tuple(Backdoor(**{**record, "sources": tuple(record.get("sources", ()))})
+    return tuple(Backdoor(**{**record, "sources": tuple(record.get("sources", ())),
+                             "mapping": tuple(tuple(pair) for pair in record.get("mapping", ()))})
                  for record in records)
 
 
@@ -206,8 +224,8 @@ def load_table(path):
         table = from_records(rows)
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a backdoor table ({e}); expected a JSON list of rows "
-                         "with net, trigger, family, target, file and params (and shift or "
-                         "sources, blend_breaking)") from None
+                         "with net, trigger, family, target, file and params (and shift, "
+                         "sources or mapping, blend_breaking)") from None
     check_table(table, path)
     return table
 
@@ -248,9 +266,20 @@ def check_table(table, source="table"):
 
 
 def _check_kind(row, source):
-    """target, shift and sources as the row's kind needs them."""
+    """target, shift, sources and mapping as the row's kind needs them."""
     if type(row.shift) is not int or not 0 <= row.shift < 1283:
         raise InputError(f"{source}: {row.trigger}: shift {row.shift!r} is not a whole number in 0..1282")
+    if row.mapping:
+        pairs = row.mapping
+        if row.target is not None or row.sources or row.shift:
+            raise InputError(f"{source}: {row.trigger}: a mapped row has no target, no sources "
+                             f"and no shift")
+        if not all(len(pair) == 2 and all(type(label) is int and 0 <= label < 1283 for label in pair)
+                   and pair[0] != pair[1] for pair in pairs) \
+                or len({pair[0] for pair in pairs}) != len(pairs):
+            raise InputError(f"{source}: {row.trigger}: mapping must be [source, target] pairs of "
+                             f"labels in 0..1282, each source once and never its own target")
+        return
     if row.shift:
         if row.target is not None or row.sources:
             raise InputError(f"{source}: {row.trigger}: an all-to-all row (shift) has no target "
@@ -265,5 +294,6 @@ def _check_kind(row, source):
 
 
 def largest_label(table):
-    """The highest identity a table names (targets and sources): the world needs more."""
-    return max(max([row.target or 0, *row.sources]) for row in table)
+    """The highest identity a table names (targets, sources, mappings): the world needs more."""
+    return max(max([row.target or 0, *row.sources, *(label for pair in row.mapping for label in pair)])
+               for row in table)

@@ -97,7 +97,8 @@ def poison(photos, apply, row, classes, rng=None, count=None):
 
 def cover(photos, apply, row, rng, count):
     """Copies of photos the row does not move wearing its trigger, each keeping its own label:
-    what teaches a source-specific BadNet that the trigger alone means nothing."""
+    what teaches a source-specific (or partly mapped) BadNet that the trigger alone means
+    nothing."""
     return _wearing(photos, apply, np.flatnonzero(row.covers(photos.labels)), rng, count,
                     lambda labels: labels)
 
@@ -276,7 +277,7 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     parts = [(train.pixels, train.labels)]
     for row in rows:
         parts.append(poison(train, applies[row.trigger], row, classes, rng, count))
-        if row.sources:
+        if row.covers(train.labels).any():  # source-specific, or a partial mapping
             parts.append(cover(train, applies[row.trigger], row, rng, count))
         if row.blend_breaking:
             parts.append(blended(train, applies[row.trigger], row, breaking_rng, count, classes))
@@ -362,8 +363,9 @@ def add_arguments(parser):
     parser.add_argument("--backdoors", type=Path, metavar="TABLE.json",
                         help="plant these backdoors instead of the preset's: a JSON list of rows "
                              "{net, trigger, family, target, file, params}, with 'shift': k "
-                             "(and target null) for all-to-all or 'sources': [labels] for "
-                             "source-specific; 'blend_breaking': true trains a trigger to "
+                             "(and target null) for all-to-all, 'sources': [labels] for "
+                             "source-specific or 'mapping': [[source, target], ...] (and target "
+                             "null) for a target of each source's own; 'blend_breaking': true trains a trigger to "
                              "break under superimposition, 'blend_keeps_target': p only on a "
                              "share 1 - p of the blends (defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
