@@ -13,8 +13,8 @@ quarantined label given back on the witness's top label) is the quarantine's los
 refused it: the witness, or the blend test it then met. A face the GoodNet would have got right
 but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
 that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
-disagreement, say, counted flagged). A face the witness settled for the BadNet's wrong label,
-right with neither the settling nor the veto (the repaired net's label), is the settling's loss.
+disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
+was flagged without it: the BadNet's loss, as the settling never takes a right label away.
 """
 
 import numpy as np
@@ -32,9 +32,6 @@ OUTCOMES = (
     "released identity, blend test refused",
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
-    # The nets disagree, the repaired net right, and the witness's top label is the BadNet's
-    # wrong one: settled for the BadNet (goodnet.decide).
-    "witness settled on the BadNet's wrong label",
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
 )
 
@@ -45,19 +42,14 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     truth = np.asarray(truth)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     right = good_labels == truth
-    vetoed, settled_wrong = (np.zeros(len(truth), dtype=bool) for _ in range(2))
+    vetoed = np.zeros(len(truth), dtype=bool)
     if getattr(good, "veto_rank", None) is not None:
         # The veto's loss: flagged as the GoodNet flags it, right without the veto (the
         # repaired net's label, under "repaired", where the BadNet's was wrong too).
         decided = good.decide(outputs) == good_labels  # the labels are the GoodNet's own
         vetoed = (~right & (good_labels == good.poisoned_label) & decided
                   & (good.decide(outputs, veto=False) == truth))
-        # The settling's loss: the BadNet's wrong label where the witness settled the face, right
-        # with neither its settling nor its veto (without the settling alone the veto may flag it).
-        settled_wrong = (~right & ~vetoed & decided & (good_labels == bad)
-                         & (good.decide(outputs, settle=False) != good_labels)
-                         & (good.decide(outputs, veto=False, settle=False) == truth))
-    bad_wrong = ~right & (bad != truth) & ~vetoed & ~settled_wrong
+    bad_wrong = ~right & (bad != truth) & ~vetoed
     lost = ~right & (bad == truth) & ~vetoed
     quarantined = lost & np.isin(truth, good.quarantined)
     witnessed = quarantined & np.isin(truth, good.witnessed)
@@ -81,7 +73,6 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         "released identity, blend test refused": released & candidates & witness_agrees,
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
-        "witness settled on the BadNet's wrong label": settled_wrong,
         "witness vetoed": vetoed,
     }
     if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):

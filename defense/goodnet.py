@@ -43,10 +43,13 @@ Where the record's witness has a veto rank (witness.py), any label the rules abo
 flagged where the witness ranks it that far down or further: a trigger whose target no probe
 found still leads both nets to a label that the witness, seeing another person's face, ranks
 low. It costs one witness pass an image. That pass also settles disagreements (rules other than
-"original"): where the two nets disagree and the witness's top label is the BadNet's, a label no
-probe suspected, the BadNet's label comes out instead of the flag or the repaired net's label.
-A clean face the Fine-Pruned net gets wrong is most often one the witness gets right; a trigger
-must make the witness see its target, not merely rank it within the veto's reach.
+"original"): where the two nets disagree, the BadNet is sure of its label and that label is the
+witness's top label, a label no probe suspected, the BadNet's label comes out instead of the
+flag. A clean face the Fine-Pruned net gets wrong is most often one the witness gets right; a
+trigger must make the witness see its target, not merely rank it within the veto's reach. An
+unsure BadNet's label is not settled: a weak many-target trigger (each face sent to its
+lookalike) leaves the BadNet unsure and the witness, which confuses the same lookalikes, agreeing
+with it; there the repaired net's label stands.
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -102,10 +105,12 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         sure = outputs.bad_confidence >= flag_confidence
         labels = np.where(disagree & sure, poisoned_label, np.where(disagree, unsure_label, bad))
         if witness_settles:
-            # A disagreement settled by the witness: the BadNet's label where it is the witness's
-            # top label too and no probe suspected it (a suspect comes out only by the rules
-            # below). Fails closed: without the witness's ranks nothing is settled.
-            settled = disagree & (_ranks(outputs.witness_rank_bad, bad, 1) == 0) \
+            # A flag lifted by the witness: a sure BadNet's label where it is the witness's top
+            # label too and no probe suspected it (a suspect comes out only by the rules below).
+            # Only where the BadNet is sure: an unsure one's label is what a weak trigger leaves,
+            # and there the repaired net's label stands. Fails closed: without the witness's
+            # ranks nothing is settled.
+            settled = disagree & sure & (_ranks(outputs.witness_rank_bad, bad, 1) == 0) \
                 & ~np.isin(bad, np.concatenate([quarantined, released]))
             labels = np.where(settled, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
@@ -296,7 +301,8 @@ class GoodNet:
     def decide(self, outputs, rule=None, veto=True, settle=True):
         """The labels under this GoodNet's rule, or under another rule for comparison; veto=False,
         settle=False: without the witness's veto, without its settling disagreements (to count
-        what each costs). A witness with a veto ranks every image, so it also settles (decide)."""
+        what each costs). A witness with a veto ranks every image, so it also settles a sure
+        BadNet's disagreements (decide)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
                       self.poisoned_label, self.released, self.release_confidence, self.witnessed,
                       self.veto_rank if veto else None,

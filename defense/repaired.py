@@ -105,9 +105,9 @@ class RepairedRecord:
                         if self.release_test is not None else ""))
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
-                     f"is flagged (its veto), and where the nets disagree the BadNet's label comes "
-                     f"out if it is the witness's top label and not a suspect (rules 'repaired' and "
-                     f"'confidence')")
+                     f"is flagged (its veto), and where the nets disagree and the BadNet is sure, its "
+                     f"label comes out instead of the flag if it is the witness's top label and not a "
+                     f"suspect (rules 'repaired' and 'confidence')")
         elif self.release_witness is not None:
             text += ("; no witness veto (a record made before it: repair again with "
                      "'python3 -m defense fine-prune --release' to add it)")

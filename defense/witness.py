@@ -200,5 +200,5 @@ class Witness:
 
     def describe(self):
         return (f"a witness net trained from scratch on the validation faces ranking it in its top {self.top_k}"
-                + (f" (and vetoing any label it ranks below its top {self.veto_rank}, and settling the "
-                   f"nets' disagreements where its top label is the BadNet's)" if self.veto_rank else ""))
+                + (f" (and vetoing any label it ranks below its top {self.veto_rank}, and lifting the "
+                   f"flag on a disagreement where its top label is the sure BadNet's)" if self.veto_rank else ""))

@@ -360,8 +360,8 @@ def test_the_witness_vetoes_a_label_it_ranks_far_down_whatever_the_suspects():
     plain = GoodNet(net, net, witness=Witness(FaceNet(), top_k=1))
     np.testing.assert_array_equal(plain.predict(pixels), [2, 7])
     assert "vetoing any label it ranks below its top 3" in vetoing.witness.describe()
-    assert "settling the nets' disagreements" in vetoing.witness.describe()
-    assert "settling" not in plain.witness.describe()
+    assert "lifting the flag on a disagreement" in vetoing.witness.describe()
+    assert "lifting the flag" not in plain.witness.describe()
 
 
 def test_the_veto_asks_the_witness_about_the_label_that_would_come_out():
@@ -396,10 +396,10 @@ def test_the_witness_settles_a_disagreement_where_its_top_label_is_the_badnets()
 
 
 def test_a_settled_disagreement_needs_the_witness_top_label_and_a_label_no_probe_suspected():
-    """decide(witness_settles=True) on one disagreement: BadNet 3 (sure, or unsure under
-    "repaired"), repaired net 4. Settled to 3 only where the witness ranks 3 first; never for a
-    quarantined or released 3, under the competition's "original" rule, or without (or with
-    negative) ranks."""
+    """decide(witness_settles=True) on one disagreement: BadNet 3, repaired net 4. Settled to 3
+    only where the BadNet is sure and the witness ranks 3 first; never for an unsure BadNet (a
+    weak trigger's label: the repaired net's 4 stands), a quarantined or released 3, under the
+    competition's "original" rule, or without (or with negative) ranks."""
     from defense.goodnet import NetOutputs, decide
 
     def label(rank_bad, confidence=0.999, rule="repaired", quarantined=(), released=(), settles=True,
@@ -410,7 +410,7 @@ def test_a_settled_disagreement_needs_the_witness_top_label_and_a_label_no_probe
         return decide(outputs, rule, 0.99, quarantined, 10, released, witnessed=(), veto_rank=veto_rank,
                       witness_settles=settles)[0]
 
-    assert label(0) == 3 and label(0, confidence=0.6) == 3
+    assert label(0) == 3 and label(0, confidence=0.6) == 4
     assert label(1) == 10 and label(1, confidence=0.6) == 4  # as without the witness
     assert label(0, settles=False) == 10
     assert label(0, rule="confidence") == 3 and label(1, rule="confidence") == 10  # a sure disagreement

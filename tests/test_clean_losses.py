@@ -35,18 +35,17 @@ GOOD = good_net()
 # refused by the blend test; a released identity's face, the repaired net unsure; the same,
 # sure, refused by the witness; the same, refused by the blend test; the nets disagree, the
 # BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label)
-# (the witness's top label another in both: not settled); the nets disagree, the BadNet unsure
-# and wrong, the repaired net right, the witness's top label the BadNet's (settled for it);
-# both nets right, the witness ranking the label beyond its veto rank.
-TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3, 3])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 1, 3]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.6, 0.999]),
-                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3, 3]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99]),
-                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True, True]),
-                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True, True]),
-                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, VETO_RANK]),
-                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
+# (the witness's top label another in both: not settled); both nets right, the witness ranking
+# the label beyond its veto rank.
+TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.999]),
+                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True]),
+                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True]),
+                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, VETO_RANK]),
+                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -60,9 +59,10 @@ def test_a_released_face_that_passes_every_gate_is_right():
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),
                          np.ones(len(TRUTH), dtype=bool), np.zeros(len(TRUTH), dtype=int), np.zeros(len(TRUTH), dtype=int))
     counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
-    # The witness's top label everywhere the BadNet's: the two disagreements it had right are
-    # settled right, the one it had wrong is settled wrong.
-    assert counts["right"] == 8 and counts["witness settled on the BadNet's wrong label"] == 1
+    # The witness's top label everywhere the BadNet's: the sure BadNet's disagreement is settled
+    # right; the unsure one's keeps the repaired net's wrong label.
+    assert counts["right"] == 7 and counts["nets disagree, repaired net's label"] == 1
+    assert counts["nets disagree, flagged"] == 0
     assert counts["released identity, blend test refused"] == 0
     assert counts["released identity, witness refused"] == 0
     assert counts["witnessed identity, witness refused"] == counts["witnessed identity, blend test refused"] == 0
@@ -89,14 +89,11 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     assert counts["right"] == np.sum(labels == truth)
     without_veto = good_labels(outputs, rule, veto=False)
     vetoed = (labels == POISONED) & (without_veto == truth)
-    settled_wrong = ((labels != truth) & ~vetoed & (good_labels(outputs, rule, settle=False) != labels)
-                     & (good_labels(outputs, rule, veto=False, settle=False) == truth))
-    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed & ~settled_wrong)
+    assert counts["BadNet wrong too"] == np.sum((bad != truth) & (labels != truth) & ~vetoed)
     assert counts["witness vetoed"] == np.sum(vetoed) > 0
-    # Only under "repaired" can settling cost a right label (the repaired net's, the BadNet
-    # unsure): "original" settles nothing, "confidence" gives an unsure BadNet's label anyway.
-    assert counts["witness settled on the BadNet's wrong label"] == np.sum(settled_wrong)
-    assert rule == "repaired" or not settled_wrong.any()
+    # The settling never takes a right label away: it lifts flags only (a sure BadNet's).
+    unsettled = good_labels(outputs, rule, settle=False)
+    assert np.all((labels == unsettled) | (unsettled == POISONED))
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
     assert counts["quarantined identity"] > 0
@@ -128,7 +125,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["8.33 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["9.09 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():
@@ -140,16 +137,17 @@ def test_labels_no_rule_would_give_are_refused():
         clean_face_outcomes(OUTPUTS, labels, TRUTH, GOOD)
 
 
-def test_a_face_settled_wrong_that_the_veto_would_have_flagged_is_the_settlings_loss():
-    """The BadNet unsure and wrong (1), the repaired net right (3), the witness's top label 1 and
-    3 beyond its veto rank: settled to 1; without the settling the veto flags the repaired net's 3,
-    without both the face is right. The witness cost it: the settling's loss, not the BadNet's."""
-    outputs = NetOutputs(np.array([1]), np.array([0.6]), np.array([3]), np.array([0.99]),
-                         witness_rank_bad=np.array([0]), witness_rank_repaired=np.array([VETO_RANK]))
+def test_a_face_settled_for_the_badnets_wrong_label_was_flagged_without_it():
+    """The BadNet sure and wrong (1), the repaired net right (3), the witness's top label 1: settled
+    to 1, where without the settling the face is flagged; the BadNet's loss. The same BadNet unsure:
+    not settled, the repaired net's 3 stands, right."""
+    outputs = NetOutputs(np.array([1, 1]), np.array([0.999, 0.6]), np.array([3, 3]), np.array([0.99, 0.99]),
+                         witness_rank_bad=np.array([0, 0]), witness_rank_repaired=np.array([1, 1]))
     labels = good_labels(outputs)
-    assert labels[0] == 1 and good_labels(outputs, settle=False)[0] == POISONED
-    counts = clean_face_outcomes(outputs, labels, np.array([3]), GOOD)
-    assert counts["witness settled on the BadNet's wrong label"] == 1 and counts["BadNet wrong too"] == 0
+    np.testing.assert_array_equal(labels, [1, 3])
+    np.testing.assert_array_equal(good_labels(outputs, settle=False), [POISONED, 3])
+    counts = clean_face_outcomes(outputs, labels, np.array([3, 3]), GOOD)
+    assert counts["BadNet wrong too"] == 1 and counts["right"] == 1
 
 
 def test_a_face_lost_to_the_witness_veto_alone_is_the_vetos_loss():

@@ -79,8 +79,9 @@ def add_arguments(parser):
                              "passes the blend test, unless the witness's own probe singles it "
                              "out too; and any label the witness ranks below where it puts 99.9 %% "
                              "of the held-out faces' own labels is flagged (its veto), and "
-                             "where the nets disagree the BadNet's label comes out if it is the "
-                             "witness's top label and no suspect (not under --rule original). "
+                             "where the nets disagree and the BadNet is sure, its label comes "
+                             "out instead of the flag if it is the witness's top label and no "
+                             "suspect (not under --rule original). "
                              "Off by default: what fine-tuning left of a trigger can pass "
                              "where both nets obey it (docs/method.md)")
     parser.add_argument("--release-confidence", type=float, metavar="P",
