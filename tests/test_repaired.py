@@ -89,7 +89,7 @@ def test_witnessed_labels_read_back_among_the_quarantined_with_their_own_share(s
     record = read_record(net, 10)
     assert record.quarantined == {2, 6} and record.witnessed == {6} and record.released == {5}
     assert record.release_witness.veto_rank == 7 and "ranks beyond its top 7 is flagged" in record.summary()
-    assert "the BadNet's label comes out if it is the witness's top label" in record.summary()
+    assert "the BadNet is sure, its label comes out instead of the flag if it is the witness's top label" in record.summary()
     assert record.release_test.label_thresholds == {5: 0.5, 6: 0.25}
     assert "quarantined labels (2) are never given" in record.summary()
     assert "(6) are given only where the BadNet gives them" in record.summary()
