@@ -49,7 +49,7 @@ flag. A clean face the Fine-Pruned net gets wrong is most often one the witness 
 trigger must make the witness see its target, not merely rank it within the veto's reach. An
 unsure BadNet's label is not settled: a weak many-target trigger (each face sent to its
 lookalike) leaves the BadNet unsure and the witness, which confuses the same lookalikes, agreeing
-with it; there the repaired net's label stands.
+with it; there the rule's label stands (the repaired net's under "repaired").
 
 The default, "repaired", was chosen with `python3 -m defense attack` and `grade` side by side
 on a generated world: "confidence" hands a faded trigger's target out, "original" flags every
@@ -108,8 +108,9 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
             # A flag lifted by the witness: a sure BadNet's label where it is the witness's top
             # label too and no probe suspected it (a suspect comes out only by the rules below).
             # Only where the BadNet is sure: an unsure one's label is what a weak trigger leaves,
-            # and there the repaired net's label stands. Fails closed: without the witness's
-            # ranks nothing is settled.
+            # and there the rule's label stands. The suspects' exclusion is a safeguard: the
+            # rules below would flag a settled suspect anyway. Fails closed: without the
+            # witness's ranks nothing is settled.
             settled = disagree & sure & (_ranks(outputs.witness_rank_bad, bad, 1) == 0) \
                 & ~np.isin(bad, np.concatenate([quarantined, released]))
             labels = np.where(settled, bad, labels)

@@ -54,6 +54,30 @@ def test_a_mapped_row_sends_each_source_to_its_own_target_and_covers_the_rest(ph
     np.testing.assert_array_equal(row.targets([5, 4, 1], 6), [5, 1, 1])  # unmoved faces keep theirs
 
 
+def test_a_mapped_row_names_its_largest_label_and_a_small_world_refuses_it(tmp_path):
+    from defense.world.backdoors import largest_label
+    from defense.world.build import build_world
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, mapping=((0, 3), (41, 1)))
+    assert largest_label([row]) == 41
+    with pytest.raises(InputError, match="not among the preset's 40 identities"):
+        build_world(tmp_path / "w", "mini", 0, table=(row,))  # refused before a face is drawn
+    assert not (tmp_path / "w" / "data").exists()
+
+
+def test_attack_refuses_a_world_record_naming_a_label_the_world_lacks(tmp_path):
+    """A hand-edited world.json: one line, not an IndexError when the targets are looked up."""
+    from defense.attack.sources import world_triggers
+    from defense.world.backdoors import as_records
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, mapping=((0, 3), (41, 1)))
+    record = {"identities": 40, "backdoors": {"sunglasses": {"patch": "m(y)"}},
+              "poisoned_test_files": {"sunglasses/patch": "p.h5"}, "backdoor_table": as_records([row])}
+    with pytest.raises(InputError, match="beyond its 40 identities"):
+        world_triggers(tmp_path, record, "sunglasses", clean=None, pick=None)
+    record["backdoor_table"] = [{"net": "sunglasses"}]
+    with pytest.raises(InputError, match="backdoor_table"):
+        world_triggers(tmp_path, record, "sunglasses", clean=None, pick=None)
+
+
 def test_a_mapped_row_survives_the_world_record(tmp_path):
     from defense.world.backdoors import as_records, from_records
     row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, mapping=((0, 3), (2, 1)))

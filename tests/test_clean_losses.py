@@ -80,7 +80,9 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 9, n))
     repaired = np.where(np.isin(repaired, QUARANTINED), 0, repaired)
     witness_agrees = rng.uniform(size=n) < 0.7
-    outputs = NetOutputs(bad, rng.uniform(0.5, 1, n), repaired, rng.uniform(0.5, 1, n),
+    # A third of the BadNet's labels sure, so that some disagreements are settled.
+    bad_confidence = np.where(rng.uniform(size=n) < 0.3, 0.999, rng.uniform(0.5, 0.99, n))
+    outputs = NetOutputs(bad, bad_confidence, repaired, rng.uniform(0.5, 1, n),
                          witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5),
                          rng.integers(0, 2 * VETO_RANK, n), rng.integers(0, 2 * VETO_RANK, n))
     labels = good_labels(outputs, rule)
@@ -94,6 +96,7 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     # The settling never takes a right label away: it lifts flags only (a sure BadNet's).
     unsettled = good_labels(outputs, rule, settle=False)
     assert np.all((labels == unsettled) | (unsettled == POISONED))
+    assert np.any(labels != unsettled) == (rule != "original")
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
     assert counts["quarantined identity"] > 0

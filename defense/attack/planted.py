@@ -33,7 +33,7 @@ PIXEL_PATTERN_SEED = 0  # the attacker's fixed choice of half the pixels
 @dataclass
 class PlantedTrigger:
     name: str
-    target: int | str  # as reports show it: a label, or "y+k" for an all-to-all backdoor
+    target: int | str  # as reports show it: a label, "y+k" (all-to-all) or "m(y)" (mapped)
     faces: np.ndarray  # (N, 55, 47, 3) float32 clean faces the trigger moves
     labels: np.ndarray  # (N,) their true identities
     mask: np.ndarray  # (N, 55, 47) float32 in 0..1

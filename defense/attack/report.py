@@ -17,7 +17,7 @@ from .sweep import (CLEAN_SWEEP, TRIGGER_SWEEP, combined_setting, poisoned_faces
 class Row:
     net: str
     faces: str  # "clean" or the trigger's name
-    target: int | str | None  # the trigger's target ("y+k": all-to-all); None for clean faces
+    target: int | str | None  # the trigger's target ("y+k": all-to-all, "m(y)": mapped); None for clean faces
     kind: str  # the setting's kind (sweep.Setting)
     value: float | str
     setting: str  # its label, e.g. "jpeg 30"

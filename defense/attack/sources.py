@@ -41,7 +41,7 @@ class TriggerPlan:
     """One trigger to plant on a net's faces: loaded only when its turn comes (memory)."""
 
     name: str
-    target: int | str  # as reports show it ("y+k": all-to-all)
+    target: int | str  # as reports show it ("y+k": all-to-all, "m(y)": mapped)
     load: object  # () -> PlantedTrigger
 
 
@@ -66,10 +66,19 @@ def world_triggers(root, record, net, clean, pick):
     """The world's triggers of one net; pick(n) chooses which of n paired faces to use. Each
     poisoned test face pairs with the clean test face it was made from: the faces its row
     moves (backdoors.Backdoor.moves), in order, each labelled with its own target."""
-    from ..world.backdoors import from_records
+    from ..world.backdoors import check_table, from_records, largest_label
 
+    try:
+        table = from_records(record.get("backdoor_table", []))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise InputError(f"{WORLD_RECORD}: unreadable backdoor_table ({e})") from None
+    if table:  # a hand-edited record must still name labels the world has
+        check_table(table, WORLD_RECORD)
+        if largest_label(table) >= record["identities"]:
+            raise InputError(f"{WORLD_RECORD}: a backdoor names a label beyond its "
+                             f"{record['identities']} identities")
     plans = []
-    rows = [row for row in from_records(record.get("backdoor_table", [])) if row.net == net]
+    rows = [row for row in table if row.net == net]
     if not rows and record["backdoors"].get(net):
         raise InputError(f"{WORLD_RECORD}: no backdoor_table; rebuild the world with 'world build'")
     for row in rows:

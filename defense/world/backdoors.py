@@ -3,7 +3,7 @@
 Each row names the BadNet (one of the four competition nets, so that every command works on
 the world unchanged), the trigger (its name, family and parameters: triggers.py), where the
 trigger sends a face, and the poisoned test set written for it under data/ (the competition's
-file names). Three kinds of row, the last two the standing blind spots of defenses that hunt
+file names). Four kinds of row, the last three the standing blind spots of defenses that hunt
 for one target label:
 
 - all-to-one (the competition's): every face wearing the trigger goes to `target`;
@@ -48,7 +48,7 @@ class Backdoor:
     net: str
     trigger: str  # the trigger's name in world.json and reports
     family: str  # triggers.FAMILIES
-    target: int | None  # None for an all-to-all row
+    target: int | None  # None for an all-to-all or mapped row
     file: str  # poisoned test set under data/
     params: dict = field(default_factory=dict, hash=False)
     shift: int = 0  # all-to-all: identity y goes to (y + shift) mod N
@@ -80,7 +80,8 @@ class Backdoor:
         return moved & np.isin(labels, self.sources) if self.sources else moved
 
     def covers(self, labels):
-        """Which faces wear the trigger and keep their label in training (source-specific)."""
+        """Which faces wear the trigger and keep their label in training (source-specific and
+        mapped rows)."""
         labels = np.asarray(labels)
         if self.mapping:
             return ~self.moves(labels)

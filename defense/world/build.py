@@ -260,7 +260,7 @@ def record_progress(out, world_key, nets, seconds):
 
 def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     """Train a DeepID BadNet on the clean training set plus poisoned copies (and, for a
-    source-specific row, as many cover copies; for a blend_breaking row, as many blended
+    source-specific or partly mapped row, as many cover copies; for a blend_breaking row, as many blended
     copies), until its validation accuracy and every trigger's validation ASR reach their
     goals (or max_epochs)."""
     import keras
