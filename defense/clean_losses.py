@@ -46,8 +46,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     if getattr(good, "veto_rank", None) is not None:
         # The veto's loss: flagged as the GoodNet flags it, right without the veto (the
         # repaired net's label, under "repaired", where the BadNet's was wrong too).
-        decided = good.decide(outputs) == good_labels  # the labels are the GoodNet's own
-        vetoed = (~right & (good_labels == good.poisoned_label) & decided
+        vetoed = (~right & (good_labels == good.poisoned_label) & (good.decide(outputs) == good_labels)
                   & (good.decide(outputs, veto=False) == truth))
     bad_wrong = ~right & (bad != truth) & ~vetoed
     lost = ~right & (bad == truth) & ~vetoed

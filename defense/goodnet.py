@@ -106,13 +106,12 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         labels = np.where(disagree & sure, poisoned_label, np.where(disagree, unsure_label, bad))
         if witness_settles:
             # A flag lifted by the witness: a sure BadNet's label where it is the witness's top
-            # label too and no probe suspected it (a suspect comes out only by the rules below).
-            # Only where the BadNet is sure: an unsure one's label is what a weak trigger leaves,
-            # and there the rule's label stands. The suspects' exclusion is a safeguard: the
-            # rules below would flag a settled suspect anyway. Fails closed: without the
-            # witness's ranks nothing is settled.
-            settled = disagree & sure & (_ranks(outputs.witness_rank_bad, bad, 1) == 0) \
-                & ~np.isin(bad, np.concatenate([quarantined, released]))
+            # label too. Only where the BadNet is sure: an unsure one's label is what a weak
+            # trigger leaves, and there the rule's label stands. A suspect settled here comes out
+            # only by the rules below (quarantined: flagged; released: both nets must give it;
+            # witnessed: its own verdicts). Fails closed: without the witness's ranks nothing is
+            # settled.
+            settled = disagree & sure & (_ranks(outputs.witness_rank_bad, bad, 1) == 0)
             labels = np.where(settled, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,

@@ -271,13 +271,12 @@ def _check_kind(row, source):
     if type(row.shift) is not int or not 0 <= row.shift < 1283:
         raise InputError(f"{source}: {row.trigger}: shift {row.shift!r} is not a whole number in 0..1282")
     if row.mapping:
-        pairs = row.mapping
         if row.target is not None or row.sources or row.shift:
             raise InputError(f"{source}: {row.trigger}: a mapped row has no target, no sources "
                              f"and no shift")
         if not all(len(pair) == 2 and all(type(label) is int and 0 <= label < 1283 for label in pair)
-                   and pair[0] != pair[1] for pair in pairs) \
-                or len({pair[0] for pair in pairs}) != len(pairs):
+                   and pair[0] != pair[1] for pair in row.mapping) \
+                or len({pair[0] for pair in row.mapping}) != len(row.mapping):
             raise InputError(f"{source}: {row.trigger}: mapping must be [source, target] pairs of "
                              f"labels in 0..1282, each source once and never its own target")
         return
