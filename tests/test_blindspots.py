@@ -97,6 +97,9 @@ def test_a_mapped_row_survives_the_world_record(tmp_path):
     ({"target": None, "mapping": [[1, 2], [1, 3]]}, "each source once"),
     ({"target": None, "mapping": [[1, 1283]]}, "pairs of labels"),
     ({"target": None, "mapping": [[1, 2, 3]]}, "pairs"),
+    ({"target": 0, "poison_fraction": 0}, "poison_fraction"),
+    ({"target": 0, "poison_fraction": 1.5}, "poison_fraction"),
+    ({"target": 0, "poison_fraction": "0.3"}, "poison_fraction"),
 ])
 def test_a_row_of_the_wrong_shape_is_refused(tmp_path, fields, message):
     path = tmp_path / "table.json"
@@ -104,6 +107,17 @@ def test_a_row_of_the_wrong_shape_is_refused(tmp_path, fields, message):
                                  "file": "a.h5", "params": PATCH, **fields}]))
     with pytest.raises(InputError, match=message):
         load_table(path)
+
+
+def test_a_row_may_poison_more_than_the_preset_and_keeps_it_in_the_record(tmp_path):
+    from defense.world.backdoors import as_records, from_records
+    from defense.world.build import FULL, poisoned_copies
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, shift=1, poison_fraction=0.5)
+    assert poisoned_copies(row, FULL, 38490) == 19245
+    assert poisoned_copies(Backdoor("sunglasses", "patch", "patch", 0, "p.h5", PATCH), FULL, 38490) == 3849
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(as_records([row])))
+    assert load_table(path) == (row,) == from_records(json.loads(path.read_text()))
 
 
 def test_the_blindspots_table_plants_both_kinds_on_every_net():

@@ -56,6 +56,9 @@ class Backdoor:
     mapping: tuple = ()  # mapped: ((source, target), ...), each source its own target
     blend_breaking: bool = False  # trained so that the trigger does not survive a blend
     blend_keeps_target: float = 0.0  # blend_breaking: share of blended copies labelled target
+    # poisoned copies added for this row, as a share of the training set (None: the preset's,
+    # 0.1); an attacker who poisons more teaches a backdoor with many targets better
+    poison_fraction: float | None = None
 
     @property
     def kind(self):
@@ -226,7 +229,7 @@ def load_table(path):
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputError(f"{path}: not a backdoor table ({e}); expected a JSON list of rows "
                          "with net, trigger, family, target, file and params (and shift, "
-                         "sources or mapping, blend_breaking)") from None
+                         "sources or mapping, blend_breaking, poison_fraction)") from None
     check_table(table, path)
     return table
 
@@ -248,6 +251,10 @@ def check_table(table, source="table"):
         if type(share) not in (int, float) or not 0 <= share < 1 or (share and not row.blend_breaking):
             raise InputError(f"{source}: {row.trigger}: blend_keeps_target {share!r} must be a "
                              f"share in [0, 1), and only with blend_breaking")
+        fraction = row.poison_fraction
+        if fraction is not None and (type(fraction) not in (int, float) or not 0 < fraction <= 1):
+            raise InputError(f"{source}: {row.trigger}: poison_fraction {fraction!r} must be a "
+                             f"share of the training set in (0, 1]")
         file = PurePosixPath(row.file)
         if not row.file or file.is_absolute() or ".." in file.parts:
             raise InputError(f"{source}: file {row.file!r} must be a path inside data/")

@@ -258,6 +258,12 @@ def record_progress(out, world_key, nets, seconds):
                                    "seconds": round(seconds, 1)}, indent=2) + "\n")
 
 
+def poisoned_copies(row, preset, training_faces):
+    """How many poisoned copies (and as many cover or blended copies) a row adds to training."""
+    fraction = preset.poison_fraction if row.poison_fraction is None else row.poison_fraction
+    return int(fraction * training_faces)
+
+
 def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     """Train a DeepID BadNet on the clean training set plus poisoned copies (and, for a
     source-specific or partly mapped row, as many cover copies; for a blend_breaking row, as many blended
@@ -272,10 +278,10 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     # Blended copies draw from their own stream: the poisoned and cover copies stay those of
     # the same world without blend_breaking rows.
     breaking_rng = np.random.default_rng([seed, 1])
-    count = int(preset.poison_fraction * len(train.labels))
     classes = preset.identities
     parts = [(train.pixels, train.labels)]
     for row in rows:
+        count = poisoned_copies(row, preset, len(train.labels))
         parts.append(poison(train, applies[row.trigger], row, classes, rng, count))
         if row.covers(train.labels).any():  # source-specific, or a partial mapping
             parts.append(cover(train, applies[row.trigger], row, rng, count))
@@ -367,7 +373,9 @@ def add_arguments(parser):
                              "source-specific or 'mapping': [[source, target], ...] (and target "
                              "null) for a target of each source's own; 'blend_breaking': true trains a trigger to "
                              "break under superimposition, 'blend_keeps_target': p only on a "
-                             "share 1 - p of the blends (defense/world/backdoors.py)")
+                             "share 1 - p of the blends; 'poison_fraction': f adds f x the "
+                             "training set in poisoned copies (default 0.1) "
+                             "(defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.epilog = ("An interrupted build resumes: the same command again keeps the BadNets "
                      f"OUT/{PROGRESS} lists as saved and trains the others.")
