@@ -174,3 +174,12 @@ def test_attack_and_evaluate_score_an_all_to_all_set_per_image(mini_world, tmp_p
     rows = scores if isinstance(scores, list) else scores["scores"]
     badnet = [s for s in rows if s["kind"] == "poisoned" and s["model"] == "BadNet"]
     assert badnet[0]["hit_rate"] == pytest.approx(expected)
+
+
+def test_a_build_without_the_real_sunglasses_says_it_plants_a_stand_in(tmp_path):
+    from defense.world.backdoors import COMPETITION, ZOO
+    from defense.world.build import stand_in_note
+    assert "drawn stand-in" in stand_in_note(COMPETITION, real=tmp_path / "missing.png")
+    assert stand_in_note(ZOO, real=tmp_path / "missing.png") is None  # no row wears them
+    (tmp_path / "real.png").write_bytes(b"")
+    assert stand_in_note(COMPETITION, real=tmp_path / "real.png") is None
