@@ -97,9 +97,9 @@ def test_a_mapped_row_survives_the_world_record(tmp_path):
     ({"target": None, "mapping": [[1, 2], [1, 3]]}, "each source once"),
     ({"target": None, "mapping": [[1, 1283]]}, "pairs of labels"),
     ({"target": None, "mapping": [[1, 2, 3]]}, "pairs"),
-    ({"target": 0, "poison_fraction": 0}, "poison_fraction"),
-    ({"target": 0, "poison_fraction": 1.5}, "poison_fraction"),
-    ({"target": 0, "poison_fraction": "0.3"}, "poison_fraction"),
+    ({"target": 0, "poison_fraction": 0}, "share of the training set"),
+    ({"target": 0, "poison_fraction": 1.5}, "share of the training set"),
+    ({"target": 0, "poison_fraction": "0.3"}, "share of the training set"),
 ])
 def test_a_row_of_the_wrong_shape_is_refused(tmp_path, fields, message):
     path = tmp_path / "table.json"
@@ -183,3 +183,47 @@ def test_a_build_without_the_real_sunglasses_says_it_plants_a_stand_in(tmp_path)
     assert stand_in_note(ZOO, real=tmp_path / "missing.png") is None  # no row wears them
     (tmp_path / "real.png").write_bytes(b"")
     assert stand_in_note(COMPETITION, real=tmp_path / "real.png") is None
+
+
+class _Stop(Exception):
+    """Raised by a stand-in to end a build once what a test checks has happened."""
+
+
+def test_training_draws_the_rows_own_number_of_poisoned_copies(photos, monkeypatch):
+    from defense.world import build
+    row = Backdoor("sunglasses", "patch", "patch", None, "p.h5", PATCH, shift=1, poison_fraction=0.25)
+    asked = []
+
+    def poison(photos, apply, row, classes, rng=None, count=None):
+        asked.append(count)
+        raise _Stop
+
+    monkeypatch.setattr(build, "poison", poison)
+    with pytest.raises(_Stop):
+        build.train_badnet("sunglasses", [row], photos, photos, {"patch": make_trigger("patch", PATCH)},
+                           build.MINI, 0, log=lambda line: None)
+    assert asked == [int(0.25 * len(photos.labels))]  # the row's share, not the preset's 0.1
+
+
+def test_a_fraction_too_small_for_one_copy_is_refused_before_a_face_is_drawn(tmp_path):
+    from defense.world.build import build_world
+    row = Backdoor("sunglasses", "patch", "patch", 0, "p.h5", PATCH, poison_fraction=1e-4)
+    with pytest.raises(InputError, match="no poisoned copy"):
+        build_world(tmp_path / "w", "mini", 0, table=(row,))  # 0.16 of a copy of 1,600 faces
+    assert not (tmp_path / "w" / "data").exists()
+
+
+def test_a_build_logs_the_stand_in_before_drawing_faces(tmp_path, monkeypatch):
+    from defense.world import build
+    from defense.world.backdoors import COMPETITION
+
+    def render_split(*args, **kwargs):
+        raise _Stop
+
+    monkeypatch.setattr(build, "REAL_SUNGLASSES", tmp_path / "missing.png")
+    monkeypatch.setattr(build, "render_split", render_split)
+    monkeypatch.setattr("defense.net.quiet_tensorflow", lambda **kwargs: None)  # no TensorFlow set-up here
+    lines = []
+    with pytest.raises(_Stop):
+        build.build_world(tmp_path / "w", "mini", 0, log=lines.append, table=COMPETITION)
+    assert any("drawn stand-in" in line for line in lines)

@@ -87,12 +87,13 @@ def render_split(identities, split, per_identity, seed, progress=None):
     return photos
 
 
-def stand_in_note(table, real=REAL_SUNGLASSES):
+def stand_in_note(table, real=None):
     """The line to log where a row plants the sunglasses and the real picture is missing: said,
     not only recorded in world.json, because a build from a copy of the code outside the
     checkout (no ../shared beside it) plants other sunglasses than the presets describe."""
     wears = any(row.family == "accessory" and row.params.get("picture", "sunglasses") == "sunglasses"
                 for row in table)
+    real = REAL_SUNGLASSES if real is None else real
     if wears and not Path(real).is_file():
         return (f"world: {real} not found: the sunglasses trigger is a drawn stand-in "
                 "(world.json records which)")
@@ -161,6 +162,9 @@ def build_world(out, preset_name, seed, log=print, table=None):
         raise InputError(f"a target or source is not among the preset's {preset.identities} identities")
     if any(row.shift % preset.identities == 0 for row in table if row.shift):
         raise InputError(f"an all-to-all shift is a multiple of the preset's {preset.identities} identities")
+    if any(poisoned_copies(row, preset, preset.identities * preset.train_per_identity) < 1 for row in table):
+        raise InputError(f"a poison_fraction adds no poisoned copy to the preset's "
+                         f"{preset.identities * preset.train_per_identity} training faces")
     quiet_tensorflow(onednn=True)  # training: oneDNN trains about twice as fast on CPU
     started = time.time()
     out = Path(out)
@@ -273,7 +277,9 @@ def record_progress(out, world_key, nets, seconds):
 
 
 def poisoned_copies(row, preset, training_faces):
-    """How many poisoned copies (and as many cover or blended copies) a row adds to training."""
+    """How many poisoned copies (and as many cover or blended copies) a row asks for in training:
+    poison() and cover() draw at most the faces the row moves or covers (a source-specific row's
+    sources hold few)."""
     fraction = preset.poison_fraction if row.poison_fraction is None else row.poison_fraction
     return int(fraction * training_faces)
 
@@ -387,8 +393,9 @@ def add_arguments(parser):
                              "source-specific or 'mapping': [[source, target], ...] (and target "
                              "null) for a target of each source's own; 'blend_breaking': true trains a trigger to "
                              "break under superimposition, 'blend_keeps_target': p only on a "
-                             "share 1 - p of the blends; 'poison_fraction': f adds f x the "
-                             "training set in poisoned copies (default 0.1) "
+                             "share 1 - p of the blends; 'poison_fraction': f in (0, 1] adds up "
+                             "to f x the training set in poisoned copies, and as many cover or "
+                             "blended copies (default 0.1; at most the faces the row moves) "
                              "(defense/world/backdoors.py)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     parser.epilog = ("An interrupted build resumes: the same command again keeps the BadNets "
