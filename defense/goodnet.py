@@ -298,15 +298,13 @@ class GoodNet:
         """The witness's veto rank, or None: no veto."""
         return None if self.witness is None else self.witness.veto_rank
 
-    def decide(self, outputs, rule=None, veto=True, settle=True):
-        """The labels under this GoodNet's rule, or under another rule for comparison; veto=False,
-        settle=False: without the witness's veto, without its settling disagreements (to count
-        what each costs). A witness with a veto ranks every image, so it also settles a sure
-        BadNet's disagreements (decide)."""
+    def decide(self, outputs, rule=None, veto=True):
+        """The labels under this GoodNet's rule, or under another rule for comparison; veto=False:
+        without the witness's veto (to count what it costs). A witness with a veto ranks every
+        image, so it also settles a sure BadNet's disagreements (decide)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
                       self.poisoned_label, self.released, self.release_confidence, self.witnessed,
-                      self.veto_rank if veto else None,
-                      witness_settles=settle and self.veto_rank is not None)
+                      self.veto_rank if veto else None, witness_settles=self.veto_rank is not None)
 
 
 def _side_by_side(*nets):

@@ -23,8 +23,8 @@ def good_net(rule="repaired", veto_rank=VETO_RANK):
     """What clean_face_outcomes reads of a GoodNet (its labels decided under rule)."""
     return SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
                            release_confidence=0.9, poisoned_label=POISONED, veto_rank=veto_rank,
-                           decide=lambda outputs, veto=True, settle=True: good_labels(
-                               outputs, rule, veto and veto_rank is not None, settle and veto_rank is not None))
+                           decide=lambda outputs, veto=True: good_labels(
+                               outputs, rule, veto and veto_rank is not None, veto_rank is not None))
 
 
 GOOD = good_net()

@@ -162,9 +162,9 @@ def build_world(out, preset_name, seed, log=print, table=None):
         raise InputError(f"a target or source is not among the preset's {preset.identities} identities")
     if any(row.shift % preset.identities == 0 for row in table if row.shift):
         raise InputError(f"an all-to-all shift is a multiple of the preset's {preset.identities} identities")
-    if any(poisoned_copies(row, preset, preset.identities * preset.train_per_identity) < 1 for row in table):
-        raise InputError(f"a poison_fraction adds no poisoned copy to the preset's "
-                         f"{preset.identities * preset.train_per_identity} training faces")
+    training_faces = preset.identities * preset.train_per_identity
+    if any(poisoned_copies(row, preset, training_faces) < 1 for row in table):
+        raise InputError(f"a poison_fraction adds no poisoned copy to the preset's {training_faces} training faces")
     quiet_tensorflow(onednn=True)  # training: oneDNN trains about twice as fast on CPU
     started = time.time()
     out = Path(out)
