@@ -10,7 +10,8 @@ A face the two nets label differently is the comparator's loss, whatever its ide
 released label too comes out only where both nets give it. The release's own gates count only
 the faces of released identities that both nets label right. A witnessed identity's face (a
 quarantined label given back on the witness's top label) is the quarantine's loss where a gate
-refused it: the witness, or the blend test it then met. A face the GoodNet would have got right
+refused it: the witness, or the blend test it then met; so is the face of an identity the
+sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the GoodNet would have got right
 but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
 that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
 disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
@@ -25,6 +26,7 @@ OUTCOMES = (
     "right",  # the GoodNet gives the face's identity
     "BadNet wrong too",  # the GoodNet wrong, and so is the BadNet: not the defense's loss
     "quarantined identity",  # the repair never gives this identity
+    "quarantined identity, siblings refused",  # a sibling BadNet that vouches for it gave another label
     "witnessed identity, witness refused",  # quarantined, and the witness's top label is another
     "witnessed identity, blend test refused",
     "released identity, repaired net unsure",  # below the record's release confidence
@@ -52,6 +54,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     lost = ~right & (bad == truth) & ~vetoed
     quarantined = lost & np.isin(truth, good.quarantined)
     witnessed = quarantined & np.isin(truth, good.witnessed)
+    vouched = quarantined & np.isin(truth, good.sibling_labels)
     disagree = lost & ~quarantined & (repaired != bad)
     flagged = good_labels == good.poisoned_label
     # Both nets give a released identity, and the GoodNet does not: a gate refused it.
@@ -64,7 +67,8 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     masks = {
         "right": right,
         "BadNet wrong too": bad_wrong,
-        "quarantined identity": quarantined & ~witnessed,
+        "quarantined identity": quarantined & ~witnessed & ~vouched,
+        "quarantined identity, siblings refused": vouched,
         "witnessed identity, witness refused": witnessed & ~witness_agrees,
         "witnessed identity, blend test refused": witnessed & witness_agrees,
         "released identity, repaired net unsure": released & ~candidates,

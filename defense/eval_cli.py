@@ -60,7 +60,9 @@ def _parser(spec, prog):
                     f"repaired net at least as sure as the record's release confidence, and "
                     f"the record's witness and blend test agree; one it witnessed only where "
                     f"the BadNet gives it, the witness gives it as its top label and the blend "
-                    f"test agrees. Where the record gives the witness a veto rank (fine-prune "
+                    f"test agrees; one the sibling BadNets vouch for (fine-prune --siblings) only "
+                    f"where the BadNet gives it and every sibling that vouches for it gives it as "
+                    f"its top label. Where the record gives the witness a veto rank (fine-prune "
                     f"--release since the veto), any label the witness ranks that far down is "
                     f"flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "

@@ -39,6 +39,13 @@ the witness gives it as its top label and the image passes the blend test (the r
 half cannot refuse a label it never gives); anywhere else it is flagged as any quarantined
 label.
 
+The data-free repair has no witness. With `fine-prune --siblings` its record names the other
+competition BadNets beside the BadNet (siblings.py) and, for each quarantined label, the
+siblings whose own probe does not single it out, where there are two or more. Such a label
+comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
+label: a sibling backdoored by another attacker never learnt this BadNet's trigger, and sees
+the face under it. The siblings run on those images only.
+
 Where the record's witness has a veto rank (witness.py), any label the rules above would give is
 flagged where the witness ranks it that far down or further: a trigger whose target no probe
 found still leads both nets to a label that the witness, seeing another person's face, ranks
@@ -88,14 +95,20 @@ class NetOutputs:
     # label), for its veto; None: not run, and then a GoodNet with a veto gives no label.
     witness_rank_bad: np.ndarray | None = None
     witness_rank_repaired: np.ndarray | None = None
+    # (N,) booleans: where every sibling BadNet that vouches for the BadNet's label gives it as
+    # its top label (siblings.SiblingWitness); None: not run, and then nothing comes back on
+    # the siblings' word.
+    sibling_agrees: np.ndarray | None = None
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
-           release_confidence=1.0, witnessed=(), veto_rank=None, witness_settles=False):
+           release_confidence=1.0, witnessed=(), veto_rank=None, witness_settles=False,
+           sibling_labels=()):
     """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
     quarantined, released, witnessed = _label_array(quarantined), _label_array(released), _label_array(witnessed)
+    sibling_labels = _label_array(sibling_labels)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     disagree = bad != repaired
     if rule == "original":
@@ -128,6 +141,11 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         # test's say so; the comparator's label or flag elsewhere. Fails closed as above.
         given_back = (np.isin(bad, witnessed) & _verdict(outputs.release_witness_agrees, bad)
                       & _verdict(outputs.release_test_passed, bad))
+        labels = np.where(given_back, bad, labels)
+    if len(sibling_labels):
+        # The BadNet's label, where every sibling BadNet vouching for it gives it too (the
+        # verdict); the comparator's label or flag elsewhere. Fails closed as above.
+        given_back = np.isin(bad, sibling_labels) & _verdict(outputs.sibling_agrees, bad)
         labels = np.where(given_back, bad, labels)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net gave) every
@@ -179,7 +197,7 @@ def check_settings(rule, flag_confidence):
 class GoodNet:
     def __init__(self, bad, repaired, flag_confidence=DEFAULT_FLAG_CONFIDENCE, quarantined=(),
                  rule=DEFAULT_RULE, released=(), release_confidence=1.0, release_test=None,
-                 witness=None, witnessed=()):
+                 witness=None, witnessed=(), siblings=None):
         if bad.num_classes != repaired.num_classes:
             raise InputError(f"{repaired.path}: repaired net has {repaired.num_classes} classes "
                              f"but the BadNet {bad.path} has {bad.num_classes}")
@@ -193,6 +211,11 @@ class GoodNet:
         if not set(self.witnessed.tolist()) <= set(self.quarantined.tolist()) \
                 or set(self.witnessed.tolist()) & set(self.released.tolist()):
             raise SettingError("GoodNet.witnessed: witnessed labels must be quarantined and not released")
+        self.siblings = siblings  # siblings.SiblingWitness, or None
+        self.sibling_labels = _label_array(() if siblings is None else siblings.labels)
+        if not set(self.sibling_labels.tolist()) <= set(self.quarantined.tolist()) - set(self.witnessed.tolist()):
+            raise SettingError("GoodNet.siblings: labels given back on the siblings' word must be "
+                               "quarantined and not witnessed")
         self.release_confidence = float(release_confidence)
         self.release_test = release_test  # blend_test.BlendTest, or None
         self.witness = witness  # witness.Witness, or None (then no released or witnessed label comes out)
@@ -236,8 +259,21 @@ class GoodNet:
             witness_net = load(entry.path)
             entry.check(witness_net, repaired.num_classes)  # the record's own, not a file put in its place
             witness = Witness(witness_net, entry.top_k, entry.veto_rank)
+        siblings = None
+        if record.siblings is not None and record.sibling_labels:
+            from .siblings import SiblingWitness
+
+            from .fast_net import _warn as to_stderr
+
+            missing = record.siblings.missing()
+            if missing:  # fails closed: the plain quarantine, said on stderr
+                (warn or to_stderr)(f"{record.path}: sibling BadNet(s) {missing} not found; the labels "
+                                     f"they vouch for stay switched off (repair again beside them to "
+                                     f"give them back)")
+            else:
+                siblings = SiblingWitness(record.siblings, load)  # loaded where one is asked
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
-                   record.release_confidence, record.release_test, witness, record.witnessed)
+                   record.release_confidence, record.release_test, witness, record.witnessed, siblings)
         good.record = record
         return good
 
@@ -272,6 +308,8 @@ class GoodNet:
             outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
         if self.witness is not None and self.release_test is not None:
             self._release_verdicts(pixels, outputs)
+        if self.siblings is not None:
+            outputs.sibling_agrees = self.siblings.agrees(pixels, bad_labels)
         return outputs
 
     def _release_verdicts(self, pixels, outputs):
@@ -304,7 +342,8 @@ class GoodNet:
         image, so it also settles a sure BadNet's disagreements (decide)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
                       self.poisoned_label, self.released, self.release_confidence, self.witnessed,
-                      self.veto_rank if veto else None, witness_settles=self.veto_rank is not None)
+                      self.veto_rank if veto else None, witness_settles=self.veto_rank is not None,
+                      sibling_labels=self.sibling_labels)
 
 
 def _side_by_side(*nets):

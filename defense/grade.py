@@ -62,12 +62,13 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
 
 def suspected_identity_scores(labels, data, good):
     """Scores on the clean faces of the identities good's repair quarantined (never given), of
-    those it witnessed (quarantined, given back on the witness's top label) and of those it
+    those it witnessed (quarantined, given back on the witness's top label), of those the
+    sibling BadNets vouch for (quarantined, given back on their top labels) and of those it
     released (given only where both nets give them), where the data set has any."""
     scores = []
-    never_given = np.setdiff1d(good.quarantined, good.witnessed)
+    never_given = np.setdiff1d(np.setdiff1d(good.quarantined, good.witnessed), good.sibling_labels)
     for what, identities in (("quarantined", never_given), ("witnessed", good.witnessed),
-                             ("released", good.released)):
+                             ("sibling-vouched", good.sibling_labels), ("released", good.released)):
         faces = np.isin(data.y, identities)
         if faces.any():
             name = f"faces of the {what} identities ({', '.join(map(str, identities.tolist()))})"

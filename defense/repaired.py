@@ -40,6 +40,9 @@ from .model_io import num_classes, read_weights, save_model_to
 # The witness net a released label must also satisfy (witness.py), a file beside the record
 # checked by its sha256; a record that releases labels without one (made before it) is refused.
 from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry, remove_stale as remove_stale_witnesses
+# The data-free repair's second opinion: other BadNets that vouch for quarantined labels
+# (siblings.py), named by path and sha256.
+from .siblings import RECORD_KEY as SIBLINGS_KEY, SiblingEntry
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -76,6 +79,12 @@ class RepairedRecord:
     release_test: object = None  # blend_test.BlendTest, or None
     release_witness: object = None  # witness.WitnessEntry, or None
     witnessed: frozenset = frozenset()  # among the quarantined
+    siblings: object = None  # siblings.SiblingEntry, or None
+
+    @property
+    def sibling_labels(self):
+        """Quarantined labels given back on the sibling BadNets' word (siblings.py)."""
+        return frozenset() if self.siblings is None else self.siblings.labels
 
     @property
     def kind(self):
@@ -87,10 +96,17 @@ class RepairedRecord:
     def summary(self):
         """One phrase for help texts and logs: the kind and what its quarantine costs."""
         text = self.kind
-        never_given = sorted(self.quarantined - self.witnessed)
+        never_given = sorted(self.quarantined - self.witnessed - self.sibling_labels)
         if never_given:
             text += (f"; {len(never_given)} quarantined labels ({', '.join(map(str, never_given))}) are "
                      f"never given: their faces are flagged or relabelled")
+        if self.sibling_labels:
+            text += (f"; {len(self.sibling_labels)} quarantined labels "
+                     f"({', '.join(map(str, sorted(self.sibling_labels)))}) are given only where the "
+                     f"BadNet gives them and every sibling BadNet that vouches for the label gives it "
+                     f"as its top one (" + "; ".join(
+                         f"{label}: {', '.join(names)}" for label, names in sorted(self.siblings.vouchers.items())
+                         if names) + ")")
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
                      f"are given only where the BadNet gives them, the witness net gives the label "
@@ -211,8 +227,11 @@ def read_record(net_path, num_classes, net_sha256=None, required=None):
                          f"copied from elsewhere or left by an interrupted repair; repair again")
     quarantined = _labels(record, path, num_classes)
     released, release_confidence, release_test, witness, witnessed = _release(record, path, num_classes, quarantined)
+    siblings = None
+    if SIBLINGS_KEY in record:
+        siblings = SiblingEntry.from_record(record[SIBLINGS_KEY], path, num_classes, quarantined - witnessed)
     return RepairedRecord(path, record.get("mode"), quarantined, record, released, release_confidence,
-                          release_test, witness, witnessed)
+                          release_test, witness, witnessed, siblings)
 
 
 def describe(net_path):
@@ -227,6 +246,8 @@ def describe(net_path):
         return "refused: its record is missing or not its own (python3 -m defense repaired)"
     labels, released, witnessed = record.quarantined, record.released, record.witnessed
     return (record.kind + (f", {len(labels)} labels quarantined" if labels else "")
+            + (f", {len(record.sibling_labels)} of them given back where every sibling BadNet that "
+               f"vouches for one gives it as its top label" if record.sibling_labels else "")
             + (f", {len(released)} suspected labels given back where both nets give them" if released else "")
             + (f", {len(witnessed)} quarantined labels given back where the witness net's top label "
                f"is the BadNet's" if witnessed else ""))

@@ -9,19 +9,21 @@ from defense.clean_losses import OUTCOMES, clean_face_outcomes
 from defense.goodnet import RULES, NetOutputs, decide
 
 POISONED = 10
-QUARANTINED, RELEASED, WITNESSED = np.array([7, 8]), np.array([5]), np.array([8])
+QUARANTINED, RELEASED, WITNESSED = np.array([7, 8, 9]), np.array([5]), np.array([8])
+VOUCHED = np.array([9])  # quarantined, given back on the sibling BadNets' word
 VETO_RANK = 5
 
 
 def good_labels(outputs, rule="repaired", veto=True, settle=True):
     """As a GoodNet whose witness has a veto rank decides (it settles disagreements too)."""
     return decide(outputs, rule, 0.99, QUARANTINED, POISONED, RELEASED, release_confidence=0.9,
-                  witnessed=WITNESSED, veto_rank=VETO_RANK if veto else None, witness_settles=settle)
+                  witnessed=WITNESSED, veto_rank=VETO_RANK if veto else None, witness_settles=settle,
+                  sibling_labels=VOUCHED)
 
 
 def good_net(rule="repaired", veto_rank=VETO_RANK):
     """What clean_face_outcomes reads of a GoodNet (its labels decided under rule)."""
-    return SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED,
+    return SimpleNamespace(quarantined=QUARANTINED, released=RELEASED, witnessed=WITNESSED, sibling_labels=VOUCHED,
                            release_confidence=0.9, poisoned_label=POISONED, veto_rank=veto_rank,
                            decide=lambda outputs, veto=True: good_labels(
                                outputs, rule, veto and veto_rank is not None, veto_rank is not None))
@@ -36,16 +38,18 @@ GOOD = good_net()
 # sure, refused by the witness; the same, refused by the blend test; the nets disagree, the
 # BadNet sure (flagged); the nets disagree, the BadNet unsure (the repaired net's wrong label)
 # (the witness's top label another in both: not settled); both nets right, the witness ranking
-# the label beyond its veto rank.
-TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3])
-OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3]),
-                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.999]),
-                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3]),
-                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99]),
-                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True]),
-                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True]),
-                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, VETO_RANK]),
-                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK]))
+# the label beyond its veto rank; last, a face of the identity the siblings vouch for, where
+# one of them gives another label.
+TRUTH = np.array([3, 3, 7, 8, 8, 5, 5, 5, 4, 2, 3, 9])
+OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3, 9]),
+                     bad_confidence=np.array([0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.999, 0.6, 0.999, 0.999]),
+                     repaired_labels=np.array([3, 1, 7, 6, 6, 5, 5, 5, 6, 6, 3, 6]),
+                     repaired_confidence=np.array([0.99, 0.99, 0.99, 0.99, 0.99, 0.5, 0.99, 0.99, 0.99, 0.99, 0.99, 0.99]),
+                     release_witness_agrees=np.array([True, True, True, False, True, True, False, True, True, True, True, True]),
+                     release_test_passed=np.array([True, True, True, False, False, True, False, False, True, True, True, True]),
+                     witness_rank_bad=np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, VETO_RANK, 0]),
+                     witness_rank_repaired=np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, VETO_RANK, 0]),
+                     sibling_agrees=np.array([True] * 11 + [False]))
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -67,24 +71,33 @@ def test_a_released_face_that_passes_every_gate_is_right():
     assert counts["released identity, witness refused"] == 0
     assert counts["witnessed identity, witness refused"] == counts["witnessed identity, blend test refused"] == 0
     assert counts["quarantined identity"] == 1  # not witnessed: never given back
+    # Without the siblings' verdict (none given here) the vouched identity is not given back.
+    assert counts["quarantined identity, siblings refused"] == 1
+
+
+def test_a_vouched_face_the_siblings_agree_on_is_right():
+    outputs = NetOutputs(**{**OUTPUTS.__dict__, "sibling_agrees": np.ones(len(TRUTH), dtype=bool)})
+    counts = clean_face_outcomes(outputs, good_labels(outputs), TRUTH, GOOD)
+    assert counts["right"] == 2 and counts["quarantined identity, siblings refused"] == 0
 
 
 @pytest.mark.parametrize("rule", RULES)
 def test_every_face_is_counted_once_under_every_rule(rule):
     rng = np.random.default_rng(0)
     n = 2000
-    truth = rng.integers(0, 9, n)
+    truth = rng.integers(0, 10, n)
     # The nets mostly right, now and then wrong, each on its own; the repaired net never gives
     # a quarantined label (its unit is off).
-    bad = np.where(rng.uniform(size=n) < 0.8, truth, rng.integers(0, 9, n))
-    repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 9, n))
+    bad = np.where(rng.uniform(size=n) < 0.8, truth, rng.integers(0, 10, n))
+    repaired = np.where(rng.uniform(size=n) < 0.8, bad, rng.integers(0, 10, n))
     repaired = np.where(np.isin(repaired, QUARANTINED), 0, repaired)
     witness_agrees = rng.uniform(size=n) < 0.7
     # A third of the BadNet's labels sure, so that some disagreements are settled.
     bad_confidence = np.where(rng.uniform(size=n) < 0.3, 0.999, rng.uniform(0.5, 0.99, n))
     outputs = NetOutputs(bad, bad_confidence, repaired, rng.uniform(0.5, 1, n),
                          witness_agrees, witness_agrees & (rng.uniform(size=n) < 0.5),
-                         rng.integers(0, 2 * VETO_RANK, n), rng.integers(0, 2 * VETO_RANK, n))
+                         rng.integers(0, 2 * VETO_RANK, n), rng.integers(0, 2 * VETO_RANK, n),
+                         rng.uniform(size=n) < 0.5)
     labels = good_labels(outputs, rule)
     counts = clean_face_outcomes(outputs, labels, truth, good_net(rule))
     assert sum(counts.values()) == n
@@ -99,7 +112,7 @@ def test_every_face_is_counted_once_under_every_rule(rule):
     assert np.any(labels != unsettled) == (rule != "original")
     gates = ("repaired net unsure", "witness refused", "blend test refused")
     assert all(counts[f"released identity, {gate}"] > 0 for gate in gates)
-    assert counts["quarantined identity"] > 0
+    assert counts["quarantined identity"] > 0 and counts["quarantined identity, siblings refused"] > 0
     assert all(counts[f"witnessed identity, {gate}"] > 0 for gate in gates[1:])
 
     # Where the BadNet is unsure, only "repaired" gives the repaired net's (wrong) label:
@@ -128,7 +141,7 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["9.09 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join(["8.33 %"] * len(OUTCOMES)) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():

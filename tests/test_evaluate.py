@@ -138,22 +138,25 @@ def test_the_competitions_call_scores_a_teams_net_as_a_model_not_as_a_badnet(sam
 
 def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
     """What the quarantine costs the people it suspects, counted on their own faces only:
-    the quarantined identities never given, the witnessed ones and the released ones apart."""
+    the quarantined identities never given, the witnessed ones, those the sibling BadNets vouch
+    for and the released ones apart."""
     from types import SimpleNamespace
 
     from defense.grade import suspected_identity_scores
 
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
     data = SimpleNamespace(y=y, path=Path("clean_test_data.h5"))
-    good = SimpleNamespace(quarantined=np.array([1, 4]), witnessed=np.array([4]), released=np.array([2, 3]),
-                           poisoned_label=9)
+    good = SimpleNamespace(quarantined=np.array([0, 1, 4]), witnessed=np.array([4]), released=np.array([2, 3]),
+                           sibling_labels=np.array([0]), poisoned_label=9)
     labels = {"BadNet": np.array([0, 0, 1, 1, 2, 0, 3, 3, 4, 4]),
               "GoodNet": np.array([0, 0, 9, 0, 2, 9, 9, 3, 4, 9])}
     scores = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, good)}
-    quarantined, witnessed, released = ("faces of the quarantined identities (1)",
-                                        "faces of the witnessed identities (4)",
-                                        "faces of the released identities (2, 3)")
-    assert set(scores) == {(m, w) for m in labels for w in (quarantined, witnessed, released)}
+    quarantined, witnessed, vouched, released = ("faces of the quarantined identities (1)",
+                                                 "faces of the witnessed identities (4)",
+                                                 "faces of the sibling-vouched identities (0)",
+                                                 "faces of the released identities (2, 3)")
+    assert set(scores) == {(m, w) for m in labels for w in (quarantined, witnessed, vouched, released)}
+    assert scores["GoodNet", vouched].hit_rate == 1.0 and scores["GoodNet", vouched].images == 2
     assert scores["GoodNet", witnessed].hit_rate == 0.5 and scores["GoodNet", witnessed].flagged == 0.5
     assert scores["BadNet", quarantined].hit_rate == 1.0 and scores["BadNet", quarantined].images == 2
     assert scores["GoodNet", quarantined].hit_rate == 0.0 and scores["GoodNet", quarantined].flagged == 0.5
@@ -161,5 +164,6 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
     assert scores["GoodNet", released].hit_rate == 0.5 and scores["GoodNet", released].flagged == 0.5
     # A data set without faces of a suspected identity gets no row for it.
     none_released = SimpleNamespace(quarantined=np.array([1]), witnessed=np.array([], dtype=int),
-                                    released=np.array([7]), poisoned_label=9)
+                                    released=np.array([7]), sibling_labels=np.array([], dtype=int),
+                                    poisoned_label=9)
     assert {s.subset for s in suspected_identity_scores(labels, data, none_released)} == {quarantined}

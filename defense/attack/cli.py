@@ -6,8 +6,9 @@ moved, scaled, in part (a half, half the pixels), disguised (grey, recoloured, i
 sent through JPEG, resizing and noise, then with the worst of each redrawing at once; clean
 faces go through the same image transforms. At every setting: the BadNet's and the GoodNet's
 attack success rate and the share flagged, under every comparator rule; per trigger the worst
-case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release) and the
-triggers aimed at them are named.
+case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
+labels its sibling BadNets vouch for (the data-free repair) and the triggers aimed at them are
+named.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
 strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
@@ -97,7 +98,7 @@ def run(args):
         print(f"attack: {spec.name}: {len(clean.labels)} clean faces from {clean.source}; "
               f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
 
-    rows, released, witnessed = [], {}, {}
+    rows, released, witnessed, vouched = [], {}, {}, {}
     total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
     with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
         for spec, bad_path, repaired_path, plans in jobs:
@@ -107,6 +108,7 @@ def run(args):
             rows += report.attack_net(spec.name, good, clean, plans, bar)
             released[spec.name] = [int(label) for label in good.released]
             witnessed[spec.name] = [int(label) for label in good.witnessed]
+            vouched[spec.name] = [int(label) for label in good.sibling_labels]
             if released[spec.name]:
                 notes.append(_given_back_note(
                     spec.name, "released", released[spec.name], plans,
@@ -119,11 +121,17 @@ def run(args):
                     spec.name, "witnessed", witnessed[spec.name], plans,
                     "quarantined, given back only where the BadNet gives one, the witness net gives "
                     "it as its top label and the image passes the blend test"))
+            if vouched[spec.name]:
+                notes.append(_given_back_note(
+                    spec.name, "sibling-vouched", vouched[spec.name], plans,
+                    "quarantined, given back only where the BadNet gives one and every sibling "
+                    f"BadNet that vouches for it gives it as its top label: {good.siblings.describe()}"))
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,
                 "repaired": str(args.repaired) if args.repaired else None,
-                "released_labels": released, "witnessed_labels": witnessed}
+                "released_labels": released, "witnessed_labels": witnessed,
+                "sibling_vouched_labels": vouched}
     summary = report.summarise(rows)
     markdown = report.format_markdown(rows, summary, settings, notes)
     reports = args.out or root / "reports"

@@ -4,9 +4,12 @@ Used by `python3 -m defense fine-prune` when no clean validation data is at hand
 --data-free). It reads the BadNet and, where given, a few clean face images the user trusts
 (make setup puts the 16 clean samples of ../shared/csaw into data/seed_faces); never a data
 set. Writes the repaired net (the BadNet with the suspected targets switched off), its ONNX
-artefact and a JSON record of what was used and found.
+artefact and a JSON record of what was used and found; with --siblings, the sibling BadNets (the
+other competition nets beside it, probed the same way) that vouch for each quarantined label
+(siblings.py).
 """
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +20,8 @@ from ..architecture import INPUT_SHAPE
 from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
-from ..repaired import QUARANTINE_KEY, bad_model_entry, write_repaired
+from ..repaired import QUARANTINE_KEY, bad_model_entry, record_path, write_repaired
+from ..siblings import MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY, Sibling, SiblingEntry, vouchers_for
 from . import probe_cache
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets, random_probe_names
@@ -64,20 +68,30 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
 
 
 def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
-                     log=print):
-    """Repair one BadNet without data; returns the record written beside out_path."""
+                     log=print, siblings=(), probed=None):
+    """Repair one BadNet without data; returns the record written beside out_path.
+
+    siblings: [(NetSpec, BadNet path)] of other BadNets of the same identities (siblings.py),
+    each probed as this one is; none: a plain quarantine. probed: {file sha256: suspects}, shared
+    by the repairs of one run so that each sibling is probed once (the BadNet itself is probed
+    anew: its record keeps the probe's scores)."""
     from ..model_io import load_keras_model
 
     started = time.time()
+    probed = {} if probed is None else probed
     model = load_keras_model(bad_path)
     suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log,
                                                model=model)
+    probed[file_sha256(bad_path)] = suspects
+    entry = _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed,
+                           record_path(out_path).parent)
     switch_off_labels(model, suspects)
     record = {
         "net": spec.name,
         "mode": "data-free",
         "bad_model": bad_model_entry(bad_path),
         **probe_record,
+        **({SIBLINGS_KEY: entry.as_record(record_path(out_path).parent)} if entry is not None else {}),
         "seed": seed,
         "seconds": round(time.time() - started, 1),
     }
@@ -85,12 +99,39 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     log(f"{spec.name}: wrote {out_path} ({record['seconds']} s), a data-free repair: the BadNet "
         f"with its suspected targets switched off")
     if suspects:
-        log(f"{spec.name}: quarantined labels {', '.join(map(str, suspects))}: the GoodNet never "
-            f"gives them, so the clean faces of these {len(suspects)} identities are flagged or "
-            f"relabelled; every other label is the BadNet's")
+        back = sorted(entry.labels) if entry is not None else []
+        off = [label for label in suspects if label not in back]
+        never = (f"the GoodNet never gives {'the others' if back else 'them'}, so the clean faces of "
+                 f"these {len(off)} identities are flagged or relabelled; ") if off else ""
+        given = (f"{', '.join(map(str, back))} given back where the BadNet gives one and every sibling "
+                 f"BadNet that vouches for it gives it as its top label; ") if back else ""
+        log(f"{spec.name}: quarantined labels {', '.join(map(str, suspects))}: {given}{never}"
+            f"every other label is the BadNet's")
     else:
         log(f"{spec.name}: no label singled out; nothing quarantined")
     return record
+
+
+def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed, record_dir):
+    """The record's sibling entry (siblings.SiblingEntry), or None without siblings or
+    without a quarantine: each sibling probed as the BadNet was (once a run: probed)."""
+    from ..model_io import load_keras_model
+
+    if not siblings or not suspects:
+        return None
+    found = []
+    for sibling_spec, path in siblings:
+        sha256 = file_sha256(path)
+        if sha256 not in probed:
+            probed[sha256], _ = probe_for_targets(sibling_spec, path, seed_faces_dir, settings, seed, log,
+                                                  what="a sibling BadNet", model=load_keras_model(path))
+        found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
+    vouchers = vouchers_for(suspects, {s.net: s.suspects for s in found})
+    entry = SiblingEntry(tuple(found), vouchers)
+    for label, names in vouchers.items():
+        log(f"{spec.name}: sibling BadNets vouching for {label}: "
+            f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")
+    return entry
 
 
 def check_seed_faces(folder, explicit):

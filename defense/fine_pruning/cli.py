@@ -104,6 +104,15 @@ def add_arguments(parser):
                              "(the default where it does not): probe for the attack targets "
                              "(random occluders, blends, tints and gradient-chosen patches), "
                              "quarantine them")
+    parser.add_argument("--siblings", action="store_true",
+                        help="data-free only: give quarantined labels back on the word of the "
+                             "other competition BadNets under ROOT/models (same class count and "
+                             "input scale), each probed as this one is: a quarantined label comes "
+                             "out where the BadNet gives it and every sibling whose own probe does "
+                             "not single it out (two at least) gives it as its top label. Assumes "
+                             "the siblings were not backdoored by the same attacker: one who hides "
+                             "the same trigger and target in them, too weakly for their probes, "
+                             "gets it through (docs/method.md). Off by default")
     parser.add_argument("--seed-faces", type=Path, metavar="DIR",
                         help=f"a folder of a few clean face images you trust, for probing the "
                              f"BadNet for its targets "
@@ -143,17 +152,21 @@ def run(args):
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()
+    if args.siblings and not data_free:
+        raise InputError("--siblings applies to the data-free repair only (--data-free, or no "
+                         f"clean validation data at {valid_path})")
     if data_free and args.release:
         raise InputError("--release needs the clean validation data: its second opinion is "
                          "the Fine-Pruned net, which the data-free repair does not make")
     # The probes' seed faces, checked once for every net (Fine-Pruning without a quarantine needs none).
     seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args)
     witnesses = {}  # --release: one witness for the nets of this run (it never sees a BadNet)
+    probed = {}  # data-free --siblings: suspects by file sha256, so that a run probes each sibling once
     for spec in specs:
         bad_path = args.bad_model or default_bad_model(spec, args.root)
         out = args.out or default_repaired_model(spec, args.root)
         if data_free:
-            _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log)
+            _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probed)
             continue
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
@@ -184,8 +197,9 @@ def _checked_seed_faces(args):
     return seed_faces
 
 
-def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log):
+def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probed):
     from ..data_free.repair import repair_data_free
+    from ..siblings import MIN_VOUCHERS
     from ..model_io import read_weights
     from ..net import quiet_tensorflow
 
@@ -196,5 +210,33 @@ def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log):
     if not args.data_free:
         log(f"{spec.name}: no clean validation data at {valid_path}; repairing data-free "
             f"(probe and quarantine; docs/method.md)")
-    repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log)
+    siblings = sibling_badnets(spec, bad_path, args.root) if args.siblings else []
+    if args.siblings and len(siblings) < MIN_VOUCHERS:
+        log(f"{spec.name}: --siblings: {len(siblings)} other competition BadNet(s) of its kind under "
+            f"the root's models/, fewer than the {MIN_VOUCHERS} a label needs; the plain quarantine")
+        siblings = []
+    repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log, siblings=siblings,
+                     probed=probed)
 
+
+def sibling_badnets(spec, bad_path, root):
+    """[(NetSpec, path)]: the other competition BadNets under root that can vouch for this
+    one's labels (siblings.py): of the same class count and input scale, each of other weights
+    than the BadNet and than one another (one net saved twice is one opinion)."""
+    from ..model_io import num_classes
+    from ..registry import COMPETITION_NETS
+    from ..repaired import weights_digest
+
+    if spec.name not in COMPETITION_NETS:
+        return []
+    classes, seen = num_classes(bad_path), {weights_digest(bad_path)}
+    found = []
+    for name in COMPETITION_NETS:
+        other = NETS[name]
+        path = default_bad_model(other, root)
+        if name == spec.name or other.input_scale != spec.input_scale or not path.is_file() \
+                or num_classes(path) != classes or weights_digest(path) in seen:
+            continue
+        seen.add(weights_digest(path))
+        found.append((other, path))
+    return found

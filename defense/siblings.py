@@ -1,0 +1,187 @@
+"""Sibling BadNets: the data-free repair's second opinion on a quarantined label (issue 21).
+
+The data-free repair has no clean data and so no net it can trust: every net it has descends
+from the BadNet, and a faded trigger cannot be told from a real face of the target by the
+BadNet's own outputs, its units, blends or transplants onto the seed faces
+(docs/results/2026-12-05-units-test.md and earlier). The competition hands out four BadNets
+trained on the same 1283 identities by attacks with other triggers and targets. Beside the
+sunglasses BadNet, anonymous_2's BadNet is a face recognizer that never learnt the sunglasses:
+it sees the face under them. Those other BadNets are the siblings.
+
+For each label the repair quarantines, the siblings whose own probe (the same data-free probe,
+the same seed faces, settings and seed) does not single it out vouch for it. The GoodNet gives
+a quarantined label back where the BadNet gives it and **every** sibling that vouches for it
+gives it as its top label, and only where at least MIN_VOUCHERS siblings vouch for it; any other
+quarantined label stays switched off, as before. The rule "every" was written down before any
+measurement; the minimum of two after one sibling, backdoored by the same attacker too weakly
+for its probe, let the trigger through alone (docs/results/2026-12-06-siblings.md).
+
+Off by default (fine-prune --siblings): it assumes that the siblings' makers did not plant this
+BadNet's backdoor in them.
+
+What it invites:
+
+- One attacker behind every BadNet, planting the same trigger and target in each. Where a
+  sibling's probe finds that target, the sibling does not vouch for it. Where the attacker
+  poisons siblings so weakly that their probes miss the target while they still obey the
+  trigger now and then, those siblings vouch for it on triggered faces: the results file
+  measures how often, with one such sibling and with two.
+- Perturbations crafted on the siblings, which are public: a face altered to be read as the
+  target by every sibling. That makes a quarantined label as open to adversarial examples as
+  every other label already is on the BadNet; it needs no backdoor. Not measured.
+- A net without two siblings (the lab's BadNet, a net of another class count or input scale)
+  keeps the plain quarantine.
+
+The record (`sibling_witnesses`) names each sibling's file by a path relative to the record's
+folder and by its sha256, with the labels its probe suspects. Where a sibling file is missing
+(a repaired net copied without the BadNets beside it) the GoodNet says so in one line and keeps
+the plain quarantine; a sibling file that changed is refused in one line. The siblings run only on images whose BadNet label is one they
+vouch for, loaded on the first such image (a clean image costs nothing).
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .digest import file_sha256
+from .errors import InputError
+
+RECORD_KEY = "sibling_witnesses"
+# The fewest siblings that must vouch for a label for it to come back: with one, a sibling
+# backdoored alike, too weakly for its probe, is all the trigger needs (results 2026-12-06).
+MIN_VOUCHERS = 2
+
+
+@dataclass(frozen=True)
+class Sibling:
+    """One sibling BadNet as the record names it."""
+
+    net: str  # its registry name
+    path: Path  # resolved from the record's folder
+    sha256: str
+    suspects: frozenset  # the labels its own probe singles out
+
+
+@dataclass(frozen=True)
+class SiblingEntry:
+    """The record's `sibling_witnesses`: the siblings, and which of them vouch for each label."""
+
+    siblings: tuple = ()  # of Sibling
+    vouchers: dict = field(default_factory=dict)  # quarantined label -> names of the siblings
+
+    @property
+    def labels(self):
+        """The quarantined labels some sibling vouches for (the others stay switched off)."""
+        return frozenset(label for label, names in self.vouchers.items() if names)
+
+    def as_record(self, record_dir):
+        return {"nets": [{"net": s.net, "path": os.path.relpath(s.path, record_dir), "sha256": s.sha256,
+                          "suspects": sorted(s.suspects)} for s in self.siblings],
+                "vouchers": {str(label): list(names) for label, names in sorted(self.vouchers.items())}}
+
+    @classmethod
+    def from_record(cls, entry, record_path, num_classes, quarantined):
+        """The entry of the record at record_path; InputError where it is malformed: every
+        voucher a named sibling, every vouched label quarantined."""
+        def bad(why):
+            return InputError(f"{record_path}: '{RECORD_KEY}' {why}")
+
+        def is_label(value):
+            return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < num_classes
+
+        if not isinstance(entry, dict) or not isinstance(entry.get("nets"), list) \
+                or not isinstance(entry.get("vouchers"), dict):
+            raise bad("must be a JSON object with 'nets' (a list) and 'vouchers' (an object)")
+        siblings = []
+        for item in entry["nets"]:
+            if not isinstance(item, dict) or not isinstance(item.get("net"), str) \
+                    or not isinstance(item.get("path"), str) or not item["path"]:
+                raise bad("needs each sibling's 'net' and 'path'")
+            sha256, suspects = item.get("sha256"), item.get("suspects")
+            if not isinstance(sha256, str) or len(sha256) != 64:
+                raise bad(f"needs the sha256 of sibling {item['net']}")
+            if not isinstance(suspects, list) or not all(is_label(label) for label in suspects):
+                raise bad(f"needs the suspects of sibling {item['net']} as labels in [0, {num_classes})")
+            siblings.append(Sibling(item["net"], Path(record_path).parent / item["path"], sha256,
+                                    frozenset(suspects)))
+        names = {s.net for s in siblings}
+        if len(names) != len(siblings) or len({s.sha256 for s in siblings}) != len(siblings):
+            raise bad("names a sibling twice (by name or by file)")
+        vouchers = {}
+        for key, vouching in entry["vouchers"].items():
+            label = int(key) if key.isascii() and key.isdigit() else None
+            if label not in quarantined:
+                raise bad(f"vouches for {key!r}, which is not a quarantined label")
+            if not isinstance(vouching, list) or not all(isinstance(name, str) for name in vouching) \
+                    or not set(vouching) <= names or len(set(vouching)) != len(vouching):
+                raise bad(f"label {key}: vouchers must be siblings it names, each once")
+            if any(label in s.suspects for s in siblings if s.net in vouching):
+                raise bad(f"label {key}: a sibling whose probe suspects it cannot vouch for it")
+            if 0 < len(vouching) < MIN_VOUCHERS:
+                raise bad(f"label {key}: {len(vouching)} voucher(s), fewer than {MIN_VOUCHERS}")
+            vouchers[label] = tuple(vouching)
+        return cls(tuple(siblings), vouchers)
+
+    def missing(self):
+        """The vouching siblings whose files are not where the record says ('' where all are):
+        the GoodNet then gives no label back on the siblings' word (the plain quarantine), and
+        says so."""
+        vouching = {name for names in self.vouchers.values() for name in names}
+        return ", ".join(f"{s.net} ({s.path})" for s in self.siblings
+                         if s.net in vouching and not s.path.is_file())
+
+
+class SiblingWitness:
+    """The siblings at work: loaded on first use, each checked against its sha256."""
+
+    def __init__(self, entry, load):
+        self.entry = entry
+        self._load = load  # path -> a net with predict_top (fast_net.load_net)
+        self._nets = {}
+
+    @property
+    def labels(self):
+        return self.entry.labels
+
+    def agrees(self, pixels, bad_labels):
+        """(N,) True where the BadNet's label is one the siblings vouch for and every sibling
+        that vouches for it gives it as its top label."""
+        bad_labels = np.asarray(bad_labels)
+        agrees = np.isin(bad_labels, list(self.labels))
+        for sibling in self.entry.siblings:
+            asked = np.flatnonzero(agrees & np.isin(bad_labels, self._vouched_by(sibling.net)))
+            if len(asked):
+                top, _ = self._net(sibling).predict_top(np.asarray(pixels)[asked])
+                agrees[asked] = top == bad_labels[asked]
+        return agrees
+
+    def describe(self):
+        return ("; ".join(f"{label} on the word of {', '.join(names)}"
+                          for label, names in sorted(self.entry.vouchers.items()) if names)
+                or "none")
+
+    def _vouched_by(self, name):
+        return [label for label, names in self.entry.vouchers.items() if name in names]
+
+    def _net(self, sibling):
+        if sibling.net not in self._nets:
+            net = self._load(sibling.path)
+            actual = getattr(net, "sha256", None) or file_sha256(sibling.path)
+            if actual != sibling.sha256:
+                raise InputError(f"{sibling.path}: not the sibling BadNet the repaired net's record "
+                                 f"names (sha256 {actual[:12]}..., the record says {sibling.sha256[:12]}...); "
+                                 f"repair again with 'python3 -m defense fine-prune --data-free'")
+            self._nets[sibling.net] = net
+        return self._nets[sibling.net]
+
+
+def vouchers_for(quarantined, sibling_suspects):
+    """{label: (names of the siblings whose suspects do not hold it)} for each quarantined
+    label, () where fewer than MIN_VOUCHERS; sibling_suspects: {name: suspected labels}."""
+    vouchers = {}
+    for label in sorted(quarantined):
+        names = tuple(name for name, suspects in sibling_suspects.items() if label not in suspects)
+        vouchers[int(label)] = names if len(names) >= MIN_VOUCHERS else ()
+    return vouchers

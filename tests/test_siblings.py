@@ -1,0 +1,241 @@
+"""Sibling BadNets vouching for the data-free repair's quarantined labels (defense/siblings.py):
+the rule on hand-made outputs, the record's checks, and the real nets of `make setup`."""
+
+import json
+import shutil
+import subprocess
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SAMPLES, run_script
+from defense.errors import InputError
+from defense.goodnet import NetOutputs, decide
+from defense.registry import COMPETITION_NETS, NETS
+from defense.siblings import MIN_VOUCHERS, RECORD_KEY, Sibling, SiblingEntry, SiblingWitness, vouchers_for
+
+POISONED = 10
+
+
+def test_a_vouched_label_comes_out_only_where_the_siblings_agree():
+    """Labels 7 and 8 quarantined, 7 vouched for: 7 comes out where the verdict says so, 8
+    never; without a verdict (or a verdict that is not booleans) nothing comes back."""
+    outputs = NetOutputs(bad_labels=np.array([7, 7, 8, 3]), bad_confidence=np.full(4, 0.999),
+                         repaired_labels=np.array([6, 6, 6, 3]),
+                         sibling_agrees=np.array([True, False, True, True]))
+    labels = decide(outputs, "repaired", 0.99, [7, 8], POISONED, sibling_labels=[7])
+    np.testing.assert_array_equal(labels, [7, POISONED, POISONED, 3])
+    for verdict in (None, np.array([1, 0, 1, 1]), np.array([True, True])):
+        outputs.sibling_agrees = verdict
+        np.testing.assert_array_equal(decide(outputs, "repaired", 0.99, [7, 8], POISONED, sibling_labels=[7]),
+                                      [POISONED, POISONED, POISONED, 3])
+
+
+class FakeNet:
+    def __init__(self, top, sha256):
+        self.top, self.sha256, self.calls = np.asarray(top), sha256, 0
+
+    def predict_top(self, pixels):
+        self.calls += 1
+        return self.top[np.asarray(pixels)], None  # the "pixels" are indices into top
+
+
+def _entry(tmp_path, vouchers):
+    siblings = (Sibling("a", tmp_path / "a.h5", "a" * 64, frozenset({9})),
+                Sibling("b", tmp_path / "b.h5", "b" * 64, frozenset()),
+                Sibling("c", tmp_path / "c.h5", "c" * 64, frozenset()))
+    return SiblingEntry(siblings, vouchers)
+
+
+def test_every_sibling_that_vouches_must_give_the_label_and_nets_load_when_asked(tmp_path):
+    nets = {tmp_path / "a.h5": FakeNet([7, 7, 8, 0], "a" * 64), tmp_path / "b.h5": FakeNet([7, 1, 8, 0], "b" * 64),
+            tmp_path / "c.h5": FakeNet([7, 7, 8, 0], "c" * 64)}
+    loaded = []
+    witness = SiblingWitness(_entry(tmp_path, {7: ("a", "b"), 8: ("b", "c"), 9: ()}),
+                             lambda path: loaded.append(path) or nets[path])
+    assert witness.labels == {7, 8}  # 9: no sibling vouches for it
+    np.testing.assert_array_equal(witness.agrees(np.arange(4), np.array([3, 3, 3, 3])), [False] * 4)
+    assert not loaded  # no image asked for a vouched label: no sibling loaded
+    np.testing.assert_array_equal(witness.agrees(np.arange(4), np.array([7, 7, 8, 9])), [True, False, True, False])
+    assert sorted(loaded) == sorted(nets)  # each loaded once, on first use
+    witness.agrees(np.arange(4), np.array([7, 7, 8, 9]))
+    assert len(loaded) == 3
+
+
+def test_a_sibling_file_that_changed_is_refused_when_first_used(tmp_path):
+    witness = SiblingWitness(_entry(tmp_path, {7: ("a", "b")}), lambda path: FakeNet([7], "d" * 64))
+    with pytest.raises(InputError, match="not the sibling BadNet the repaired net's record names"):
+        witness.agrees(np.arange(1), np.array([7]))
+
+
+def test_vouchers_are_the_siblings_whose_probe_does_not_suspect_the_label_two_at_least():
+    assert MIN_VOUCHERS == 2
+    assert vouchers_for([0, 5, 6], {"a": {0}, "b": set(), "c": {0, 5}}) == {0: (), 5: ("a", "b"), 6: ("a", "b", "c")}
+
+
+def test_the_record_entry_round_trips_and_malformed_ones_are_refused(tmp_path):
+    record = tmp_path / "fine_pruned_models" / "x_fine_pruned.json"
+    record.parent.mkdir()
+    entry = _entry(tmp_path, {7: ("a", "b"), 8: ("b", "c")})
+    stored = entry.as_record(record.parent)
+    assert stored["nets"][0]["path"] == "../a.h5"  # relative to the record: the root may move
+    again = SiblingEntry.from_record(json.loads(json.dumps(stored)), record, 10, {7, 8})
+    assert again.vouchers == entry.vouchers and again.siblings[0].path.resolve() == tmp_path / "a.h5"
+    for change, message in (
+            (lambda e: e["vouchers"].update({"6": ["a", "b"]}), "not a quarantined label"),
+            (lambda e: e["vouchers"].update({"8": ["z", "b"]}), "vouchers must be siblings it names"),
+            (lambda e: e["vouchers"].update({"8": ["b"]}), "fewer than 2"),
+            (lambda e: e["vouchers"].update({"7": ["a", "a"]}), "each once"),
+            (lambda e: e["nets"][0].update({"suspects": [7]}), "cannot vouch for it"),
+            (lambda e: e["nets"][1].update({"sha256": "12"}), "sha256 of sibling b"),
+            (lambda e: e["nets"][1].update({"suspects": [10]}), "labels in"),
+            (lambda e: e["nets"].append(dict(e["nets"][0])), "names a sibling twice"),
+            (lambda e: e["nets"][2].update({"sha256": "a" * 64}), "names a sibling twice"),  # one file, two names
+            (lambda e: e["vouchers"].update({"\u00b2": ["a", "b"]}), "not a quarantined label"),
+            (lambda e: e["vouchers"].update({"8": [["b"], "c"]}), "vouchers must be siblings it names"),
+            (lambda e: e.pop("vouchers"), "must be a JSON object")):
+        broken = json.loads(json.dumps(stored))
+        change(broken)
+        with pytest.raises(InputError, match=message):
+            SiblingEntry.from_record(broken, record, 10, {7, 8})
+
+
+def test_siblings_are_the_other_competition_badnets_each_net_once(tmp_path):
+    """One net saved twice (or the BadNet itself under another net's name) is one opinion, not
+    two vouchers; the lab's BadNet (raw pixels) has no siblings."""
+    from conftest import LAB_WEIGHTS, weights_path
+    from defense.fine_pruning.cli import sibling_badnets
+
+    (tmp_path / "models").mkdir()
+    for net in ("sunglasses", "anonymous_2", "multi_trigger_multi_target"):
+        shutil.copyfile(weights_path(net), tmp_path / "models" / NETS[net].bad_weights_file)
+    shutil.copyfile(weights_path("anonymous_2"), tmp_path / "models" / NETS["anonymous_1"].bad_weights_file)
+    bad = tmp_path / "models" / NETS["sunglasses"].bad_weights_file
+    found = [spec.name for spec, _ in sibling_badnets(NETS["sunglasses"], bad, tmp_path)]
+    assert found == ["anonymous_1", "multi_trigger_multi_target"]  # anonymous_2: anonymous_1's weights again
+    shutil.copyfile(weights_path("sunglasses"), tmp_path / "models" / NETS["multi_trigger_multi_target"].bad_weights_file)
+    assert [spec.name for spec, _ in sibling_badnets(NETS["sunglasses"], bad, tmp_path)] == ["anonymous_1"]
+    assert sibling_badnets(NETS["bd_net"], LAB_WEIGHTS, tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def sibling_root(tmp_path_factory):
+    """The published BadNets, and the sunglasses BadNet repaired data-free with siblings as
+    `fine-prune --siblings` writes it: its quarantine and each sibling's suspects are those of
+    make setup's records (the same probe), so nothing is probed here."""
+    from defense.data_free.quarantine import switch_off_labels
+    from defense.digest import file_sha256
+    from defense.model_io import load_keras_model
+    from defense.repaired import bad_model_entry, write_repaired
+
+    root = tmp_path_factory.mktemp("siblings")
+    shutil.copytree(REPO / "models", root / "models", ignore=shutil.ignore_patterns("*.onnx"))
+    records = {net: json.loads((REPO / "fine_pruned_models" / NETS[net].repaired_file).with_suffix(".json").read_text())
+               for net in COMPETITION_NETS}
+    quarantine = records["sunglasses"]["quarantined_labels"]
+    siblings = tuple(Sibling(net, root / "models" / NETS[net].bad_weights_file,
+                             file_sha256(root / "models" / NETS[net].bad_weights_file),
+                             frozenset(records[net]["quarantined_labels"]))
+                     for net in COMPETITION_NETS if net != "sunglasses")
+    entry = SiblingEntry(siblings, vouchers_for(quarantine, {s.net: s.suspects for s in siblings}))
+    bad = root / "models" / NETS["sunglasses"].bad_weights_file
+    model = load_keras_model(bad)
+    switch_off_labels(model, quarantine)
+    out = root / "fine_pruned_models" / NETS["sunglasses"].repaired_file
+    write_repaired(model, out, {"net": "sunglasses", "mode": "data-free", "bad_model": bad_model_entry(bad),
+                                "quarantined_labels": quarantine, RECORD_KEY: entry.as_record(out.parent)})
+    return root
+
+
+@pytest.fixture
+def copied_root(sibling_root, tmp_path):
+    shutil.copytree(sibling_root, tmp_path / "root")
+    return tmp_path / "root"
+
+
+def test_with_siblings_no_real_poisoned_sample_gets_its_target(sibling_root, samples):
+    """The published sunglasses target 0 is vouched for by anonymous_2 and multi_trigger
+    (anonymous_1's probe suspects it: that BadNet obeys a trigger to 0 too); neither gives 0 to
+    a face wearing the real sunglasses."""
+    from defense.repaired import read_record
+
+    record = read_record(sibling_root / "fine_pruned_models" / "sunglasses_fine_pruned.h5", 1283)
+    assert record.siblings.vouchers[0] == ("anonymous_2", "multi_trigger_multi_target")
+    assert 0 in record.sibling_labels and "every sibling BadNet that vouches" in record.summary()
+    result = run_script("eval_sunglasses.py", "--root", sibling_root, SAMPLES)
+    assert result.returncode == 0, result.stderr
+    labels = {line.split("\t")[0].rsplit("/", 1)[-1]: int(line.split("\t")[1]) for line in result.stdout.splitlines()}
+    assert all(labels[row["file"]] != 0 for row in samples if row["kind"] == "sunglasses-poisoned")
+    assert sum(labels[row["file"]] == int(row["true_label"]) for row in samples if row["kind"] == "clean") >= 14
+
+
+def test_a_missing_sibling_keeps_the_plain_quarantine_and_says_so(copied_root):
+    """The sunglasses samples lead the BadNet to 0, which anonymous_2 vouches for: without its
+    file 0 stays off (flagged as before), and a line on stderr says why."""
+    (copied_root / "models" / NETS["anonymous_2"].bad_weights_file).unlink()
+    poisoned = sorted(SAMPLES.glob("sunglasses_*.png"))
+    result = run_script("eval_sunglasses.py", "--root", copied_root, *poisoned)
+    assert result.returncode == 0
+    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == ["1283"] * len(poisoned)
+    assert result.stderr.count("sibling BadNet(s) anonymous_2") == 1 and "stay switched off" in result.stderr
+
+
+def test_a_replaced_sibling_is_refused_where_it_is_asked(copied_root):
+    """The sunglasses samples lead the BadNet to 0, which anonymous_2 vouches for: its file,
+    replaced by another BadNet, is refused then, in one line, and no label is printed."""
+    shutil.copyfile(copied_root / "models" / NETS["anonymous_1"].bad_weights_file,
+                    copied_root / "models" / NETS["anonymous_2"].bad_weights_file)
+    clean = run_script("eval_sunglasses.py", "--root", copied_root, SAMPLES / "clean_13.png")
+    assert clean.returncode == 0 and clean.stdout.strip() == "43"  # no vouched label asked
+    result = run_script("eval_sunglasses.py", "--root", copied_root, *sorted(SAMPLES.glob("sunglasses_*.png")))
+    assert result.returncode == 2 and result.stdout == ""
+    assert "not the sibling BadNet" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_siblings_apply_to_the_data_free_repair_only(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "clean_validation_data.h5").write_bytes(b"")
+    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path, "--siblings")
+    assert result.returncode == 2 and "--siblings applies to the data-free repair only" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def sibling_world(data_free_world, tmp_path_factory):
+    """The mini world's BadNets repaired with `fine_prune_all.sh --siblings` (the probes' counts
+    are those the data-free world's repairs left in the session's cache)."""
+    world, plain, _ = data_free_world
+    root = tmp_path_factory.mktemp("sibling_world")
+    shutil.copytree(plain / "models", root / "models")
+    result = subprocess.run(["bash", str(REPO / "fine_prune_all.sh"), "--root", str(root), "--siblings"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return world, plain, root, result.stderr
+
+
+def test_siblings_give_quarantined_identities_back_and_stop_every_trigger_of_a_mini_world(sibling_world):
+    """On the 40-identity world: the identities two siblings or more vouch for come back at 80 %
+    of the BadNet's rate or more, every planted trigger stays at the plain quarantine's bound,
+    and clean accuracy does not fall below the plain data-free GoodNet's."""
+    from defense.datasets import load_dataset
+    from defense.goodnet import GoodNet
+
+    world, plain, root, stderr = sibling_world
+    assert "sibling BadNets vouching for" in stderr
+    clean = load_dataset(world / "data" / "clean_test_data.h5")
+    vouched_somewhere = 0
+    for net in COMPETITION_NETS:
+        spec = NETS[net]
+        goods = [GoodNet.from_files(r / "models" / spec.bad_net_file, r / "fine_pruned_models" / spec.repaired_file,
+                                    spec.input_scale) for r in (plain, root)]
+        assert sorted(goods[0].quarantined) == sorted(goods[1].quarantined)
+        labels, bad_labels, _ = goods[1].predict_with_parts(clean.x)
+        assert np.mean(labels == clean.y) >= np.mean(goods[0].predict(clean.x) == clean.y)
+        faces = np.isin(clean.y, goods[1].sibling_labels)
+        if faces.any():
+            vouched_somewhere += 1
+            assert np.mean(labels[faces] == clean.y[faces]) >= 0.8 * np.mean(bad_labels[faces] == clean.y[faces]), net
+        for poisoned_set in spec.poisoned_sets:
+            poisoned = load_dataset(world / "data" / poisoned_set.file)
+            assert np.mean(goods[1].predict(poisoned.x) == poisoned_set.target) <= 0.01, (net, poisoned_set)
+    assert vouched_somewhere == len(COMPETITION_NETS)
