@@ -125,7 +125,10 @@ def _run(spec, prog, args):
                                   flag_confidence=args.flag_confidence, rule=args.rule)
         for note in notes:
             print(note, file=sys.stderr)
+        printed = len(notes)
         labels = good.predict(np.stack(pixels), progress=len(loaded) > 10_000)
+        for note in notes[printed:]:  # from nets loaded on first use (siblings.py)
+            print(note, file=sys.stderr)
         for path, label in zip(loaded, labels):
             print(label if single else f"{path}\t{label}")
     if failures:

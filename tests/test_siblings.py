@@ -170,6 +170,27 @@ def test_with_siblings_no_real_poisoned_sample_gets_its_target(sibling_root, sam
     assert sum(labels[row["file"]] == int(row["true_label"]) for row in samples if row["kind"] == "clean") >= 14
 
 
+def test_a_note_from_a_sibling_loaded_on_first_use_reaches_stderr(sibling_root, monkeypatch, capsys):
+    """A sibling loads while the images are labelled, after the nets' own notes were printed:
+    its note (a fast-path artefact made, the slower Keras path) is printed too."""
+    from pathlib import Path
+
+    from defense import eval_cli, fast_net
+
+    real = fast_net.load_net
+
+    def load(path, input_scale, warn=None):
+        if "anonymous_2" in Path(path).name:
+            warn(f"note: loading {Path(path).name}")
+        return real(path, input_scale, warn)
+
+    monkeypatch.setattr(fast_net, "load_net", load)
+    status = eval_cli.main("sunglasses", ["--root", str(sibling_root), str(SAMPLES / "sunglasses_03.png")])
+    out, err = capsys.readouterr()
+    assert status == 0 and out == "1283\n"  # the BadNet's 0, which the siblings do not give
+    assert "note: loading anonymous_2_bd_weights.h5" in err
+
+
 def test_a_missing_sibling_keeps_the_plain_quarantine_and_says_so(copied_root):
     """The sunglasses samples lead the BadNet to 0, which anonymous_2 vouches for: without its
     file 0 stays off (flagged as before), and a line on stderr says why."""
