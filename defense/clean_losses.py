@@ -11,8 +11,8 @@ released label too comes out only where both nets give it. The release's own gat
 the faces of released identities that both nets label right. A witnessed identity's face (a
 quarantined label given back on the witness's top label) is the quarantine's loss where a gate
 refused it: the witness, or the blend test it then met; so is the face of an identity the
-sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the GoodNet would have got right
-but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
+sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the GoodNet
+would have got right but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
 that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
 disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
 was flagged without it: the BadNet's loss, as the settling never takes a right label away.

@@ -261,9 +261,8 @@ class GoodNet:
             witness = Witness(witness_net, entry.top_k, entry.veto_rank)
         siblings = None
         if record.siblings is not None and record.sibling_labels:
-            from .siblings import SiblingWitness
-
             from .fast_net import _warn as to_stderr
+            from .siblings import SiblingWitness
 
             missing = record.siblings.missing()
             if missing:  # fails closed: the plain quarantine, said on stderr

@@ -36,8 +36,9 @@ What it invites:
 The record (`sibling_witnesses`) names each sibling's file by a path relative to the record's
 folder and by its sha256, with the labels its probe suspects. Where a sibling file is missing
 (a repaired net copied without the BadNets beside it) the GoodNet says so in one line and keeps
-the plain quarantine; a sibling file that changed is refused in one line. The siblings run only on images whose BadNet label is one they
-vouch for, loaded on the first such image (a clean image costs nothing).
+the plain quarantine; a sibling file that changed is refused in one line. The siblings run only
+on images whose BadNet label is one they vouch for, loaded on the first such image (a clean
+image costs nothing).
 """
 
 import os

@@ -82,14 +82,14 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     model = load_keras_model(bad_path)
     suspects, probe_record = probe_for_targets(spec, bad_path, seed_faces_dir, settings, seed, log,
                                                model=model)
-    probed[file_sha256(bad_path)] = suspects
-    entry = _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed,
-                           record_path(out_path).parent)
+    made_from = bad_model_entry(bad_path)
+    probed[made_from["sha256"]] = suspects
+    entry = _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed)
     switch_off_labels(model, suspects)
     record = {
         "net": spec.name,
         "mode": "data-free",
-        "bad_model": bad_model_entry(bad_path),
+        "bad_model": made_from,
         **probe_record,
         **({SIBLINGS_KEY: entry.as_record(record_path(out_path).parent)} if entry is not None else {}),
         "seed": seed,
@@ -112,7 +112,7 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     return record
 
 
-def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed, record_dir):
+def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed):
     """The record's sibling entry (siblings.SiblingEntry), or None without siblings or
     without a quarantine: each sibling probed as the BadNet was (once a run: probed)."""
     from ..model_io import load_keras_model

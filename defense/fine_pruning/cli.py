@@ -199,9 +199,9 @@ def _checked_seed_faces(args):
 
 def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probed):
     from ..data_free.repair import repair_data_free
-    from ..siblings import MIN_VOUCHERS
     from ..model_io import read_weights
     from ..net import quiet_tensorflow
+    from ..siblings import MIN_VOUCHERS
 
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
     # The random probes run on ONNX Runtime; the optimised patches' gradient steps take 13 s
@@ -235,8 +235,10 @@ def sibling_badnets(spec, bad_path, root):
         other = NETS[name]
         path = default_bad_model(other, root)
         if name == spec.name or other.input_scale != spec.input_scale or not path.is_file() \
-                or num_classes(path) != classes or weights_digest(path) in seen:
+                or num_classes(path) != classes:
             continue
-        seen.add(weights_digest(path))
-        found.append((other, path))
+        digest = weights_digest(path)
+        if digest not in seen:
+            seen.add(digest)
+            found.append((other, path))
     return found
