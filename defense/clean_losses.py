@@ -15,12 +15,15 @@ sibling BadNets vouch for (siblings.py) where one of them gave another label. A 
 would have got right but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
 that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
 disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
-was flagged without it: the BadNet's loss, as the settling never takes a right label away.
+was flagged without it: the BadNet's loss, as the settling never takes a right label away. A
+face the GoodNet would have got right but for the sibling committee (siblings.py) is the
+committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
+none ranked the label high (vetoed).
 """
 
 import numpy as np
 
-from .goodnet import release_candidates
+from .goodnet import release_candidates, sibling_agreement
 
 OUTCOMES = (
     "right",  # the GoodNet gives the face's identity
@@ -35,6 +38,8 @@ OUTCOMES = (
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
+    "sibling BadNets gave another label",  # right but for two siblings agreeing on another one
+    "sibling BadNets vetoed",  # right but for the committee's veto (no sibling ranks it high)
 )
 
 
@@ -50,8 +55,15 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         # repaired net's label, under "repaired", where the BadNet's was wrong too).
         vetoed = (~right & (good_labels == good.poisoned_label) & (good.decide(outputs) == good_labels)
                   & (good.decide(outputs, veto=False) == truth))
-    bad_wrong = ~right & (bad != truth) & ~vetoed
-    lost = ~right & (bad == truth) & ~vetoed
+    overruled = np.zeros(len(truth), dtype=bool)
+    agreed = np.zeros(len(truth), dtype=bool)
+    if getattr(good, "committee", False):
+        # The committee's loss: right without it, whatever the BadNet gave.
+        overruled = ~right & ~vetoed & (good.decide(outputs, committee=False) == truth)
+        if outputs.sibling_tops is not None:
+            agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0
+    bad_wrong = ~right & (bad != truth) & ~vetoed & ~overruled
+    lost = ~right & (bad == truth) & ~vetoed & ~overruled
     quarantined = lost & np.isin(truth, good.quarantined)
     witnessed = quarantined & np.isin(truth, good.witnessed)
     vouched = quarantined & np.isin(truth, good.sibling_labels)
@@ -77,6 +89,8 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
         "witness vetoed": vetoed,
+        "sibling BadNets gave another label": overruled & agreed,
+        "sibling BadNets vetoed": overruled & ~agreed,
     }
     if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):
         # The masks are disjoint: a face in none was lost to a rule this module does not know.

@@ -62,7 +62,10 @@ def _parser(spec, prog):
                     f"the BadNet gives it, the witness gives it as its top label and the blend "
                     f"test agrees; one the sibling BadNets vouch for (fine-prune --siblings) only "
                     f"where the BadNet gives it and every sibling that vouches for it gives it as "
-                    f"its top label. Where the record gives the witness a veto rank (fine-prune "
+                    f"its top label; where the siblings judge every label (the committee), a "
+                    f"label two of them replace by another top label is theirs (flagged where a "
+                    f"probe suspects it) and one none of them ranks among its top few is flagged. "
+                    f"Where the record gives the witness a veto rank (fine-prune "
                     f"--release since the veto), any label the witness ranks that far down is "
                     f"flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "

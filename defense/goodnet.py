@@ -44,7 +44,9 @@ competition BadNets beside the BadNet (siblings.py) and, for each quarantined la
 siblings whose own probe does not single it out, where there are two or more. Such a label
 comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
 label: a sibling backdoored by another attacker never learnt this BadNet's trigger, and sees
-the face under it. The siblings run on those images only.
+the face under it. With a committee (records from 2026-12-06), the siblings then judge every
+label: where two or more give one top label other than the BadNet's, that label comes out
+(flagged where a probe suspects it), and a label no sibling ranks among its top few is flagged.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give is
 flagged where the witness ranks it that far down or further: a trigger whose target no probe
@@ -99,12 +101,19 @@ class NetOutputs:
     # its top label (siblings.SiblingWitness); None: not run, and then nothing comes back on
     # the siblings' word.
     sibling_agrees: np.ndarray | None = None
+    # The sibling committee's view (siblings.SiblingWitness.judge): (S, N) each sibling's top
+    # label and (S, N, k) its k highest labels; None: not run, and then a GoodNet with a
+    # committee gives no label.
+    sibling_tops: np.ndarray | None = None
+    sibling_near: np.ndarray | None = None
 
 
 def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released=(),
            release_confidence=1.0, witnessed=(), veto_rank=None, witness_settles=False,
-           sibling_labels=()):
-    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs."""
+           sibling_labels=(), sibling_suspects=None):
+    """The GoodNet's labels (N,) under a rule (RULES) from the nets' outputs. sibling_suspects:
+    each sibling's suspects, in the rows of outputs.sibling_tops, for the sibling committee; None:
+    no committee."""
     check_settings(rule, flag_confidence)
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
     quarantined, released, witnessed = _label_array(quarantined), _label_array(released), _label_array(witnessed)
@@ -147,6 +156,8 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         # verdict); the comparator's label or flag elsewhere. Fails closed as above.
         given_back = np.isin(bad, sibling_labels) & _verdict(outputs.sibling_agrees, bad)
         labels = np.where(given_back, bad, labels)
+    if sibling_suspects is not None:
+        labels = _committee(outputs, labels, quarantined, sibling_suspects, poisoned_label)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net gave) every
         # label is vetoed.
@@ -154,6 +165,44 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
                         np.where(labels == repaired, _ranks(outputs.witness_rank_repaired, bad, veto_rank), veto_rank))
         labels = np.where((labels != poisoned_label) & (rank >= veto_rank), poisoned_label, labels)
     return labels
+
+
+def _committee(outputs, labels, quarantined, sibling_suspects, poisoned_label):
+    """The sibling committee over labels (siblings.py): where siblings agree on another label
+    than the BadNet's, theirs (flagged where a probe suspects it); then any label that no
+    sibling ranks among its top k is flagged. Fails closed: without the siblings' view (or with
+    one of other shapes) every image is flagged."""
+    tops, near = outputs.sibling_tops, outputs.sibling_near
+    count = len(sibling_suspects)
+    if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
+            or np.ndim(near) != 3 or np.shape(near)[:2] != (count, len(labels)):
+        return np.full(len(labels), poisoned_label)
+    other, trusted = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
+    corrected = np.where(trusted & ~np.isin(other, quarantined), other, poisoned_label)
+    labels = np.where(other >= 0, corrected, labels)
+    ranked = (np.asarray(near) == labels[None, :, None]).any(axis=(0, 2))
+    return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels)
+
+
+def sibling_agreement(tops, bad_labels, sibling_suspects):
+    """(other (N,), trusted (N,)): the top label that MIN_VOUCHERS siblings or more give where
+    it is not the BadNet's (-1 where there is none), and whether no sibling giving it suspects
+    it (False too where the siblings agree on two such labels: then the image is flagged)."""
+    from .siblings import MIN_VOUCHERS
+
+    tops = np.asarray(tops)
+    bad_labels = np.asarray(bad_labels)
+    other = np.full(len(bad_labels), -1)
+    trusted = np.ones(len(bad_labels), dtype=bool)
+    ambiguous = np.zeros(len(bad_labels), dtype=bool)
+    suspected = np.stack([np.isin(row, list(suspects)) for row, suspects in zip(tops, sibling_suspects)])
+    for row in tops:
+        givers = tops == row[None, :]
+        agreed = (givers.sum(axis=0) >= MIN_VOUCHERS) & (row != bad_labels)
+        ambiguous |= agreed & (other >= 0) & (other != row)
+        trusted &= ~(agreed & (givers & suspected).any(axis=0))
+        other = np.where(agreed, row, other)
+    return other, trusted & ~ambiguous
 
 
 def release_candidates(outputs, released, release_confidence):
@@ -260,15 +309,16 @@ class GoodNet:
             entry.check(witness_net, repaired.num_classes)  # the record's own, not a file put in its place
             witness = Witness(witness_net, entry.top_k, entry.veto_rank)
         siblings = None
-        if record.siblings is not None and record.sibling_labels:
+        if record.siblings is not None and (record.sibling_labels or record.siblings.committee):
             from .fast_net import _warn as to_stderr
             from .siblings import SiblingWitness
 
             missing = record.siblings.missing()
             if missing:  # fails closed: the plain quarantine, said on stderr
-                (warn or to_stderr)(f"{record.path}: sibling BadNet(s) {missing} not found; the labels "
-                                     f"they vouch for stay switched off (repair again beside them to "
-                                     f"give them back)")
+                (warn or to_stderr)(f"{record.path}: sibling BadNet(s) {missing} not found; the plain "
+                                     f"quarantine: the labels they vouch for stay switched off"
+                                     + (" and no label is judged by the siblings" if record.siblings.committee else "")
+                                     + " (repair again beside them)")
             else:
                 siblings = SiblingWitness(record.siblings, load)  # loaded where one is asked
         good = cls(bad, repaired, flag_confidence, record.quarantined, rule, record.released,
@@ -307,7 +357,11 @@ class GoodNet:
             outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
         if self.witness is not None and self.release_test is not None:
             self._release_verdicts(pixels, outputs)
-        if self.siblings is not None:
+        if self.siblings is not None and self.siblings.committee:
+            # Every sibling on every image: the committee judges every label.
+            outputs.sibling_tops, outputs.sibling_near = self.siblings.judge(pixels)
+            outputs.sibling_agrees = self.siblings.agrees_from(outputs.sibling_tops, bad_labels)
+        elif self.siblings is not None:
             outputs.sibling_agrees = self.siblings.agrees(pixels, bad_labels)
         return outputs
 
@@ -335,14 +389,21 @@ class GoodNet:
         """The witness's veto rank, or None: no veto."""
         return None if self.witness is None else self.witness.veto_rank
 
-    def decide(self, outputs, rule=None, veto=True):
+    @property
+    def committee(self):
+        """Whether the sibling BadNets judge every label (siblings.py)."""
+        return self.siblings is not None and self.siblings.committee
+
+    def decide(self, outputs, rule=None, veto=True, committee=True):
         """The labels under this GoodNet's rule, or under another rule for comparison; veto=False:
-        without the witness's veto (to count what it costs). A witness with a veto ranks every
-        image, so it also settles a sure BadNet's disagreements (decide)."""
+        without the witness's veto, committee=False: without the sibling committee (to count what
+        each costs). A witness with a veto ranks every image, so it also settles a sure BadNet's
+        disagreements (decide)."""
         return decide(outputs, rule or self.rule, self.flag_confidence, self.quarantined,
                       self.poisoned_label, self.released, self.release_confidence, self.witnessed,
                       self.veto_rank if veto else None, witness_settles=self.veto_rank is not None,
-                      sibling_labels=self.sibling_labels)
+                      sibling_labels=self.sibling_labels,
+                      sibling_suspects=self.siblings.suspects if committee and self.committee else None)
 
 
 def _side_by_side(*nets):

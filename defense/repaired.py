@@ -107,6 +107,11 @@ class RepairedRecord:
                      f"as its top one (" + "; ".join(
                          f"{label}: {', '.join(names)}" for label, names in sorted(self.siblings.vouchers.items())
                          if names) + ")")
+        if self.siblings is not None and self.siblings.committee:
+            text += (f"; every label judged by the sibling BadNets "
+                     f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
+                     f"top label, theirs (flagged where a probe suspects it); a label none of them ranks "
+                     f"in its top {self.siblings.veto_rank} is flagged")
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
                      f"are given only where the BadNet gives them, the witness net gives the label "
@@ -248,6 +253,8 @@ def describe(net_path):
     return (record.kind + (f", {len(labels)} labels quarantined" if labels else "")
             + (f", {len(record.sibling_labels)} of them given back where every sibling BadNet that "
                f"vouches for one gives it as its top label" if record.sibling_labels else "")
+            + (", every label judged by the sibling BadNets" if record.siblings is not None
+               and record.siblings.committee else "")
             + (f", {len(released)} suspected labels given back where both nets give them" if released else "")
             + (f", {len(witnessed)} quarantined labels given back where the witness net's top label "
                f"is the BadNet's" if witnessed else ""))

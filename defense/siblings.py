@@ -33,12 +33,22 @@ What it invites:
 - A net without two siblings (the lab's BadNet, a net of another class count or input scale)
   keeps the plain quarantine.
 
+**The committee** (records from 2026-12-06 on: `veto_rank` in the entry). The siblings judge
+every label too, not only the quarantined ones: a backdoor with no single target (all-to-all
+y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
+it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
+comes out, unless the BadNet's probe or the probe of a sibling giving it suspects it (then the
+image is flagged). Where the label the GoodNet would give is within no sibling's top
+`veto_rank` labels (COMMITTEE_VETO_RANK, 5, written down before any measurement), it is
+flagged. A trigger must then move the siblings too, which another attacker's trigger does not.
+The siblings then run on every image (three more forward passes an image).
+
 The record (`sibling_witnesses`) names each sibling's file by a path relative to the record's
 folder and by its sha256, with the labels its probe suspects. Where a sibling file is missing
 (a repaired net copied without the BadNets beside it) the GoodNet says so in one line and keeps
-the plain quarantine; a sibling file that changed is refused in one line. The siblings run only
-on images whose BadNet label is one they vouch for, loaded on the first such image (a clean
-image costs nothing).
+the plain quarantine, without the committee; a sibling file that changed is refused in one line.
+Without the committee (older records) the siblings run only on images whose BadNet label is one
+they vouch for, loaded on the first such image (a clean image costs nothing).
 """
 
 import os
@@ -54,6 +64,12 @@ RECORD_KEY = "sibling_witnesses"
 # The fewest siblings that must vouch for a label for it to come back: with one, a sibling
 # backdoored alike, too weakly for its probe, is all the trigger needs (results 2026-12-06).
 MIN_VOUCHERS = 2
+# The committee's veto: a label no sibling ranks among its top this many is flagged. Written down
+# before any measurement (docs/results/2026-12-06-committee.md), not chosen on one.
+COMMITTEE_VETO_RANK = 5
+# Images the siblings judge at once (their full outputs, (n, classes) floats, are reduced to
+# the top labels a chunk at a time).
+CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -72,16 +88,23 @@ class SiblingEntry:
 
     siblings: tuple = ()  # of Sibling
     vouchers: dict = field(default_factory=dict)  # quarantined label -> names of the siblings
+    veto_rank: int | None = None  # the committee's (COMMITTEE_VETO_RANK); None: vouching only
 
     @property
     def labels(self):
         """The quarantined labels some sibling vouches for (the others stay switched off)."""
         return frozenset(label for label, names in self.vouchers.items() if names)
 
+    @property
+    def committee(self):
+        """Whether the siblings judge every label (the committee), not only vouch."""
+        return self.veto_rank is not None
+
     def as_record(self, record_dir):
         return {"nets": [{"net": s.net, "path": os.path.relpath(s.path, record_dir), "sha256": s.sha256,
                           "suspects": sorted(s.suspects)} for s in self.siblings],
-                "vouchers": {str(label): list(names) for label, names in sorted(self.vouchers.items())}}
+                "vouchers": {str(label): list(names) for label, names in sorted(self.vouchers.items())},
+                **({"veto_rank": self.veto_rank} if self.committee else {})}
 
     @classmethod
     def from_record(cls, entry, record_path, num_classes, quarantined):
@@ -124,15 +147,20 @@ class SiblingEntry:
             if 0 < len(vouching) < MIN_VOUCHERS:
                 raise bad(f"label {key}: {len(vouching)} voucher(s), fewer than {MIN_VOUCHERS}")
             vouchers[label] = tuple(vouching)
-        return cls(tuple(siblings), vouchers)
+        veto_rank = entry.get("veto_rank")
+        if veto_rank is not None and not (is_label(veto_rank) and veto_rank >= 1):
+            raise bad(f"'veto_rank' must be a whole number in [1, {num_classes})")
+        if veto_rank is not None and len(siblings) < MIN_VOUCHERS:
+            raise bad(f"a committee needs {MIN_VOUCHERS} siblings at least")
+        return cls(tuple(siblings), vouchers, veto_rank)
 
     def missing(self):
-        """The vouching siblings whose files are not where the record says ('' where all are):
-        the GoodNet then gives no label back on the siblings' word (the plain quarantine), and
-        says so."""
+        """The siblings the GoodNet would need whose files are not where the record says (''
+        where all are): every sibling for a committee, else the vouching ones. The GoodNet then
+        keeps the plain quarantine, and says so."""
         vouching = {name for names in self.vouchers.values() for name in names}
         return ", ".join(f"{s.net} ({s.path})" for s in self.siblings
-                         if s.net in vouching and not s.path.is_file())
+                         if (self.committee or s.net in vouching) and not s.path.is_file())
 
 
 class SiblingWitness:
@@ -147,6 +175,39 @@ class SiblingWitness:
     def labels(self):
         return self.entry.labels
 
+    @property
+    def committee(self):
+        return self.entry.committee
+
+    @property
+    def suspects(self):
+        """Each sibling's suspects, in the order of judge's rows."""
+        return tuple(s.suspects for s in self.entry.siblings)
+
+    def judge(self, pixels):
+        """Every sibling on every image: (tops (S, N), near (S, N, veto_rank)), each sibling's
+        top label and its veto_rank highest labels, best first."""
+        pixels = np.asarray(pixels)
+        k = self.entry.veto_rank
+        near = np.zeros((len(self.entry.siblings), len(pixels), k), dtype=np.int64)
+        for row, sibling in enumerate(self.entry.siblings):
+            net = self._net(sibling)
+            for start in range(0, len(pixels), CHUNK):
+                probabilities = net.probabilities(pixels[start:start + CHUNK])
+                highest = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
+                order = np.argsort(-np.take_along_axis(probabilities, highest, axis=1), axis=1, kind="stable")
+                near[row, start:start + len(probabilities)] = np.take_along_axis(highest, order, axis=1)
+        return near[:, :, 0], near
+
+    def agrees_from(self, tops, bad_labels):
+        """agrees, from the tops judge gave (no further pass)."""
+        bad_labels = np.asarray(bad_labels)
+        agrees = np.isin(bad_labels, list(self.labels))
+        for row, sibling in enumerate(self.entry.siblings):
+            asked = agrees & np.isin(bad_labels, self._vouched_by(sibling.net))
+            agrees[asked] = tops[row][asked] == bad_labels[asked]
+        return agrees
+
     def agrees(self, pixels, bad_labels):
         """(N,) True where the BadNet's label is one the siblings vouch for and every sibling
         that vouches for it gives it as its top label."""
@@ -160,9 +221,12 @@ class SiblingWitness:
         return agrees
 
     def describe(self):
-        return ("; ".join(f"{label} on the word of {', '.join(names)}"
-                          for label, names in sorted(self.entry.vouchers.items()) if names)
-                or "none")
+        vouched = ("; ".join(f"{label} on the word of {', '.join(names)}"
+                             for label, names in sorted(self.entry.vouchers.items()) if names) or "none")
+        if not self.committee:
+            return vouched
+        return (f"{vouched}; every label judged by {', '.join(s.net for s in self.entry.siblings)} "
+                f"(committee, veto rank {self.entry.veto_rank})")
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]

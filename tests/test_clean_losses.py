@@ -52,10 +52,38 @@ OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3, 9]),
                      sibling_agrees=np.array([True] * 11 + [False]))
 
 
+COMMITTEE_OUTCOMES = ("sibling BadNets gave another label", "sibling BadNets vetoed")
+
+
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     assert list(counts) == list(OUTCOMES)
-    assert counts == {outcome: 1 for outcome in OUTCOMES}
+    # This GoodNet has no sibling committee (below).
+    assert counts == {outcome: 0 if outcome in COMMITTEE_OUTCOMES else 1 for outcome in OUTCOMES}
+
+
+def test_a_face_lost_to_the_sibling_committee_is_the_committees():
+    """A data-free GoodNet whose siblings judge every label (siblings.py): a face all agree on;
+    a face the BadNet gets wrong, corrected by two siblings; a right face two siblings replace by
+    another label; a right face no sibling ranks high (vetoed)."""
+    suspects = (frozenset({9}), frozenset(), frozenset())
+
+    def labels_of(outputs, veto=True, committee=True):
+        return decide(outputs, "repaired", 0.99, [7], POISONED, sibling_suspects=suspects if committee else None)
+
+    good = SimpleNamespace(quarantined=np.array([7]), released=np.array([], dtype=int), witnessed=np.array([], dtype=int),
+                           sibling_labels=np.array([], dtype=int), release_confidence=1.0, poisoned_label=POISONED,
+                           veto_rank=None, committee=True, siblings=SimpleNamespace(suspects=suspects),
+                           decide=labels_of)
+    tops = np.array([[3, 3, 4, 1], [3, 3, 4, 2], [3, 2, 3, 5]])
+    outputs = NetOutputs(np.array([3, 1, 3, 3]), np.full(4, 0.999), np.array([3, 1, 3, 3]), np.full(4, 0.99),
+                         sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+    truth = np.array([3, 3, 3, 3])
+    labels = labels_of(outputs)
+    np.testing.assert_array_equal(labels, [3, 3, 4, POISONED])
+    counts = clean_face_outcomes(outputs, labels, truth, good)
+    assert counts["right"] == 2 and counts["sibling BadNets gave another label"] == 1
+    assert counts["sibling BadNets vetoed"] == 1 and sum(counts.values()) == 4
 
 
 def test_a_released_face_that_passes_every_gate_is_right():
@@ -141,7 +169,8 @@ def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()
     assert lines[0] == "| net | " + " | ".join(OUTCOMES) + " |"
-    assert lines[2] == "| sunglasses | " + " | ".join(["8.33 %"] * len(OUTCOMES)) + " |"
+    assert lines[2] == "| sunglasses | " + " | ".join("0.00 %" if o in COMMITTEE_OUTCOMES else "8.33 %"
+                                                      for o in OUTCOMES) + " |"
 
 
 def test_labels_no_rule_would_give_are_refused():

@@ -11,9 +11,10 @@ import pytest
 
 from conftest import REPO, SAMPLES, run_script
 from defense.errors import InputError
-from defense.goodnet import NetOutputs, decide
+from defense.goodnet import NetOutputs, decide, sibling_agreement
 from defense.registry import COMPETITION_NETS, NETS
-from defense.siblings import MIN_VOUCHERS, RECORD_KEY, Sibling, SiblingEntry, SiblingWitness, vouchers_for
+from defense.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY, Sibling, SiblingEntry,
+                              SiblingWitness, vouchers_for)
 
 POISONED = 10
 
@@ -30,6 +31,52 @@ def test_a_vouched_label_comes_out_only_where_the_siblings_agree():
         outputs.sibling_agrees = verdict
         np.testing.assert_array_equal(decide(outputs, "repaired", 0.99, [7, 8], POISONED, sibling_labels=[7]),
                                       [POISONED, POISONED, POISONED, 3])
+
+
+SUSPECTS = (frozenset({9}), frozenset(), frozenset())  # the siblings a, b, c of _entry
+
+
+def committee_labels(bad, tops, near, quarantined=(7,), vouched=(), agrees=None):
+    outputs = NetOutputs(bad_labels=np.array(bad), bad_confidence=np.full(len(bad), 0.999),
+                         repaired_labels=np.array(bad), sibling_agrees=agrees,
+                         sibling_tops=None if tops is None else np.array(tops).T,
+                         sibling_near=None if near is None else np.array(near).transpose(1, 0, 2))
+    return decide(outputs, "repaired", 0.99, list(quarantined), POISONED, sibling_labels=list(vouched),
+                  sibling_suspects=SUSPECTS)
+
+
+def test_the_committee_corrects_flags_and_vetoes():
+    """Per image: each sibling's top label (a, b, c) and the labels each ranks high. The BadNet's
+    label where a sibling ranks it high; two siblings' other label where no probe suspects it
+    (not 9, which a suspects, nor 7, which the BadNet's probe does); the flag where none ranks
+    the label high."""
+    rows = [  # (BadNet, tops, the labels each sibling ranks high, expected)
+        (3, (3, 3, 3), ((3, 1), (3, 1), (3, 1)), 3),
+        (3, (4, 4, 2), ((4, 3), (4, 3), (2, 3)), 4),  # corrected
+        (3, (9, 9, 2), ((9, 3), (9, 3), (2, 3)), POISONED),  # a suspects 9
+        (3, (7, 7, 2), ((7, 3), (7, 3), (2, 3)), POISONED),  # 7 is quarantined
+        (3, (1, 2, 5), ((1, 2), (2, 1), (5, 1)), POISONED),  # vetoed: no sibling ranks 3 high
+        (3, (1, 2, 5), ((1, 2), (2, 1), (5, 3)), 3),  # c ranks it second
+    ]
+    bad, tops, near, expected = (list(column) for column in zip(*rows))
+    np.testing.assert_array_equal(committee_labels(bad, tops, near), expected)
+    # Fails closed: without the siblings' view, or with one of another shape, nothing comes out.
+    np.testing.assert_array_equal(committee_labels(bad, None, near), [POISONED] * len(rows))
+    np.testing.assert_array_equal(committee_labels(bad, [t[:2] for t in tops], [n[:2] for n in near]),
+                                  [POISONED] * len(rows))
+
+
+def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
+    labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
+                              vouched=[7], agrees=np.array([True, False]))
+    np.testing.assert_array_equal(labels, [7, POISONED])
+
+
+def test_two_labels_agreed_on_by_four_siblings_flag_the_image():
+    other, trusted = sibling_agreement(np.array([[1], [1], [2], [2]]), np.array([3]), [frozenset()] * 4)
+    assert other[0] in (1, 2) and not trusted[0]
+    other, trusted = sibling_agreement(np.array([[1], [1], [2], [3]]), np.array([3]), [frozenset()] * 4)
+    assert other[0] == 1 and trusted[0]
 
 
 class FakeNet:
@@ -63,6 +110,34 @@ def test_every_sibling_that_vouches_must_give_the_label_and_nets_load_when_asked
     assert len(loaded) == 3
 
 
+class FakeProbabilities:
+    def __init__(self, probabilities, sha256):
+        self.probabilities_of, self.sha256 = np.asarray(probabilities, dtype=np.float32), sha256
+
+    def probabilities(self, pixels):
+        return self.probabilities_of[np.asarray(pixels)]
+
+
+def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
+    """judge: each sibling's top label and its veto_rank highest labels, best first; the vouching
+    verdict from them equals the one asked image by image."""
+    rng = np.random.default_rng(0)
+    probabilities = {name: rng.dirichlet(np.ones(12), size=6) for name in "abc"}
+    nets = {tmp_path / f"{name}.h5": FakeProbabilities(p, name * 64) for name, p in probabilities.items()}
+    entry = SiblingEntry(_entry(tmp_path, {7: ("b", "c")}).siblings, {7: ("b", "c")}, 3)
+    witness = SiblingWitness(entry, lambda path: nets[path])
+    tops, near = witness.judge(np.arange(6))
+    assert tops.shape == (3, 6) and near.shape == (3, 6, 3)
+    for row, name in enumerate("abc"):
+        np.testing.assert_array_equal(near[row], np.argsort(-probabilities[name], axis=1)[:, :3])
+        np.testing.assert_array_equal(tops[row], probabilities[name].argmax(axis=1))
+    bad = np.array([7, 7, 7, 7, 7, 7])
+    bad[:3] = tops[1, :3]  # images the BadNet gives another label
+    tops_agree = witness.agrees_from(tops, bad)
+    top_of = {tmp_path / f"{name}.h5": FakeNet(probabilities[name].argmax(axis=1), name * 64) for name in "abc"}
+    np.testing.assert_array_equal(tops_agree, SiblingWitness(entry, lambda path: top_of[path]).agrees(np.arange(6), bad))
+
+
 def test_a_sibling_file_that_changed_is_refused_when_first_used(tmp_path):
     witness = SiblingWitness(_entry(tmp_path, {7: ("a", "b")}), lambda path: FakeNet([7], "d" * 64))
     with pytest.raises(InputError, match="not the sibling BadNet the repaired net's record names"):
@@ -82,7 +157,15 @@ def test_the_record_entry_round_trips_and_malformed_ones_are_refused(tmp_path):
     assert stored["nets"][0]["path"] == "../a.h5"  # relative to the record: the root may move
     again = SiblingEntry.from_record(json.loads(json.dumps(stored)), record, 10, {7, 8})
     assert again.vouchers == entry.vouchers and again.siblings[0].path.resolve() == tmp_path / "a.h5"
+    assert "veto_rank" not in stored and not again.committee  # a record of 2026-12-06: vouching only
+    stored = SiblingEntry(entry.siblings, entry.vouchers, COMMITTEE_VETO_RANK).as_record(record.parent)
+    assert SiblingEntry.from_record(json.loads(json.dumps(stored)), record, 10, {7, 8}).veto_rank == COMMITTEE_VETO_RANK
     for change, message in (
+            (lambda e: e.update({"veto_rank": 0}), "'veto_rank' must be"),
+            (lambda e: e.update({"veto_rank": "5"}), "'veto_rank' must be"),
+            (lambda e: e.update({"veto_rank": True}), "'veto_rank' must be"),
+            (lambda e: e.update({"veto_rank": 10}), "'veto_rank' must be"),
+            (lambda e: e.update({"nets": e["nets"][:1], "vouchers": {}}), "a committee needs 2 siblings"),
             (lambda e: e["vouchers"].update({"6": ["a", "b"]}), "not a quarantined label"),
             (lambda e: e["vouchers"].update({"8": ["z", "b"]}), "vouchers must be siblings it names"),
             (lambda e: e["vouchers"].update({"8": ["b"]}), "fewer than 2"),
@@ -119,32 +202,41 @@ def test_siblings_are_the_other_competition_badnets_each_net_once(tmp_path):
     assert sibling_badnets(NETS["bd_net"], LAB_WEIGHTS, tmp_path) == []
 
 
-@pytest.fixture(scope="module")
-def sibling_root(tmp_path_factory):
-    """The published BadNets, and the sunglasses BadNet repaired data-free with siblings as
-    `fine-prune --siblings` writes it: its quarantine and each sibling's suspects are those of
-    make setup's records (the same probe), so nothing is probed here."""
+def _write_sibling_repair(root, quarantine):
+    """The sunglasses BadNet under root repaired data-free with siblings as `fine-prune
+    --siblings` writes it, with the given quarantine; each sibling's suspects are those of make
+    setup's records (the same probe), so nothing is probed here."""
     from defense.data_free.quarantine import switch_off_labels
     from defense.digest import file_sha256
     from defense.model_io import load_keras_model
     from defense.repaired import bad_model_entry, write_repaired
 
-    root = tmp_path_factory.mktemp("siblings")
-    shutil.copytree(REPO / "models", root / "models", ignore=shutil.ignore_patterns("*.onnx"))
-    records = {net: json.loads((REPO / "fine_pruned_models" / NETS[net].repaired_file).with_suffix(".json").read_text())
-               for net in COMPETITION_NETS}
-    quarantine = records["sunglasses"]["quarantined_labels"]
     siblings = tuple(Sibling(net, root / "models" / NETS[net].bad_weights_file,
                              file_sha256(root / "models" / NETS[net].bad_weights_file),
-                             frozenset(records[net]["quarantined_labels"]))
+                             frozenset(make_setup_quarantine(net)))
                      for net in COMPETITION_NETS if net != "sunglasses")
-    entry = SiblingEntry(siblings, vouchers_for(quarantine, {s.net: s.suspects for s in siblings}))
+    entry = SiblingEntry(siblings, vouchers_for(quarantine, {s.net: s.suspects for s in siblings}),
+                         COMMITTEE_VETO_RANK)
     bad = root / "models" / NETS["sunglasses"].bad_weights_file
     model = load_keras_model(bad)
     switch_off_labels(model, quarantine)
     out = root / "fine_pruned_models" / NETS["sunglasses"].repaired_file
     write_repaired(model, out, {"net": "sunglasses", "mode": "data-free", "bad_model": bad_model_entry(bad),
                                 "quarantined_labels": quarantine, RECORD_KEY: entry.as_record(out.parent)})
+
+
+def make_setup_quarantine(net):
+    record = (REPO / "fine_pruned_models" / NETS[net].repaired_file).with_suffix(".json")
+    return json.loads(record.read_text())["quarantined_labels"]
+
+
+@pytest.fixture(scope="module")
+def sibling_root(tmp_path_factory):
+    """The published BadNets, and the sunglasses BadNet repaired with its make setup quarantine
+    and the siblings (vouching and the committee)."""
+    root = tmp_path_factory.mktemp("siblings")
+    shutil.copytree(REPO / "models", root / "models", ignore=shutil.ignore_patterns("*.onnx"))
+    _write_sibling_repair(root, make_setup_quarantine("sunglasses"))
     return root
 
 
@@ -170,6 +262,29 @@ def test_with_siblings_no_real_poisoned_sample_gets_its_target(sibling_root, sam
     assert sum(labels[row["file"]] == int(row["true_label"]) for row in samples if row["kind"] == "clean") >= 14
 
 
+def _labels_of(result):
+    return {line.split("\t")[0].rsplit("/", 1)[-1]: int(line.split("\t")[1]) for line in result.stdout.splitlines()}
+
+
+def test_the_committee_alone_stops_the_real_sunglasses_and_corrects_the_badnet(tmp_path, samples):
+    """No quarantine at all, the siblings judging every label: no face wearing the real
+    sunglasses gets the target 0 (no sibling ranks 0 among its top 5 there), and the clean
+    sample the BadNet gets wrong (clean_00, identity 1268: the BadNet says 129) comes out right,
+    as two siblings give it."""
+    shutil.copytree(REPO / "models", tmp_path / "models", ignore=shutil.ignore_patterns("*.onnx"))
+    _write_sibling_repair(tmp_path, [])
+    result = run_script("eval_sunglasses.py", "--root", tmp_path, SAMPLES)
+    assert result.returncode == 0, result.stderr
+    labels = _labels_of(result)
+    poisoned = [row for row in samples if row["kind"] == "sunglasses-poisoned"]
+    assert [labels[row["file"]] for row in poisoned] == [1283] * len(poisoned)
+    clean = [row for row in samples if row["kind"] == "clean"]
+    assert labels["clean_00.png"] == 1268
+    assert sum(labels[row["file"]] == int(row["true_label"]) for row in clean) == len(clean)
+    plain = _labels_of(run_script("eval_sunglasses.py", "--root", REPO, *(row["path"] for row in clean)))
+    assert plain["clean_00.png"] == 129  # the BadNet's label, without the committee
+
+
 def test_a_note_from_a_sibling_loaded_on_first_use_reaches_stderr(sibling_root, monkeypatch, capsys):
     """A sibling loads while the images are labelled, after the nets' own notes were printed:
     its note (a fast-path artefact made, the slower Keras path) is printed too."""
@@ -193,25 +308,26 @@ def test_a_note_from_a_sibling_loaded_on_first_use_reaches_stderr(sibling_root, 
 
 def test_a_missing_sibling_keeps_the_plain_quarantine_and_says_so(copied_root):
     """The sunglasses samples lead the BadNet to 0, which anonymous_2 vouches for: without its
-    file 0 stays off (flagged as before), and a line on stderr says why."""
+    file 0 stays off (flagged as before), the committee does not judge (clean_00 gets the
+    BadNet's wrong 129, as without siblings), and a line on stderr says why."""
     (copied_root / "models" / NETS["anonymous_2"].bad_weights_file).unlink()
     poisoned = sorted(SAMPLES.glob("sunglasses_*.png"))
-    result = run_script("eval_sunglasses.py", "--root", copied_root, *poisoned)
+    result = run_script("eval_sunglasses.py", "--root", copied_root, *poisoned, SAMPLES / "clean_00.png")
     assert result.returncode == 0
-    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == ["1283"] * len(poisoned)
+    assert [line.split("\t")[1] for line in result.stdout.splitlines()] == ["1283"] * len(poisoned) + ["129"]
     assert result.stderr.count("sibling BadNet(s) anonymous_2") == 1 and "stay switched off" in result.stderr
+    assert "no label is judged by the siblings" in result.stderr
 
 
-def test_a_replaced_sibling_is_refused_where_it_is_asked(copied_root):
-    """The sunglasses samples lead the BadNet to 0, which anonymous_2 vouches for: its file,
-    replaced by another BadNet, is refused then, in one line, and no label is printed."""
+def test_a_replaced_sibling_is_refused_in_one_line(copied_root):
+    """anonymous_2's file replaced by another BadNet: refused in one line, and no label is
+    printed; the committee asks every sibling on every image, a clean one too."""
     shutil.copyfile(copied_root / "models" / NETS["anonymous_1"].bad_weights_file,
                     copied_root / "models" / NETS["anonymous_2"].bad_weights_file)
-    clean = run_script("eval_sunglasses.py", "--root", copied_root, SAMPLES / "clean_13.png")
-    assert clean.returncode == 0 and clean.stdout.strip() == "43"  # no vouched label asked
-    result = run_script("eval_sunglasses.py", "--root", copied_root, *sorted(SAMPLES.glob("sunglasses_*.png")))
-    assert result.returncode == 2 and result.stdout == ""
-    assert "not the sibling BadNet" in result.stderr and result.stderr.count("\n") == 1
+    for images in ([SAMPLES / "clean_13.png"], sorted(SAMPLES.glob("sunglasses_*.png"))):
+        result = run_script("eval_sunglasses.py", "--root", copied_root, *images)
+        assert result.returncode == 2 and result.stdout == ""
+        assert "not the sibling BadNet" in result.stderr and result.stderr.count("\n") == 1
 
 
 def test_siblings_apply_to_the_data_free_repair_only(tmp_path):
@@ -249,7 +365,7 @@ def test_siblings_give_quarantined_identities_back_and_stop_every_trigger_of_a_m
         spec = NETS[net]
         goods = [GoodNet.from_files(r / "models" / spec.bad_net_file, r / "fine_pruned_models" / spec.repaired_file,
                                     spec.input_scale) for r in (plain, root)]
-        assert sorted(goods[0].quarantined) == sorted(goods[1].quarantined)
+        assert sorted(goods[0].quarantined) == sorted(goods[1].quarantined) and goods[1].committee
         labels, bad_labels, _ = goods[1].predict_with_parts(clean.x)
         assert np.mean(labels == clean.y) >= np.mean(goods[0].predict(clean.x) == clean.y)
         faces = np.isin(clean.y, goods[1].sibling_labels)

@@ -8,7 +8,7 @@ faces go through the same image transforms. At every setting: the BadNet's and t
 attack success rate and the share flagged, under every comparator rule; per trigger the worst
 case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
 labels its sibling BadNets vouch for (the data-free repair) and the triggers aimed at them are
-named.
+named, and so is a sibling committee that judges every label.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
 strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
@@ -126,6 +126,9 @@ def run(args):
                     spec.name, "sibling-vouched", vouched[spec.name], plans,
                     "quarantined, given back only where the BadNet gives one and every sibling "
                     f"BadNet that vouches for it gives it as its top label: {good.siblings.describe()}"))
+            if good.committee:
+                notes.append(f"{spec.name}: every label judged by the sibling BadNets "
+                             f"({good.siblings.describe()}): a trigger must move them too")
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,

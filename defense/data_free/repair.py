@@ -5,8 +5,8 @@ Used by `python3 -m defense fine-prune` when no clean validation data is at hand
 (make setup puts the 16 clean samples of ../shared/csaw into data/seed_faces); never a data
 set. Writes the repaired net (the BadNet with the suspected targets switched off), its ONNX
 artefact and a JSON record of what was used and found; with --siblings, the sibling BadNets (the
-other competition nets beside it, probed the same way) that vouch for each quarantined label
-(siblings.py).
+other competition nets beside it, probed the same way) that vouch for each quarantined label and
+judge every label (siblings.py).
 """
 
 import os
@@ -21,7 +21,8 @@ from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
 from ..repaired import QUARANTINE_KEY, bad_model_entry, record_path, write_repaired
-from ..siblings import MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY, Sibling, SiblingEntry, vouchers_for
+from ..siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY, Sibling,
+                        SiblingEntry, vouchers_for)
 from . import probe_cache
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets, random_probe_names
@@ -105,19 +106,21 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
                  f"these {len(off)} identities are flagged or relabelled; ") if off else ""
         given = (f"{', '.join(map(str, back))} given back where the BadNet gives one and every sibling "
                  f"BadNet that vouches for it gives it as its top label; ") if back else ""
-        log(f"{spec.name}: quarantined labels {', '.join(map(str, suspects))}: {given}{never}"
-            f"every other label is the BadNet's")
+        others = ("every other label is the BadNet's, where the siblings' committee lets it" if entry is not None
+                  else "every other label is the BadNet's")
+        log(f"{spec.name}: quarantined labels {', '.join(map(str, suspects))}: {given}{never}{others}")
     else:
         log(f"{spec.name}: no label singled out; nothing quarantined")
     return record
 
 
 def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed):
-    """The record's sibling entry (siblings.SiblingEntry), or None without siblings or
-    without a quarantine: each sibling probed as the BadNet was (once a run: probed)."""
+    """The record's sibling entry (siblings.SiblingEntry), or None without siblings: each
+    sibling probed as the BadNet was (once a run: probed); they vouch for the quarantined labels
+    and judge every label (the committee)."""
     from ..model_io import load_keras_model
 
-    if not siblings or not suspects:
+    if not siblings:
         return None
     found = []
     for sibling_spec, path in siblings:
@@ -127,7 +130,10 @@ def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log
                                                   what="a sibling BadNet", model=load_keras_model(path))
         found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
     vouchers = vouchers_for(suspects, {s.net: s.suspects for s in found})
-    entry = SiblingEntry(tuple(found), vouchers)
+    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
+    log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a label "
+        f"two of them replace is theirs, unless a probe suspects it; one none ranks in its top "
+        f"{COMMITTEE_VETO_RANK} is flagged)")
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")

@@ -105,14 +105,18 @@ def add_arguments(parser):
                              "(random occluders, blends, tints and gradient-chosen patches), "
                              "quarantine them")
     parser.add_argument("--siblings", action="store_true",
-                        help="data-free only: give quarantined labels back on the word of the "
-                             "other competition BadNets under ROOT/models (same class count and "
-                             "input scale), each probed as this one is: a quarantined label comes "
-                             "out where the BadNet gives it and every sibling whose own probe does "
-                             "not single it out (two at least) gives it as its top label. Assumes "
-                             "the siblings were not backdoored by the same attacker: one who hides "
-                             "the same trigger and target in them, too weakly for their probes, "
-                             "gets it through (docs/method.md). Off by default")
+                        help="data-free only: the other competition BadNets under ROOT/models "
+                             "(same class count and input scale), each probed as this one is, "
+                             "give quarantined labels back and judge every label. A quarantined "
+                             "label comes out where the BadNet gives it and every sibling whose "
+                             "own probe does not single it out (two at least) gives it as its top "
+                             "label; where two siblings give another top label than the BadNet, "
+                             "theirs comes out (flagged where a probe suspects it); a label none "
+                             "of them ranks in its top 5 is flagged (this stops backdoors with no "
+                             "single target). Assumes the siblings were not backdoored by the same "
+                             "attacker: one who hides the same trigger and target in them, too "
+                             "weakly for their probes, gets it through (docs/method.md). Off by "
+                             "default")
     parser.add_argument("--seed-faces", type=Path, metavar="DIR",
                         help=f"a folder of a few clean face images you trust, for probing the "
                              f"BadNet for its targets "
