@@ -221,12 +221,17 @@ class SiblingWitness:
         return agrees
 
     def describe(self):
-        vouched = ("; ".join(f"{label} on the word of {', '.join(names)}"
-                             for label, names in sorted(self.entry.vouchers.items()) if names) or "none")
+        """The vouched labels and their vouchers, in words."""
+        return ("; ".join(f"{label} on the word of {', '.join(names)}"
+                          for label, names in sorted(self.entry.vouchers.items()) if names) or "none")
+
+    def describe_committee(self):
+        """The committee in words ('' where there is none)."""
         if not self.committee:
-            return vouched
-        return (f"{vouched}; every label judged by {', '.join(s.net for s in self.entry.siblings)} "
-                f"(committee, veto rank {self.entry.veto_rank})")
+            return ""
+        return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
+                f"another top label is theirs (flagged where a probe suspects it), one none of them "
+                f"ranks in its top {self.entry.veto_rank} is flagged")
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]

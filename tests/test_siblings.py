@@ -128,6 +128,8 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     witness = SiblingWitness(entry, lambda path: nets[path])
     tops, near = witness.judge(np.arange(6))
     assert tops.shape == (3, 6) and near.shape == (3, 6, 3)
+    assert witness.describe_committee().startswith("a, b, c: ") and "in its top 3 is flagged" in witness.describe_committee()
+    assert SiblingWitness(_entry(tmp_path, {}), None).describe_committee() == ""  # vouching only
     for row, name in enumerate("abc"):
         np.testing.assert_array_equal(near[row], np.argsort(-probabilities[name], axis=1)[:, :3])
         np.testing.assert_array_equal(tops[row], probabilities[name].argmax(axis=1))
