@@ -314,7 +314,9 @@ class GoodNet:
             from .siblings import SiblingWitness
 
             missing = record.siblings.missing()
-            if missing:  # fails closed: the plain quarantine, said on stderr
+            if missing:
+                # The plain quarantine, said on stderr: no quarantined label comes out, but a
+                # backdoor with no single target meets no committee either (make setup's GoodNet).
                 (warn or to_stderr)(f"{record.path}: sibling BadNet(s) {missing} not found; the plain "
                                      f"quarantine: the labels they vouch for stay switched off"
                                      + (" and no label is judged by the siblings" if record.siblings.committee else "")
