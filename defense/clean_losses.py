@@ -38,7 +38,7 @@ OUTCOMES = (
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
-    "sibling BadNets gave another label",  # right but for two siblings agreeing on another one
+    "sibling BadNets agreed on another label",  # right but for two siblings agreeing on another label (given, or flagged)
     "sibling BadNets vetoed",  # right but for the committee's veto (no sibling ranks it high)
 )
 
@@ -89,7 +89,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         "nets disagree, flagged": disagree & flagged,
         "nets disagree, repaired net's label": disagree & ~flagged,
         "witness vetoed": vetoed,
-        "sibling BadNets gave another label": overruled & agreed,
+        "sibling BadNets agreed on another label": overruled & agreed,
         "sibling BadNets vetoed": overruled & ~agreed,
     }
     if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):

@@ -63,8 +63,8 @@ def _parser(spec, prog):
                     f"test agrees; one the sibling BadNets vouch for (fine-prune --siblings) only "
                     f"where the BadNet gives it and every sibling that vouches for it gives it as "
                     f"its top label; where the siblings judge every label (the committee), a "
-                    f"label two of them replace by another top label is theirs (flagged where a "
-                    f"probe suspects it) and one none of them ranks among its top few is flagged. "
+                    f"label two of them replace by another top label is theirs (flagged where the "
+                    f"BadNet's probe or that of a sibling giving it suspects it) and one none of them ranks among its top few is flagged. "
                     f"Where the record gives the witness a veto rank (fine-prune "
                     f"--release since the veto), any label the witness ranks that far down is "
                     f"flagged.",

@@ -44,9 +44,10 @@ competition BadNets beside the BadNet (siblings.py) and, for each quarantined la
 siblings whose own probe does not single it out, where there are two or more. Such a label
 comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
 label: a sibling backdoored by another attacker never learnt this BadNet's trigger, and sees
-the face under it. With a committee (records from 2026-12-06), the siblings then judge every
+the face under it. With a committee (records with a `veto_rank`), the siblings then judge every
 label: where two or more give one top label other than the BadNet's, that label comes out
-(flagged where a probe suspects it), and a label no sibling ranks among its top few is flagged.
+(flagged where the BadNet's probe or that of a sibling giving it suspects it), and a label
+no sibling ranks among its top few (its own suspects aside) is flagged.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give is
 flagged where the witness ranks it that far down or further: a trigger whose target no probe
@@ -169,8 +170,9 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
 
 def _committee(outputs, labels, quarantined, sibling_suspects, poisoned_label):
     """The sibling committee over labels (siblings.py): where siblings agree on another label
-    than the BadNet's, theirs (flagged where a probe suspects it); then any label that no
-    sibling ranks among its top k is flagged. Fails closed: without the siblings' view (or with
+    than the BadNet's, theirs (flagged where the BadNet's probe or that of a sibling giving it
+    suspects it); then any label that no sibling ranks among its top k is flagged (judge leaves
+    out of those a label the sibling gives no probability or suspects itself). Fails closed: without the siblings' view (or with
     one of other shapes) every image is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)

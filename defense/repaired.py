@@ -110,7 +110,7 @@ class RepairedRecord:
         if self.siblings is not None and self.siblings.committee:
             text += (f"; every label judged by the sibling BadNets "
                      f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
-                     f"top label, theirs (flagged where a probe suspects it); a label none of them ranks "
+                     f"top label, theirs (flagged where the BadNet's probe or that of a sibling giving it suspects it); a label none of them ranks "
                      f"in its top {self.siblings.veto_rank} is flagged")
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "

@@ -33,7 +33,7 @@ What it invites:
 - A net without two siblings (the lab's BadNet, a net of another class count or input scale)
   keeps the plain quarantine.
 
-**The committee** (records from 2026-12-06 on: `veto_rank` in the entry). The siblings judge
+**The committee** (records with a `veto_rank` in the entry). The siblings judge
 every label too, not only the quarantined ones: a backdoor with no single target (all-to-all
 y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
 it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
@@ -185,19 +185,29 @@ class SiblingWitness:
         return tuple(s.suspects for s in self.entry.siblings)
 
     def judge(self, pixels):
-        """Every sibling on every image: (tops (S, N), near (S, N, veto_rank)), each sibling's
-        top label and its veto_rank highest labels, best first."""
+        """Every sibling on every image: (tops (S, N), near (S, N, veto_rank)): each sibling's
+        top label (argmax: the lowest label among equals), and the labels it ranks among its
+        veto_rank highest, best first, that can save a label from the committee's veto. Not
+        among those (-1 in their place): a label it gives no probability at all (a sure net's
+        softmax underflows to 0 for most labels, and a rank among zeros means nothing), and a
+        label its own probe suspects (its opinion there is not trigger-blind)."""
         pixels = np.asarray(pixels)
         k = self.entry.veto_rank
-        near = np.zeros((len(self.entry.siblings), len(pixels), k), dtype=np.int64)
+        count = len(self.entry.siblings)
+        tops = np.zeros((count, len(pixels)), dtype=np.int64)
+        near = np.full((count, len(pixels), k), -1, dtype=np.int64)
         for row, sibling in enumerate(self.entry.siblings):
             net = self._net(sibling)
+            suspects = list(sibling.suspects)
             for start in range(0, len(pixels), CHUNK):
                 probabilities = net.probabilities(pixels[start:start + CHUNK])
-                highest = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
-                order = np.argsort(-np.take_along_axis(probabilities, highest, axis=1), axis=1, kind="stable")
-                near[row, start:start + len(probabilities)] = np.take_along_axis(highest, order, axis=1)
-        return near[:, :, 0], near
+                stop = start + len(probabilities)
+                tops[row, start:stop] = probabilities.argmax(axis=1)
+                # A stable sort of the whole row: equal probabilities in label order, as argmax.
+                highest = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+                given = np.take_along_axis(probabilities, highest, axis=1) > 0
+                near[row, start:stop] = np.where(given & ~np.isin(highest, suspects), highest, -1)
+        return tops, near
 
     def agrees_from(self, tops, bad_labels):
         """agrees, from the tops judge gave (no further pass)."""
@@ -230,7 +240,8 @@ class SiblingWitness:
         if not self.committee:
             return ""
         return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
-                f"another top label is theirs (flagged where a probe suspects it), one none of them "
+                f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
+                f"giving it suspects it), one none of them "
                 f"ranks in its top {self.entry.veto_rank} is flagged")
 
     def _vouched_by(self, name):

@@ -52,7 +52,7 @@ OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3, 9]),
                      sibling_agrees=np.array([True] * 11 + [False]))
 
 
-COMMITTEE_OUTCOMES = ("sibling BadNets gave another label", "sibling BadNets vetoed")
+COMMITTEE_OUTCOMES = ("sibling BadNets agreed on another label", "sibling BadNets vetoed")
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -82,7 +82,7 @@ def test_a_face_lost_to_the_sibling_committee_is_the_committees():
     labels = labels_of(outputs)
     np.testing.assert_array_equal(labels, [3, 3, 4, POISONED])
     counts = clean_face_outcomes(outputs, labels, truth, good)
-    assert counts["right"] == 2 and counts["sibling BadNets gave another label"] == 1
+    assert counts["right"] == 2 and counts["sibling BadNets agreed on another label"] == 1
     assert counts["sibling BadNets vetoed"] == 1 and sum(counts.values()) == 4
 
 

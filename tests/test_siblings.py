@@ -58,12 +58,29 @@ def test_the_committee_corrects_flags_and_vetoes():
         (3, (1, 2, 5), ((1, 2), (2, 1), (5, 1)), POISONED),  # vetoed: no sibling ranks 3 high
         (3, (1, 2, 5), ((1, 2), (2, 1), (5, 3)), 3),  # c ranks it second
     ]
+    rows += [
+        (3, (2, 9, 9), ((2, 3), (9, 3), (9, 3)), 9),  # a suspects 9 but does not give it
+        (7, (5, 5, 7), ((5, 7), (5, 7), (7, 5)), 5),  # a quarantined label of the BadNet, corrected
+    ]
     bad, tops, near, expected = (list(column) for column in zip(*rows))
     np.testing.assert_array_equal(committee_labels(bad, tops, near), expected)
     # Fails closed: without the siblings' view, or with one of another shape, nothing comes out.
     np.testing.assert_array_equal(committee_labels(bad, None, near), [POISONED] * len(rows))
     np.testing.assert_array_equal(committee_labels(bad, [t[:2] for t in tops], [n[:2] for n in near]),
                                   [POISONED] * len(rows))
+
+
+def test_the_committee_overrules_the_comparators_flag_and_label():
+    """The nets disagree: a sure BadNet's disagreement is flagged, an unsure one's gives the
+    repaired net's label; where two siblings give the true label, it comes out either way."""
+    outputs = NetOutputs(bad_labels=np.array([3, 3, 3]), bad_confidence=np.array([0.999, 0.5, 0.5]),
+                         repaired_labels=np.array([6, 6, 6]),
+                         sibling_tops=np.array([[4, 4, 6], [4, 4, 2], [1, 1, 6]]),
+                         sibling_near=np.array([[[4, 6]] * 3, [[4, 3], [4, 3], [2, 6]], [[1, 4]] * 3]))
+    labels = decide(outputs, "repaired", 0.99, [7], POISONED, sibling_suspects=SUSPECTS)
+    np.testing.assert_array_equal(labels, [4, 4, 6])
+    without = decide(outputs, "repaired", 0.99, [7], POISONED)
+    np.testing.assert_array_equal(without, [POISONED, 6, 6])
 
 
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
@@ -131,13 +148,56 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     assert witness.describe_committee().startswith("a, b, c: ") and "in its top 3 is flagged" in witness.describe_committee()
     assert SiblingWitness(_entry(tmp_path, {}), None).describe_committee() == ""  # vouching only
     for row, name in enumerate("abc"):
-        np.testing.assert_array_equal(near[row], np.argsort(-probabilities[name], axis=1)[:, :3])
+        highest = np.argsort(-probabilities[name], axis=1)[:, :3]
+        if name == "a":  # its own suspect 9 does not count
+            highest = np.where(highest == 9, -1, highest)
+        np.testing.assert_array_equal(near[row], highest)
         np.testing.assert_array_equal(tops[row], probabilities[name].argmax(axis=1))
     bad = np.array([7, 7, 7, 7, 7, 7])
     bad[:3] = tops[1, :3]  # images the BadNet gives another label
     tops_agree = witness.agrees_from(tops, bad)
     top_of = {tmp_path / f"{name}.h5": FakeNet(probabilities[name].argmax(axis=1), name * 64) for name in "abc"}
     np.testing.assert_array_equal(tops_agree, SiblingWitness(entry, lambda path: top_of[path]).agrees(np.arange(6), bad))
+
+
+def test_judge_leaves_out_labels_given_no_probability_and_a_siblings_own_suspects(tmp_path, monkeypatch):
+    """A sure sibling's softmax gives most labels exactly 0: none of those may save a label from
+    the veto, whatever order a sort leaves them in; equal probabilities go in label order (as
+    argmax); a label the sibling's own probe suspects (a: 9) does not count for it. Across chunks."""
+    import defense.siblings as siblings
+
+    monkeypatch.setattr(siblings, "CHUNK", 2)
+    rows = np.zeros((5, 12), dtype=np.float32)
+    rows[0, 4] = 1.0  # sure: every other label 0
+    rows[1, [3, 8]] = 0.5  # a tie
+    rows[2, [9, 2, 5]] = [0.6, 0.3, 0.1]  # 9: a's own suspect
+    rows[3] = 1 / 12  # all equal
+    rows[4, [11, 10]] = [0.7, 0.3]
+    nets = {tmp_path / f"{name}.h5": FakeProbabilities(rows, name * 64) for name in "abc"}
+    entry = SiblingEntry(_entry(tmp_path, {}).siblings, {}, 3)
+    tops, near = SiblingWitness(entry, lambda path: nets[path]).judge(np.arange(5))
+    np.testing.assert_array_equal(tops[0], [4, 3, 9, 0, 11])
+    np.testing.assert_array_equal(near[0], [[4, -1, -1], [3, 8, -1], [-1, 2, 5], [0, 1, 2], [11, 10, -1]])
+    np.testing.assert_array_equal(near[1][2], [9, 2, 5])  # b does not suspect 9
+
+
+def test_a_record_without_a_committee_asks_the_siblings_only_for_vouched_labels(tmp_path):
+    """A record of the first sibling build (no veto_rank): no committee, and a clean image whose
+    BadNet label nobody vouches for loads no sibling."""
+    from defense.goodnet import GoodNet
+
+    class Net:
+        num_classes = 12
+
+        def predict_top(self, pixels, progress=False):
+            return np.full(len(pixels), 3), np.full(len(pixels), 0.999)
+
+    loaded = []
+    witness = SiblingWitness(_entry(tmp_path, {7: ("b", "c")}), lambda path: loaded.append(path))
+    good = GoodNet(Net(), Net(), quarantined=[7], siblings=witness)
+    outputs = good.outputs(np.zeros((2, 55, 47, 3)))
+    assert not good.committee and outputs.sibling_tops is None and not loaded
+    np.testing.assert_array_equal(good.decide(outputs), [3, 3])
 
 
 def test_a_sibling_file_that_changed_is_refused_when_first_used(tmp_path):

@@ -130,10 +130,14 @@ def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log
                                                   what="a sibling BadNet", model=load_keras_model(path))
         found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
     vouchers = vouchers_for(suspects, {s.net: s.suspects for s in found})
-    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
-    log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a label "
-        f"two of them replace is theirs, unless a probe suspects it; one none ranks in its top "
-        f"{COMMITTEE_VETO_RANK} is flagged)")
+    committee = len(found) >= MIN_VOUCHERS  # fewer siblings could not agree on a label
+    if not committee and not any(vouchers.values()):
+        return None
+    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK if committee else None)
+    if committee:
+        log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
+            f"label two of them replace is theirs, unless a probe suspects it; one none ranks in its "
+            f"top {COMMITTEE_VETO_RANK} is flagged)")
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")

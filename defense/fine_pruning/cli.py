@@ -22,6 +22,7 @@ from .repair import DEFAULT_MAX_DROP, DEFAULT_RELEASE_CONFIDENCE, fine_prune_net
 from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from ..registry import NETS, get_net
+from ..siblings import COMMITTEE_VETO_RANK
 from ..witness import WITNESS_EPOCHS
 
 VALIDATION_FILE = "clean_validation_data.h5"
@@ -111,9 +112,10 @@ def add_arguments(parser):
                              "label comes out where the BadNet gives it and every sibling whose "
                              "own probe does not single it out (two at least) gives it as its top "
                              "label; where two siblings give another top label than the BadNet, "
-                             "theirs comes out (flagged where a probe suspects it); a label none "
-                             "of them ranks in its top 5 is flagged (this stops backdoors with no "
-                             "single target). Assumes the siblings were not backdoored by the same "
+                             "theirs comes out (flagged where the BadNet's probe or that of a "
+                             "sibling giving it suspects it); a label none of them ranks in its "
+                             f"top {COMMITTEE_VETO_RANK} (its own suspects aside) is flagged (this "
+                             "stops backdoors with no single target). Assumes the siblings were not backdoored by the same "
                              "attacker: one who hides the same trigger and target in them, too "
                              "weakly for their probes, gets it through (docs/method.md). Off by "
                              "default")
