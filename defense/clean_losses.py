@@ -11,10 +11,10 @@ released label too comes out only where both nets give it. The release's own gat
 the faces of released identities that both nets label right. A witnessed identity's face (a
 quarantined label given back on the witness's top label) is the quarantine's loss where a gate
 refused it: the witness, or the blend test it then met; so is the face of an identity the
-sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the GoodNet
-would have got right but for the witness's veto is the veto's loss, whatever the BadNet gave; one the veto flagged
-that the GoodNet would have got wrong anyway stays with the rule that lost it first (a
-disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
+sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the
+GoodNet would have got right but for the witness's veto is the veto's loss, whatever the BadNet
+gave; one the veto flagged that the GoodNet would have got wrong anyway stays with the rule that
+lost it first (a disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
 was flagged without it: the BadNet's loss, as the settling never takes a right label away. A
 face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
@@ -38,7 +38,7 @@ OUTCOMES = (
     "nets disagree, flagged",
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
-    "sibling BadNets agreed on another label",  # right but for two siblings agreeing on another label (given, or flagged)
+    "sibling BadNets agreed on another label",  # right but for two siblings agreeing on another (given or flagged)
     "sibling BadNets vetoed",  # right but for the committee's veto (no sibling ranks it high)
 )
 

@@ -64,10 +64,10 @@ def _parser(spec, prog):
                     f"where the BadNet gives it and every sibling that vouches for it gives it as "
                     f"its top label; where the siblings judge every label (the committee), a "
                     f"label two of them replace by another top label is theirs (flagged where the "
-                    f"BadNet's probe or that of a sibling giving it suspects it) and one none of them ranks among its top few is flagged. "
-                    f"Where the record gives the witness a veto rank (fine-prune "
-                    f"--release since the veto), any label the witness ranks that far down is "
-                    f"flagged.",
+                    f"BadNet's probe or that of a sibling giving it suspects it) and one none of "
+                    f"them ranks among its top few is flagged. Where the record gives the witness "
+                    f"a veto rank (fine-prune --release since the veto), any label the witness "
+                    f"ranks that far down is flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "
                f"'path<TAB>label' per image, in order; unreadable images are reported on "
                f"stderr and the others still labelled. Exit status: 0 all labelled, 2 bad "

@@ -74,6 +74,7 @@ import numpy as np
 
 from .errors import InputError, SettingError, check_range
 from .net import Net
+from .siblings import MIN_VOUCHERS
 from .witness import ranks, ranks_in
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
@@ -190,8 +191,6 @@ def sibling_agreement(tops, bad_labels, sibling_suspects):
     """(other (N,), trusted (N,)): the top label that MIN_VOUCHERS siblings or more give where
     it is not the BadNet's (-1 where there is none), and whether no sibling giving it suspects
     it (False too where the siblings agree on two such labels: then the image is flagged)."""
-    from .siblings import MIN_VOUCHERS
-
     tops = np.asarray(tops)
     bad_labels = np.asarray(bad_labels)
     other = np.full(len(bad_labels), -1)

@@ -40,8 +40,8 @@ from .model_io import num_classes, read_weights, save_model_to
 # The witness net a released label must also satisfy (witness.py), a file beside the record
 # checked by its sha256; a record that releases labels without one (made before it) is refused.
 from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry, remove_stale as remove_stale_witnesses
-# The data-free repair's second opinion: other BadNets that vouch for quarantined labels
-# (siblings.py), named by path and sha256.
+# The data-free repair's second opinion: other BadNets that vouch for quarantined labels and
+# judge every label (siblings.py), named by path and sha256.
 from .siblings import RECORD_KEY as SIBLINGS_KEY, SiblingEntry
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
@@ -110,8 +110,9 @@ class RepairedRecord:
         if self.siblings is not None and self.siblings.committee:
             text += (f"; every label judged by the sibling BadNets "
                      f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
-                     f"top label, theirs (flagged where the BadNet's probe or that of a sibling giving it suspects it); a label none of them ranks "
-                     f"in its top {self.siblings.veto_rank} is flagged")
+                     f"top label, theirs (flagged where the BadNet's probe or that of a sibling giving "
+                     f"it suspects it); a label none of them ranks in its top {self.siblings.veto_rank} "
+                     f"is flagged")
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
                      f"are given only where the BadNet gives them, the witness net gives the label "

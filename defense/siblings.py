@@ -202,32 +202,31 @@ class SiblingWitness:
             for start in range(0, len(pixels), CHUNK):
                 probabilities = net.probabilities(pixels[start:start + CHUNK])
                 stop = start + len(probabilities)
-                tops[row, start:stop] = probabilities.argmax(axis=1)
                 # A stable sort of the whole row: equal probabilities in label order, as argmax.
                 highest = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+                tops[row, start:stop] = highest[:, 0]
                 given = np.take_along_axis(probabilities, highest, axis=1) > 0
                 near[row, start:stop] = np.where(given & ~np.isin(highest, suspects), highest, -1)
         return tops, near
 
     def agrees_from(self, tops, bad_labels):
         """agrees, from the tops judge gave (no further pass)."""
-        bad_labels = np.asarray(bad_labels)
-        agrees = np.isin(bad_labels, list(self.labels))
-        for row, sibling in enumerate(self.entry.siblings):
-            asked = agrees & np.isin(bad_labels, self._vouched_by(sibling.net))
-            agrees[asked] = tops[row][asked] == bad_labels[asked]
-        return agrees
+        return self._agrees(bad_labels, lambda row, sibling, asked: tops[row][asked])
 
     def agrees(self, pixels, bad_labels):
         """(N,) True where the BadNet's label is one the siblings vouch for and every sibling
-        that vouches for it gives it as its top label."""
+        that vouches for it gives it as its top label; each sibling runs on those images only."""
+        return self._agrees(bad_labels, lambda row, sibling, asked: self._net(sibling).predict_top(
+            np.asarray(pixels)[asked])[0])
+
+    def _agrees(self, bad_labels, tops_of):
+        """agrees, with tops_of(row, sibling, asked indices) giving a sibling's top labels there."""
         bad_labels = np.asarray(bad_labels)
         agrees = np.isin(bad_labels, list(self.labels))
-        for sibling in self.entry.siblings:
+        for row, sibling in enumerate(self.entry.siblings):
             asked = np.flatnonzero(agrees & np.isin(bad_labels, self._vouched_by(sibling.net)))
             if len(asked):
-                top, _ = self._net(sibling).predict_top(np.asarray(pixels)[asked])
-                agrees[asked] = top == bad_labels[asked]
+                agrees[asked] = tops_of(row, sibling, asked) == bad_labels[asked]
         return agrees
 
     def describe(self):
@@ -241,8 +240,8 @@ class SiblingWitness:
             return ""
         return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
-                f"giving it suspects it), one none of them "
-                f"ranks in its top {self.entry.veto_rank} is flagged")
+                f"giving it suspects it), one none of them ranks in its top {self.entry.veto_rank} "
+                f"is flagged")
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]

@@ -115,12 +115,13 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
 
 
 def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed):
-    """The record's sibling entry (siblings.SiblingEntry), or None without siblings: each
-    sibling probed as the BadNet was (once a run: probed); they vouch for the quarantined labels
-    and judge every label (the committee)."""
+    """The record's sibling entry (siblings.SiblingEntry), or None with fewer siblings than
+    MIN_VOUCHERS (they could neither vouch nor agree on a label): each sibling probed as the
+    BadNet was (once a run: probed); they vouch for the quarantined labels and judge every label
+    (the committee)."""
     from ..model_io import load_keras_model
 
-    if not siblings:
+    if len(siblings) < MIN_VOUCHERS:
         return None
     found = []
     for sibling_spec, path in siblings:
@@ -130,14 +131,10 @@ def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log
                                                   what="a sibling BadNet", model=load_keras_model(path))
         found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
     vouchers = vouchers_for(suspects, {s.net: s.suspects for s in found})
-    committee = len(found) >= MIN_VOUCHERS  # fewer siblings could not agree on a label
-    if not committee and not any(vouchers.values()):
-        return None
-    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK if committee else None)
-    if committee:
-        log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
-            f"label two of them replace is theirs, unless a probe suspects it; one none ranks in its "
-            f"top {COMMITTEE_VETO_RANK} is flagged)")
+    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
+    log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
+        f"label two of them replace is theirs, unless a probe suspects it; one none ranks in its "
+        f"top {COMMITTEE_VETO_RANK} is flagged)")
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")

@@ -115,10 +115,10 @@ def add_arguments(parser):
                              "theirs comes out (flagged where the BadNet's probe or that of a "
                              "sibling giving it suspects it); a label none of them ranks in its "
                              f"top {COMMITTEE_VETO_RANK} (its own suspects aside) is flagged (this "
-                             "stops backdoors with no single target). Assumes the siblings were not backdoored by the same "
-                             "attacker: one who hides the same trigger and target in them, too "
-                             "weakly for their probes, gets it through (docs/method.md). Off by "
-                             "default")
+                             "stops backdoors with no single target). Assumes the siblings were "
+                             "not backdoored by the same attacker: one who hides the same trigger "
+                             "and target in them, too weakly for their probes, gets it through "
+                             "(docs/method.md). Off by default")
     parser.add_argument("--seed-faces", type=Path, metavar="DIR",
                         help=f"a folder of a few clean face images you trust, for probing the "
                              f"BadNet for its targets "
