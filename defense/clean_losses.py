@@ -18,7 +18,8 @@ lost it first (a disagreement, say, counted flagged). A face the witness settled
 was flagged without it: the BadNet's loss, as the settling never takes a right label away. A
 face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
-none ranked the label high (vetoed).
+none ranked the label high (vetoed); beside a witness's veto, which judges after the committee,
+so is a face both would have lost (the committee's label, then flagged by the veto).
 """
 
 import numpy as np
@@ -58,8 +59,9 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     overruled = np.zeros(len(truth), dtype=bool)
     agreed = np.zeros(len(truth), dtype=bool)
     if getattr(good, "committee", False):
-        # The committee's loss: right without it, whatever the BadNet gave.
-        overruled = ~right & ~vetoed & (good.decide(outputs, committee=False) == truth)
+        # The committee's loss: right without it (and without the veto, which comes after it and
+        # only flags), whatever the BadNet gave, where the veto alone did not lose it.
+        overruled = ~right & ~vetoed & (good.decide(outputs, veto=False, committee=False) == truth)
         if outputs.sibling_tops is not None:
             agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0
     bad_wrong = ~right & (bad != truth) & ~vetoed & ~overruled

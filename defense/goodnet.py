@@ -159,7 +159,8 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = np.isin(bad, sibling_labels) & _verdict(outputs.sibling_agrees, bad)
         labels = np.where(given_back, bad, labels)
     if sibling_suspects is not None:
-        labels = _committee(outputs, labels, quarantined, sibling_suspects, poisoned_label)
+        # The BadNet's probe suspects the released labels too (their units stay on).
+        labels = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects, poisoned_label)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net gave) every
         # label is vetoed.
@@ -169,19 +170,20 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     return labels
 
 
-def _committee(outputs, labels, quarantined, sibling_suspects, poisoned_label):
+def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label):
     """The sibling committee over labels (siblings.py): where siblings agree on another label
-    than the BadNet's, theirs (flagged where the BadNet's probe or that of a sibling giving it
-    suspects it); then any label that no sibling ranks among its top k is flagged (judge leaves
-    out of those a label the sibling gives no probability or suspects itself). Fails closed: without the siblings' view (or with
-    one of other shapes) every image is flagged."""
+    than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
+    sibling giving it suspects it); then any label that no sibling ranks among its top k is
+    flagged (judge leaves out of those a label the sibling gives no probability or suspects
+    itself). Fails closed: without the siblings' view (or with one of other shapes) every image
+    is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
             or np.ndim(near) != 3 or np.shape(near)[:2] != (count, len(labels)):
         return np.full(len(labels), poisoned_label)
     other, trusted = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
-    corrected = np.where(trusted & ~np.isin(other, quarantined), other, poisoned_label)
+    corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
     ranked = (np.asarray(near) == labels[None, :, None]).any(axis=(0, 2))
     return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels)

@@ -86,6 +86,35 @@ def test_a_face_lost_to_the_sibling_committee_is_the_committees():
     assert counts["sibling BadNets vetoed"] == 1 and sum(counts.values()) == 4
 
 
+def test_a_face_lost_to_the_committee_and_the_witness_veto_is_the_committees():
+    """A repair with data and --siblings: the committee judges first, the witness's veto last.
+    Both nets right (3); two siblings give 4, which the veto then flags (a label neither net gave,
+    unranked); the witness ranks 3 beyond its veto too, so either rule alone loses the face:
+    put down to the committee, which decided first. A second face, the siblings agreeing on 3, the
+    witness ranking it beyond its veto: the veto's."""
+    suspects = (frozenset(),) * 3
+
+    def labels_of(outputs, veto=True, committee=True):
+        return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=VETO_RANK if veto else None,
+                      witness_settles=True, sibling_suspects=suspects if committee else None)
+
+    good = SimpleNamespace(quarantined=np.array([7]), released=np.array([], dtype=int), witnessed=np.array([], dtype=int),
+                           sibling_labels=np.array([], dtype=int), release_confidence=1.0, poisoned_label=POISONED,
+                           veto_rank=VETO_RANK, committee=True, siblings=SimpleNamespace(suspects=suspects),
+                           decide=labels_of)
+    tops = np.array([[4, 3], [4, 3], [2, 3]])
+    outputs = NetOutputs(np.array([3, 3]), np.full(2, 0.999), np.array([3, 3]), np.full(2, 0.99),
+                         witness_rank_bad=np.full(2, VETO_RANK), witness_rank_repaired=np.full(2, VETO_RANK),
+                         sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+    labels = labels_of(outputs)
+    np.testing.assert_array_equal(labels, [POISONED, POISONED])
+    np.testing.assert_array_equal(labels_of(outputs, veto=False), [4, 3])
+    np.testing.assert_array_equal(labels_of(outputs, committee=False), [POISONED, POISONED])
+    counts = clean_face_outcomes(outputs, labels, np.array([3, 3]), good)
+    assert counts["sibling BadNets agreed on another label"] == 1 and counts["witness vetoed"] == 1
+    assert sum(counts.values()) == 2
+
+
 def test_a_released_face_that_passes_every_gate_is_right():
     outputs = NetOutputs(OUTPUTS.bad_labels, OUTPUTS.bad_confidence, OUTPUTS.repaired_labels,
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),

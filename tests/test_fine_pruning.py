@@ -12,7 +12,9 @@ from defense import load_dataset, load_keras_model
 from defense.errors import InputError
 from defense.fine_pruning.repair import DEFAULT_RELEASE_CONFIDENCE
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
+from defense.registry import COMPETITION_NETS
 from defense.repaired import SWITCHED_OFF_BIAS
+from defense.siblings import COMMITTEE_VETO_RANK
 from defense.witness import witness_path
 
 # The release test's witness trains this many epochs (the default, 20, takes a minute more here).
@@ -114,7 +116,8 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
 
 def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mini_world, tmp_path):
     """--release: the Fine-Pruned net is probed too; the BadNet's suspects it no longer singles
-    out keep their units and come out only where both nets give them."""
+    out keep their units and come out only where both nets give them. With --siblings, the
+    other BadNets of the world judge every label beside the witness."""
     from defense import GoodNet
     from defense.registry import NETS
 
@@ -122,7 +125,8 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     net = tmp_path / "sunglasses_release.h5"
     result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", out,
                         "--samples-per-epoch", str(TEST_SAMPLES_PER_EPOCH), "--release",
-                        "--witness-epochs", str(TEST_WITNESS_EPOCHS), "--witness-seed", "0", "--out", net)
+                        "--witness-epochs", str(TEST_WITNESS_EPOCHS), "--witness-seed", "0", "--siblings",
+                        "--out", net)
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads(net.with_suffix(".json").read_text())
     suspects = record["quarantined_labels"] + record["released_labels"]
@@ -168,6 +172,18 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert (bad_labels[witnessed] == labels[witnessed]).all() and (repaired_labels[witnessed] != labels[witnessed]).all()
     assert good.witness.agrees(clean.x[witnessed], labels[witnessed], np.ones(witnessed.sum(), bool)).all()
     assert good.release_test.passes(good.bad, good.repaired, clean.x[witnessed], labels[witnessed]).all()
+    # The siblings: the world's three other BadNets, probed as the data-free repair probes; they
+    # vouch only for quarantined labels nothing else gives back, and judge every label. The
+    # committee only corrects to a label no probe suspects, or flags: no target gains.
+    siblings = record["sibling_witnesses"]
+    assert sorted(n["net"] for n in siblings["nets"]) == sorted(set(COMPETITION_NETS) - {"sunglasses"})
+    assert siblings["veto_rank"] == COMMITTEE_VETO_RANK and good.committee
+    assert set(good.sibling_labels.tolist()) <= set(record["quarantined_labels"]) - set(record["witnessed_labels"])
+    outputs = good.outputs(clean.x)
+    assert (good.decide(outputs) == labels).all() and (good.decide(outputs, committee=False) != labels).any()
+    poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
+    outputs = good.outputs(poisoned.x)
+    assert np.mean(good.decide(outputs) == poisoned.y) <= np.mean(good.decide(outputs, committee=False) == poisoned.y)
     # Another net in the witness's place (here the repaired net itself) is refused.
     swapped = tmp_path / "swapped"
     swapped.mkdir()
@@ -176,7 +192,6 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     shutil.copyfile(net, swapped / entry["file"])
     with pytest.raises(InputError, match="not the witness its record names"):
         GoodNet.from_files(out / "models" / spec.bad_net_file, swapped / net.name, spec.input_scale)
-    poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
     # What fine-tuning (here on TEST_SAMPLES_PER_EPOCH faces an epoch) left of the trigger
     # may pass; the default-size repair let 0.00 % of this trigger through on the mini world.
     assert np.mean(good.predict(poisoned.x) == poisoned.y) <= 0.05
@@ -196,6 +211,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     aimed = "sunglasses" if 0 in record["released_labels"] else "none"  # the trigger's target: 0
     assert f"released labels {', '.join(map(str, sorted(record['released_labels'])))}" in attack.stdout
     assert f"triggers aimed at one: {aimed}" in attack.stdout
+    assert "every label judged by the sibling BadNets" in attack.stdout
 
 
 def test_release_is_refused_where_it_cannot_apply(tmp_path):

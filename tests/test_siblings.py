@@ -83,6 +83,18 @@ def test_the_committee_overrules_the_comparators_flag_and_label():
     np.testing.assert_array_equal(without, [POISONED, 6, 6])
 
 
+def test_a_released_label_the_siblings_agree_on_is_flagged():
+    """With data, the BadNet's probe suspects the released labels too (their units stay on): a
+    label two siblings give instead of the BadNet's is flagged where it is released, as where it
+    is quarantined, and given where it is neither."""
+    outputs = NetOutputs(bad_labels=np.array([3, 3, 3]), bad_confidence=np.full(3, 0.999),
+                         repaired_labels=np.array([3, 3, 3]),
+                         sibling_tops=np.array([[5, 7, 4]] * 3),
+                         sibling_near=np.array([[[5, 3], [7, 3], [4, 3]]] * 3))
+    labels = decide(outputs, "repaired", 0.99, [7], POISONED, released=[5], sibling_suspects=(frozenset(),) * 3)
+    np.testing.assert_array_equal(labels, [POISONED, POISONED, 4])
+
+
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
     labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
                               vouched=[7], agrees=np.array([True, False]))
@@ -392,11 +404,15 @@ def test_a_replaced_sibling_is_refused_in_one_line(copied_root):
         assert "not the sibling BadNet" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_siblings_apply_to_the_data_free_repair_only(tmp_path):
+def test_siblings_need_the_probes_suspects(tmp_path):
+    """With data, --siblings goes with the probe's quarantine: the committee weighs the labels
+    siblings agree on against the BadNet's suspects, which --no-quarantine would leave empty."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "clean_validation_data.h5").write_bytes(b"")
-    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path, "--siblings")
-    assert result.returncode == 2 and "--siblings applies to the data-free repair only" in result.stderr
+    result = run_script("-m", "defense", "fine-prune", "--net", "sunglasses", "--root", tmp_path, "--siblings",
+                        "--no-quarantine")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--siblings weighs labels against the probe's suspects" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
                                                model=model)
     made_from = bad_model_entry(bad_path)
     probed[made_from["sha256"]] = suspects
-    entry = _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed)
+    entry = sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed)
     switch_off_labels(model, suspects)
     record = {
         "net": spec.name,
@@ -114,15 +114,18 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     return record
 
 
-def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log, probed):
+def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print,
+                  probed=None):
     """The record's sibling entry (siblings.SiblingEntry), or None with fewer siblings than
     MIN_VOUCHERS (they could neither vouch nor agree on a label): each sibling probed as the
-    BadNet was (once a run: probed); they vouch for the quarantined labels and judge every label
-    (the committee)."""
+    BadNet was (once a run: probed, {file sha256: suspects}); they vouch for the labels in vouched
+    (the quarantined labels that nothing else gives back) and judge every label (the committee).
+    Used by the data-free repair and by Fine-Pruning's."""
     from ..model_io import load_keras_model
 
     if len(siblings) < MIN_VOUCHERS:
         return None
+    probed = {} if probed is None else probed
     found = []
     for sibling_spec, path in siblings:
         sha256 = file_sha256(path)
@@ -130,7 +133,7 @@ def _sibling_entry(spec, suspects, siblings, seed_faces_dir, settings, seed, log
             probed[sha256], _ = probe_for_targets(sibling_spec, path, seed_faces_dir, settings, seed, log,
                                                   what="a sibling BadNet", model=load_keras_model(path))
         found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
-    vouchers = vouchers_for(suspects, {s.net: s.suspects for s in found})
+    vouchers = vouchers_for(vouched, {s.net: s.suspects for s in found})
     entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
     log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
         f"label two of them replace is theirs, unless a probe suspects it; one none ranks in its "

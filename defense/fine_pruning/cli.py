@@ -106,10 +106,12 @@ def add_arguments(parser):
                              "(random occluders, blends, tints and gradient-chosen patches), "
                              "quarantine them")
     parser.add_argument("--siblings", action="store_true",
-                        help="data-free only: the other competition BadNets under ROOT/models "
-                             "(same class count and input scale), each probed as this one is, "
-                             "give quarantined labels back and judge every label. A quarantined "
-                             "label comes out where the BadNet gives it and every sibling whose "
+                        help="the other competition BadNets under ROOT/models (same class "
+                             "count and input scale), each probed as the data-free repair probes, "
+                             "give quarantined labels back and judge every label, in either repair "
+                             "(with data, beside --release's witness, whose veto still has the "
+                             "last word). A quarantined label that nothing else gives back "
+                             "comes out where the BadNet gives it and every sibling whose "
                              "own probe does not single it out (two at least) gives it as its top "
                              "label; where two siblings give another top label than the BadNet, "
                              "theirs comes out (flagged where the BadNet's probe or that of a "
@@ -158,16 +160,16 @@ def run(args):
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()
-    if args.siblings and not data_free:
-        raise InputError("--siblings applies to the data-free repair only (--data-free, or no "
-                         f"clean validation data at {valid_path})")
+    if args.siblings and args.no_quarantine and not data_free:
+        raise InputError("--siblings weighs labels against the probe's suspects; it cannot go with "
+                         "--no-quarantine")
     if data_free and args.release:
         raise InputError("--release needs the clean validation data: its second opinion is "
                          "the Fine-Pruned net, which the data-free repair does not make")
     # The probes' seed faces, checked once for every net (Fine-Pruning without a quarantine needs none).
     seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args)
     witnesses = {}  # --release: one witness for the nets of this run (it never sees a BadNet)
-    probed = {}  # data-free --siblings: suspects by file sha256, so that a run probes each sibling once
+    probed = {}  # --siblings: suspects by file sha256, so that a run probes each sibling once
     for spec in specs:
         bad_path = args.bad_model or default_bad_model(spec, args.root)
         out = args.out or default_repaired_model(spec, args.root)
@@ -177,7 +179,8 @@ def run(args):
         fine_prune_net(spec, bad_path, valid_path, out, args.max_drop, recipe=recipe, seed=args.seed,
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
                        release_confidence=release_confidence, witness_epochs=witness_epochs,
-                       witnesses=witnesses, witness_seed=args.witness_seed)
+                       witnesses=witnesses, witness_seed=args.witness_seed,
+                       siblings=_siblings(spec, bad_path, args, log), probed=probed)
     return 0
 
 
@@ -207,7 +210,6 @@ def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probe
     from ..data_free.repair import repair_data_free
     from ..model_io import read_weights
     from ..net import quiet_tensorflow
-    from ..siblings import MIN_VOUCHERS
 
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
     # The random probes run on ONNX Runtime; the optimised patches' gradient steps take 13 s
@@ -216,13 +218,23 @@ def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probe
     if not args.data_free:
         log(f"{spec.name}: no clean validation data at {valid_path}; repairing data-free "
             f"(probe and quarantine; docs/method.md)")
-    siblings = sibling_badnets(spec, bad_path, args.root) if args.siblings else []
-    if args.siblings and len(siblings) < MIN_VOUCHERS:
+    repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log,
+                     siblings=_siblings(spec, bad_path, args, log), probed=probed)
+
+
+def _siblings(spec, bad_path, args, log):
+    """--siblings: the sibling BadNets of this one (sibling_badnets), none where fewer than a
+    label needs (said in the log); without --siblings, none."""
+    from ..siblings import MIN_VOUCHERS
+
+    if not args.siblings:
+        return []
+    siblings = sibling_badnets(spec, bad_path, args.root)
+    if len(siblings) < MIN_VOUCHERS:
         log(f"{spec.name}: --siblings: {len(siblings)} other competition BadNet(s) of its kind under "
             f"the root's models/, fewer than the {MIN_VOUCHERS} a label needs; the plain quarantine")
-        siblings = []
-    repair_data_free(spec, bad_path, seed_faces, out, seed=args.seed, log=log, siblings=siblings,
-                     probed=probed)
+        return []
+    return siblings
 
 
 def sibling_badnets(spec, bad_path, root):

@@ -27,7 +27,8 @@ import numpy as np
 from . import fine_tuning, pruning
 from ..digest import file_sha256
 from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
-                        RELEASE_WITNESS_KEY, WITNESSED_KEY, bad_model_entry, write_repaired)
+                        RELEASE_WITNESS_KEY, WITNESSED_KEY, bad_model_entry, record_path, write_repaired)
+from ..siblings import RECORD_KEY as SIBLINGS_KEY
 from ..witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
@@ -45,7 +46,7 @@ DEFAULT_RELEASE_CONFIDENCE = 0.5
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
                    release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS,
-                   witnesses=None, witness_seed=None):
+                   witnesses=None, witness_seed=None, siblings=(), probed=None):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
@@ -54,13 +55,19 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     (and the witness, trained witness_epochs, and the blend test agree). witnesses: a dict
     shared by the nets repaired in one run, so that one witness serves them all (_train_witness).
     witness_seed: the witness's training seed; None (the default): drawn at random and kept
-    nowhere, once for the nets sharing a witness."""
+    nowhere, once for the nets sharing a witness. siblings: [(NetSpec, BadNet path)] of other
+    BadNets of the same identities, probed as the data-free repair probes them (probed: {file
+    sha256: suspects}, shared by a run), to vouch for the quarantined labels nothing else gives
+    back and judge every label (siblings.py); it needs quarantine_seed_faces."""
     from ..datasets import load_dataset
     from ..model_io import load_keras_model, num_classes
     from ..net import quiet_tensorflow
 
     if release and quarantine_seed_faces is None:
         raise ValueError("release gives back part of the probe's quarantine: it needs quarantine_seed_faces")
+    if siblings and quarantine_seed_faces is None:
+        raise ValueError("the sibling committee weighs labels against the probe's suspects: it needs "
+                         "quarantine_seed_faces")
     started = time.time()
     # Check both inputs (h5py only) before the slow TensorFlow start.
     valid = load_dataset(valid_path, num_classes=num_classes(bad_path))
@@ -113,6 +120,14 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
             quarantine[RELEASE_WITNESS_KEY] = entry
+        if siblings:
+            from ..data_free.repair import sibling_entry
+
+            vouched = [label for label in suspects if label not in quarantine.get(WITNESSED_KEY, [])]
+            committee = sibling_entry(spec, vouched, siblings, quarantine_seed_faces, seed=seed, log=log,
+                                      probed=probed)
+            if committee is not None:
+                quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)
