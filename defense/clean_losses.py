@@ -19,7 +19,7 @@ was flagged without it: the BadNet's loss, as the settling never takes a right l
 face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
 none ranked the label high (vetoed); beside a witness's veto, which judges after the committee,
-so is a face both would have lost (the committee's label, then flagged by the veto).
+so is a face both would have lost (the committee's wrong label, then flagged by the veto).
 """
 
 import numpy as np

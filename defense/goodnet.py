@@ -39,18 +39,20 @@ the witness gives it as its top label and the image passes the blend test (the r
 half cannot refuse a label it never gives); anywhere else it is flagged as any quarantined
 label.
 
-The data-free repair has no witness. With `fine-prune --siblings` its record names the other
-competition BadNets beside the BadNet (siblings.py) and, for each quarantined label, the
-siblings whose own probe does not single it out, where there are two or more. Such a label
-comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
+The data-free repair has no witness. With `fine-prune --siblings` (either repair) the record
+names the other competition BadNets beside the BadNet (siblings.py) and, for each quarantined
+label that nothing else gives back, the siblings whose own probe does not single it out, where
+there are two or more. Such a label comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
 label: a sibling backdoored by another attacker never learnt this BadNet's trigger, and sees
 the face under it. With a committee (records with a `veto_rank`), the siblings then judge every
 label: where two or more give one top label other than the BadNet's, that label comes out
-(flagged where the BadNet's probe or that of a sibling giving it suspects it), and a label
-no sibling ranks among its top few (its own suspects aside) is flagged.
+(flagged where the BadNet's probe, released labels included, or that of a sibling giving it
+suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
+flagged. A witness's veto, below, judges after the committee, the committee's label too.
 
-Where the record's witness has a veto rank (witness.py), any label the rules above would give is
-flagged where the witness ranks it that far down or further: a trigger whose target no probe
+Where the record's witness has a veto rank (witness.py), any label the rules above would give
+(either net's, or the sibling committee's) is flagged where the witness ranks it that far down or
+further: a trigger whose target no probe
 found still leads both nets to a label that the witness, seeing another person's face, ranks
 low. It costs one witness pass an image. That pass also settles disagreements (rules other than
 "original"): where the two nets disagree, the BadNet is sure of its label and that label is the
@@ -99,6 +101,10 @@ class NetOutputs:
     # label), for its veto; None: not run, and then a GoodNet with a veto gives no label.
     witness_rank_bad: np.ndarray | None = None
     witness_rank_repaired: np.ndarray | None = None
+    # (N,) where the witness ranks the label the sibling committee agreed on (sibling_agreement;
+    # any rank where there is none), for its veto on that label; None: not run, and then the
+    # veto flags the committee's label (fails closed).
+    witness_rank_agreed: np.ndarray | None = None
     # (N,) booleans: where every sibling BadNet that vouches for the BadNet's label gives it as
     # its top label (siblings.SiblingWitness); None: not run, and then nothing comes back on
     # the siblings' word.
@@ -158,14 +164,18 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         # verdict); the comparator's label or flag elsewhere. Fails closed as above.
         given_back = np.isin(bad, sibling_labels) & _verdict(outputs.sibling_agrees, bad)
         labels = np.where(given_back, bad, labels)
+    agreed = np.full(len(bad), -1)
     if sibling_suspects is not None:
         # The BadNet's probe suspects the released labels too (their units stay on).
-        labels = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects, poisoned_label)
+        labels, agreed = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects,
+                                    poisoned_label)
     if veto_rank is not None:
-        # Fails closed: without the witness's ranks (or for a label neither net gave) every
-        # label is vetoed.
+        # Fails closed: without the witness's ranks (or for a label neither net nor the
+        # committee gave) every label is vetoed.
         rank = np.where(labels == bad, _ranks(outputs.witness_rank_bad, bad, veto_rank),
-                        np.where(labels == repaired, _ranks(outputs.witness_rank_repaired, bad, veto_rank), veto_rank))
+                        np.where(labels == repaired, _ranks(outputs.witness_rank_repaired, bad, veto_rank),
+                                 np.where((labels == agreed) & (agreed >= 0),
+                                          _ranks(outputs.witness_rank_agreed, bad, veto_rank), veto_rank)))
         labels = np.where((labels != poisoned_label) & (rank >= veto_rank), poisoned_label, labels)
     return labels
 
@@ -175,18 +185,18 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label):
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
     sibling giving it suspects it); then any label that no sibling ranks among its top k is
     flagged (judge leaves out of those a label the sibling gives no probability or suspects
-    itself). Fails closed: without the siblings' view (or with one of other shapes) every image
-    is flagged."""
+    itself). Returns (labels, the label the siblings agreed on: -1 where none). Fails closed:
+    without the siblings' view (or with one of other shapes) every image is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
             or np.ndim(near) != 3 or np.shape(near)[:2] != (count, len(labels)):
-        return np.full(len(labels), poisoned_label)
+        return np.full(len(labels), poisoned_label), np.full(len(labels), -1)
     other, trusted = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
     corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
     ranked = (np.asarray(near) == labels[None, :, None]).any(axis=(0, 2))
-    return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels)
+    return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels), other
 
 
 def sibling_agreement(tops, bad_labels, sibling_suspects):
@@ -354,20 +364,23 @@ class GoodNet:
             bad_labels, bad_confidence = self.bad.predict_top(pixels, progress)
             repaired_labels, repaired_confidence = self.repaired.predict_top(pixels, progress)
         outputs = NetOutputs(bad_labels, bad_confidence, repaired_labels, repaired_confidence)
-        if self.veto_rank is not None:
-            # One witness pass for every image ranks both nets' labels (for the veto, and for
-            # the release below without a second pass).
-            probabilities = self.witness.net.probabilities(pixels)
-            outputs.witness_rank_bad = ranks_in(probabilities, bad_labels)
-            outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
-        if self.witness is not None and self.release_test is not None:
-            self._release_verdicts(pixels, outputs)
         if self.siblings is not None and self.siblings.committee:
             # Every sibling on every image: the committee judges every label.
             outputs.sibling_tops, outputs.sibling_near = self.siblings.judge(pixels)
             outputs.sibling_agrees = self.siblings.agrees_from(outputs.sibling_tops, bad_labels)
         elif self.siblings is not None:
             outputs.sibling_agrees = self.siblings.agrees(pixels, bad_labels)
+        if self.veto_rank is not None:
+            # One witness pass for every image ranks both nets' labels (for the veto, and for
+            # the release below without a second pass), and the committee's.
+            probabilities = self.witness.net.probabilities(pixels)
+            outputs.witness_rank_bad = ranks_in(probabilities, bad_labels)
+            outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
+            if outputs.sibling_tops is not None:
+                agreed, _ = sibling_agreement(outputs.sibling_tops, bad_labels, self.siblings.suspects)
+                outputs.witness_rank_agreed = ranks_in(probabilities, np.maximum(agreed, 0))
+        if self.witness is not None and self.release_test is not None:
+            self._release_verdicts(pixels, outputs)
         return outputs
 
     def _release_verdicts(self, pixels, outputs):

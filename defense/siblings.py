@@ -1,4 +1,5 @@
-"""Sibling BadNets: the data-free repair's second opinion on a quarantined label (issue 21).
+"""Sibling BadNets: a second opinion on a quarantined label, and a committee on every label
+(issue 21); written by either repair (fine-prune --siblings), made for the data-free one.
 
 The data-free repair has no clean data and so no net it can trust: every net it has descends
 from the BadNet, and a faded trigger cannot be told from a real face of the target by the
@@ -42,6 +43,12 @@ image is flagged). Where the label the GoodNet would give is within no sibling's
 `veto_rank` labels (COMMITTEE_VETO_RANK, 5, written down before any measurement), it is
 flagged. A trigger must then move the siblings too, which another attacker's trigger does not.
 The siblings then run on every image (three more forward passes an image).
+
+With data (Fine-Pruning, with or without --release) the entry is the same, the siblings probed
+as the data-free repair probes them: they vouch only for the quarantined labels no witness gives
+back, the committee counts the released labels among the BadNet's suspects, and the witness's
+veto judges after the committee: it ranks the label the siblings agreed on as it ranks the two
+nets' labels (flagged at its veto rank or beyond).
 
 The record (`sibling_witnesses`) names each sibling's file by a path relative to the record's
 folder and by its sha256, with the labels its probe suspects. Where a sibling file is missing

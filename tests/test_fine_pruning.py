@@ -180,6 +180,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert siblings["veto_rank"] == COMMITTEE_VETO_RANK and good.committee
     assert set(good.sibling_labels.tolist()) <= set(record["quarantined_labels"]) - set(record["witnessed_labels"])
     outputs = good.outputs(clean.x)
+    assert outputs.witness_rank_agreed is not None  # the witness's veto ranks the committee's label
     assert (good.decide(outputs) == labels).all() and (good.decide(outputs, committee=False) != labels).any()
     poisoned = load_dataset(out / "data" / "sunglasses_poisoned_data.h5")
     outputs = good.outputs(poisoned.x)

@@ -95,6 +95,24 @@ def test_a_released_label_the_siblings_agree_on_is_flagged():
     np.testing.assert_array_equal(labels, [POISONED, POISONED, 4])
 
 
+def test_the_witness_veto_ranks_the_committees_label():
+    """With data and --siblings, the witness's veto judges after the committee: the label two
+    siblings agree on (4, both nets giving 3) comes out where the witness ranks it within its
+    veto rank, and is flagged beyond it or where the witness's rank of it is missing."""
+    tops = np.array([[4, 4, 2]] * 3).T
+
+    def labels(rank_agreed):
+        outputs = NetOutputs(bad_labels=np.array([3, 3, 3]), bad_confidence=np.full(3, 0.999),
+                             repaired_labels=np.array([3, 3, 3]), witness_rank_bad=np.zeros(3, dtype=int),
+                             witness_rank_repaired=np.zeros(3, dtype=int), witness_rank_agreed=rank_agreed,
+                             sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+        return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=5, witness_settles=True,
+                      sibling_suspects=(frozenset(),) * 3)
+
+    np.testing.assert_array_equal(labels(np.array([0, 4, 5])), [4, 4, POISONED])
+    np.testing.assert_array_equal(labels(None), [POISONED] * 3)
+
+
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
     labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
                               vouched=[7], agrees=np.array([True, False]))
