@@ -60,7 +60,8 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     agreed = np.zeros(len(truth), dtype=bool)
     if getattr(good, "committee", False):
         # The committee's loss: right without it (and without the veto, which comes after it and
-        # only flags), whatever the BadNet gave, where the veto alone did not lose it.
+        # only flags), whatever the BadNet gave, unless the veto alone lost it with the committee's
+        # right label (vetoed); a face both would lose is the committee's, which decided first.
         overruled = ~right & ~vetoed & (good.decide(outputs, veto=False, committee=False) == truth)
         if outputs.sibling_tops is not None:
             agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0

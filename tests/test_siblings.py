@@ -110,7 +110,29 @@ def test_the_witness_veto_ranks_the_committees_label():
                       sibling_suspects=(frozenset(),) * 3)
 
     np.testing.assert_array_equal(labels(np.array([0, 4, 5])), [4, 4, POISONED])
-    np.testing.assert_array_equal(labels(None), [POISONED] * 3)
+    # Missing, of another length or negative: flagged (fails closed).
+    for rank_agreed in (None, np.array([0, 0]), np.array([-1, -1, -1])):
+        np.testing.assert_array_equal(labels(rank_agreed), [POISONED] * 3)
+
+
+def test_the_witness_rank_of_an_agreed_label_moves_nothing_else():
+    """Where the siblings agree on no other label (the BadNet's label stands) the rank of the
+    agreed label is not read, and without the committee it is never read; where the agreed label
+    is the repaired net's, its rank is the repaired net's label's."""
+    def labels(tops, repaired, committee=True):
+        tops = np.array(tops).T
+        outputs = NetOutputs(bad_labels=np.array([3, 3]), bad_confidence=np.full(2, 0.5),
+                             repaired_labels=np.array(repaired), witness_rank_bad=np.array([0, 0]),
+                             witness_rank_repaired=np.array([9, 0]), witness_rank_agreed=np.array([9, 9]),
+                             sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+        return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=5, witness_settles=True,
+                      sibling_suspects=(frozenset(),) * 3 if committee else None)
+
+    np.testing.assert_array_equal(labels([(3, 3, 2), (3, 3, 2)], [3, 3]), [3, 3])
+    np.testing.assert_array_equal(labels([(3, 3, 2), (3, 3, 2)], [3, 3], committee=False), [3, 3])
+    # The unsure BadNet's disagreement gives the repaired net's 4 (rule "repaired"); two siblings
+    # agree on 4 too: the witness ranks 4 ninth for the first image (vetoed), first for the second.
+    np.testing.assert_array_equal(labels([(4, 4, 2), (4, 4, 2)], [4, 4]), [POISONED, 4])
 
 
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
