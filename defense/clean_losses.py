@@ -14,9 +14,9 @@ refused it: the witness, or the blend test it then met; so is the face of an ide
 sibling BadNets vouch for (siblings.py) where one of them gave another label. A face the
 GoodNet would have got right but for the witness's veto is the veto's loss, whatever the BadNet
 gave; one the veto flagged that the GoodNet would have got wrong anyway stays with the rule that
-lost it first (a disagreement, say, counted flagged). A face the witness settled for a sure BadNet's wrong label
-was flagged without it: the BadNet's loss, as the settling never takes a right label away. A
-face the GoodNet would have got right but for the sibling committee (siblings.py) is the
+lost it first (a disagreement, say, counted flagged). A face the witness settled for a sure
+BadNet's wrong label was flagged without it: the BadNet's loss, as the settling never takes a
+right label away. A face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
 none ranked the label high (vetoed); beside a witness's veto, which judges after the committee,
 so is a face both would have lost (the committee's wrong label, then flagged by the veto).

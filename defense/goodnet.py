@@ -42,19 +42,19 @@ label.
 The data-free repair has no witness. With `fine-prune --siblings` (either repair) the record
 names the other competition BadNets beside the BadNet (siblings.py) and, for each quarantined
 label that nothing else gives back, the siblings whose own probe does not single it out, where
-there are two or more. Such a label comes out where the BadNet gives it and every sibling that vouches for it gives it as its top
-label: a sibling backdoored by another attacker never learnt this BadNet's trigger, and sees
-the face under it. With a committee (records with a `veto_rank`), the siblings then judge every
-label: where two or more give one top label other than the BadNet's, that label comes out
+there are two or more. Such a label comes out where the BadNet gives it and every sibling that
+vouches for it gives it as its top label: a sibling backdoored by another attacker never learnt
+this BadNet's trigger, and sees the face under it. With a committee (records with a
+`veto_rank`), the siblings then judge every label: where two or more give one top label other
+than the BadNet's, that label comes out
 (flagged where the BadNet's probe, released labels included, or that of a sibling giving it
 suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
 flagged. A witness's veto, below, judges after the committee, the committee's label too.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give
 (either net's, or the sibling committee's) is flagged where the witness ranks it that far down or
-further: a trigger whose target no probe
-found still leads both nets to a label that the witness, seeing another person's face, ranks
-low. It costs one witness pass an image. That pass also settles disagreements (rules other than
+further: a trigger whose target no probe found still leads both nets to a label that the
+witness, seeing another person's face, ranks low. It costs one witness pass an image. That pass also settles disagreements (rules other than
 "original"): where the two nets disagree, the BadNet is sure of its label and that label is the
 witness's top label, a label no probe suspected, the BadNet's label comes out instead of the
 flag. A clean face the Fine-Pruned net gets wrong is most often one the witness gets right; a
@@ -172,10 +172,10 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net nor the
         # committee gave) every label is vetoed.
-        rank = np.where(labels == bad, _ranks(outputs.witness_rank_bad, bad, veto_rank),
-                        np.where(labels == repaired, _ranks(outputs.witness_rank_repaired, bad, veto_rank),
-                                 np.where((labels == agreed) & (agreed >= 0),
-                                          _ranks(outputs.witness_rank_agreed, bad, veto_rank), veto_rank)))
+        rank = np.select([labels == bad, labels == repaired, (labels == agreed) & (agreed >= 0)],
+                         [_ranks(outputs.witness_rank_bad, bad, veto_rank),
+                          _ranks(outputs.witness_rank_repaired, bad, veto_rank),
+                          _ranks(outputs.witness_rank_agreed, bad, veto_rank)], default=veto_rank)
         labels = np.where((labels != poisoned_label) & (rank >= veto_rank), poisoned_label, labels)
     return labels
 

@@ -22,7 +22,7 @@ from .repair import DEFAULT_MAX_DROP, DEFAULT_RELEASE_CONFIDENCE, fine_prune_net
 from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from ..registry import NETS, get_net
-from ..siblings import COMMITTEE_VETO_RANK
+from ..siblings import COMMITTEE_VETO_RANK, MIN_VOUCHERS
 from ..witness import WITNESS_EPOCHS
 
 VALIDATION_FILE = "clean_validation_data.h5"
@@ -116,8 +116,8 @@ def add_arguments(parser):
                              "label; where two siblings give another top label than the BadNet, "
                              "theirs comes out (flagged where the BadNet's probe, released labels "
                              "included, or that of a sibling giving it suspects it); a label none "
-                             "of them ranks in its "
-                             f"top {COMMITTEE_VETO_RANK} (its own suspects aside) is flagged (this "
+                             f"of them ranks in its top {COMMITTEE_VETO_RANK} (its own suspects "
+                             "aside) is flagged (this "
                              "stops backdoors with no single target). Assumes the siblings were "
                              "not backdoored by the same attacker: one who hides the same trigger "
                              "and target in them, too weakly for their probes, gets it through "
@@ -226,8 +226,6 @@ def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probe
 def _siblings(spec, bad_path, args, log):
     """--siblings: the sibling BadNets of this one (sibling_badnets), none where fewer than a
     label needs (said in the log); without --siblings, none."""
-    from ..siblings import MIN_VOUCHERS
-
     if not args.siblings:
         return []
     siblings = sibling_badnets(spec, bad_path, args.root)
