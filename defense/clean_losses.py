@@ -18,8 +18,11 @@ lost it first (a disagreement, say, counted flagged). A face the witness settled
 BadNet's wrong label was flagged without it: the BadNet's loss, as the settling never takes a
 right label away. A face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
-none ranked the label high (vetoed); beside a witness's veto, which judges after the committee,
-so is a face both would have lost (the committee's wrong label, then flagged by the veto).
+none ranked the label high (vetoed; with a witness, a label every sibling suspects and the
+witness does not give as its top label too), or two gave the BadNet's wrong label where the nets
+disagree (the siblings settled it, against the repaired net's right label); beside a witness's
+veto, which judges after the committee, so is a face both would have lost (the committee's wrong
+label, then flagged by the veto).
 """
 
 import numpy as np
@@ -41,6 +44,7 @@ OUTCOMES = (
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
     "sibling BadNets agreed on another label",  # right but for two siblings agreeing on another (given or flagged)
     "sibling BadNets vetoed",  # right but for the committee's veto (no sibling ranks it high)
+    "sibling BadNets confirmed the BadNet's wrong label",  # the repaired net right, two siblings gave the BadNet's label
 )
 
 
@@ -65,6 +69,8 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         overruled = ~right & ~vetoed & (good.decide(outputs, veto=False, committee=False) == truth)
         if outputs.sibling_tops is not None:
             agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0
+    # The siblings settled a disagreement for the BadNet's label (goodnet.decide), a wrong one.
+    confirmed_wrong = overruled & (good_labels == bad) & (bad != truth)
     bad_wrong = ~right & (bad != truth) & ~vetoed & ~overruled
     lost = ~right & (bad == truth) & ~vetoed & ~overruled
     quarantined = lost & np.isin(truth, good.quarantined)
@@ -93,7 +99,8 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         "nets disagree, repaired net's label": disagree & ~flagged,
         "witness vetoed": vetoed,
         "sibling BadNets agreed on another label": overruled & agreed,
-        "sibling BadNets vetoed": overruled & ~agreed,
+        "sibling BadNets vetoed": overruled & ~agreed & ~confirmed_wrong,
+        "sibling BadNets confirmed the BadNet's wrong label": overruled & ~agreed & confirmed_wrong,
     }
     if not np.all(sum(mask.astype(int) for mask in masks.values()) == 1):
         # The masks are disjoint: a face in none was lost to a rule this module does not know.

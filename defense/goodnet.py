@@ -49,7 +49,13 @@ this BadNet's trigger, and sees the face under it. With a committee (records wit
 than the BadNet's, that label comes out
 (flagged where the BadNet's probe, released labels included, or that of a sibling giving it
 suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
-flagged. A witness's veto, below, judges after the committee, the committee's label too.
+flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
+stands where it is the witness's top label, as a witnessed label, and is flagged elsewhere;
+without, it is flagged. Where the two nets disagree (rules other than "original") and two or
+more siblings whose probes do not suspect the BadNet's label give it as their top label, and
+the BadNet's probe does not suspect it either, it comes out instead of the flag or the repaired net's label
+(the siblings settle it). A witness's veto, below, judges after the committee, the committee's
+label too.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give
 (either net's, or the sibling committee's) is flagged where the witness ranks it that far down or
@@ -143,6 +149,13 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
             # settled.
             settled = disagree & sure & (_ranks(outputs.witness_rank_bad, bad, 1) == 0)
             labels = np.where(settled, bad, labels)
+        if sibling_suspects is not None:
+            # The siblings settle a disagreement too: where two or more that do not suspect the
+            # BadNet's label give it as their top label, and the BadNet's probe does not suspect
+            # it, it comes out (a trigger would have to move the siblings as well). The BadNet sure or not: the
+            # siblings see the face, not the BadNet's confidence. The witness's veto still judges.
+            confirmed = sibling_confirmation(outputs, sibling_suspects) & ~np.isin(bad, np.union1d(quarantined, released))
+            labels = np.where(disagree & confirmed, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
     # only a repaired net whose units were not switched off can give it.
@@ -166,27 +179,39 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         labels = np.where(given_back, bad, labels)
     agreed = np.full(len(bad), -1)
     if sibling_suspects is not None:
-        # The BadNet's probe suspects the released labels too (their units stay on).
+        # The BadNet's probe suspects the released labels too (their units stay on). With a
+        # witness, a label every sibling suspects is its to judge (_committee).
         labels, agreed = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects,
-                                    poisoned_label)
+                                    poisoned_label, witness_ranks=veto_rank is not None)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net nor the
         # committee gave) every label is vetoed.
-        rank = np.select([labels == bad, labels == repaired, (labels == agreed) & (agreed >= 0)],
-                         [_ranks(outputs.witness_rank_bad, bad, veto_rank),
-                          _ranks(outputs.witness_rank_repaired, bad, veto_rank),
-                          _ranks(outputs.witness_rank_agreed, bad, veto_rank)], default=veto_rank)
+        rank = _witness_rank(outputs, labels, agreed, veto_rank)
         labels = np.where((labels != poisoned_label) & (rank >= veto_rank), poisoned_label, labels)
     return labels
 
 
-def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label):
+def _witness_rank(outputs, labels, agreed, fallback):
+    """(N,) where the witness ranks each of labels: the BadNet's, the repaired net's or the
+    committee's agreed label (its pass ranked those three); fallback for any other label and
+    where the ranks are missing or malformed (_ranks)."""
+    bad, repaired = outputs.bad_labels, outputs.repaired_labels
+    return np.select([labels == bad, labels == repaired, (labels == agreed) & (agreed >= 0)],
+                     [_ranks(outputs.witness_rank_bad, bad, fallback),
+                      _ranks(outputs.witness_rank_repaired, bad, fallback),
+                      _ranks(outputs.witness_rank_agreed, bad, fallback)], default=fallback)
+
+
+def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, witness_ranks=False):
     """The sibling committee over labels (siblings.py): where siblings agree on another label
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
     sibling giving it suspects it); then any label that no sibling ranks among its top k is
     flagged (judge leaves out of those a label the sibling gives no probability or suspects
-    itself). Returns (labels, the label the siblings agreed on: -1 where none). Fails closed:
-    without the siblings' view (or with one of other shapes) every image is flagged."""
+    itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
+    repair with data) it stands where it is the witness's top label, as a witnessed label does,
+    and is flagged elsewhere; without, it is flagged. Returns (labels, the label the siblings
+    agreed on: -1 where none). Fails closed: without the siblings' view (or with one of other
+    shapes) every image is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
@@ -196,7 +221,24 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label):
     corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
     ranked = (np.asarray(near) == labels[None, :, None]).any(axis=(0, 2))
+    if witness_ranks and count:
+        suspected_by_all = frozenset.intersection(*map(frozenset, sibling_suspects))
+        witness_top = _witness_rank(outputs, labels, other, 1) == 0
+        ranked |= np.isin(labels, _label_array(suspected_by_all)) & witness_top
     return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels), other
+
+
+def sibling_confirmation(outputs, sibling_suspects):
+    """(N,) where MIN_VOUCHERS siblings or more whose own probes do not suspect the BadNet's
+    label give it as their top label (a sibling that suspects it may obey a trigger of its own
+    for it: its word is not counted, for or against); False everywhere without the siblings' top
+    labels (or with them of another shape)."""
+    tops, bad = outputs.sibling_tops, np.asarray(outputs.bad_labels)
+    if tops is None or np.shape(tops) != (len(sibling_suspects), len(bad)):
+        return np.zeros(len(bad), dtype=bool)
+    givers = np.asarray(tops) == bad[None, :]
+    suspected = np.stack([np.isin(bad, list(suspects)) for suspects in sibling_suspects])
+    return (givers & ~suspected).sum(axis=0) >= MIN_VOUCHERS
 
 
 def sibling_agreement(tops, bad_labels, sibling_suspects):

@@ -52,7 +52,8 @@ OUTPUTS = NetOutputs(bad_labels=np.array([3, 1, 7, 8, 8, 5, 5, 5, 4, 2, 3, 9]),
                      sibling_agrees=np.array([True] * 11 + [False]))
 
 
-COMMITTEE_OUTCOMES = ("sibling BadNets agreed on another label", "sibling BadNets vetoed")
+COMMITTEE_OUTCOMES = ("sibling BadNets agreed on another label", "sibling BadNets vetoed",
+                      "sibling BadNets confirmed the BadNet's wrong label")
 
 
 def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
@@ -60,6 +61,15 @@ def test_each_lost_face_is_put_down_to_the_rule_that_cost_it():
     assert list(counts) == list(OUTCOMES)
     # This GoodNet has no sibling committee (below).
     assert counts == {outcome: 0 if outcome in COMMITTEE_OUTCOMES else 1 for outcome in OUTCOMES}
+
+
+def committee_good_net(labels_of, suspects, veto_rank=None):
+    """What clean_face_outcomes reads of a GoodNet with a sibling committee (label 7 quarantined),
+    its labels decided by labels_of(outputs, veto, committee)."""
+    return SimpleNamespace(quarantined=np.array([7]), released=np.array([], dtype=int), witnessed=np.array([], dtype=int),
+                           sibling_labels=np.array([], dtype=int), release_confidence=1.0, poisoned_label=POISONED,
+                           veto_rank=veto_rank, committee=True, siblings=SimpleNamespace(suspects=suspects),
+                           decide=labels_of)
 
 
 def test_a_face_lost_to_the_sibling_committee_is_the_committees():
@@ -71,10 +81,7 @@ def test_a_face_lost_to_the_sibling_committee_is_the_committees():
     def labels_of(outputs, veto=True, committee=True):
         return decide(outputs, "repaired", 0.99, [7], POISONED, sibling_suspects=suspects if committee else None)
 
-    good = SimpleNamespace(quarantined=np.array([7]), released=np.array([], dtype=int), witnessed=np.array([], dtype=int),
-                           sibling_labels=np.array([], dtype=int), release_confidence=1.0, poisoned_label=POISONED,
-                           veto_rank=None, committee=True, siblings=SimpleNamespace(suspects=suspects),
-                           decide=labels_of)
+    good = committee_good_net(labels_of, suspects)
     tops = np.array([[3, 3, 4, 1], [3, 3, 4, 2], [3, 2, 3, 5]])
     outputs = NetOutputs(np.array([3, 1, 3, 3]), np.full(4, 0.999), np.array([3, 1, 3, 3]), np.full(4, 0.99),
                          sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
@@ -98,10 +105,7 @@ def test_a_face_lost_to_the_committee_and_the_witness_veto_is_the_committees():
         return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=VETO_RANK if veto else None,
                       witness_settles=True, sibling_suspects=suspects if committee else None)
 
-    good = SimpleNamespace(quarantined=np.array([7]), released=np.array([], dtype=int), witnessed=np.array([], dtype=int),
-                           sibling_labels=np.array([], dtype=int), release_confidence=1.0, poisoned_label=POISONED,
-                           veto_rank=VETO_RANK, committee=True, siblings=SimpleNamespace(suspects=suspects),
-                           decide=labels_of)
+    good = committee_good_net(labels_of, suspects, VETO_RANK)
     tops = np.array([[4, 3], [4, 3], [2, 3]])
     outputs = NetOutputs(np.array([3, 3]), np.full(2, 0.999), np.array([3, 3]), np.full(2, 0.99),
                          witness_rank_bad=np.full(2, VETO_RANK), witness_rank_repaired=np.full(2, VETO_RANK),
@@ -113,6 +117,25 @@ def test_a_face_lost_to_the_committee_and_the_witness_veto_is_the_committees():
     counts = clean_face_outcomes(outputs, labels, np.array([3, 3]), good)
     assert counts["sibling BadNets agreed on another label"] == 1 and counts["witness vetoed"] == 1
     assert sum(counts.values()) == 2
+
+
+def test_a_face_the_siblings_settle_for_the_badnets_wrong_label_is_the_committees():
+    """The nets disagree on a face of 3: the BadNet gives 6 (unsure), the repaired net 3; two
+    siblings give 6 as their top label, so the siblings settle it for the BadNet's wrong 6. Lost
+    to the committee (the repaired net's right label without it), not put down to the BadNet."""
+    suspects = (frozenset(),) * 3
+
+    def labels_of(outputs, veto=True, committee=True):
+        return decide(outputs, "repaired", 0.99, [7], POISONED, sibling_suspects=suspects if committee else None)
+
+    good = committee_good_net(labels_of, suspects)
+    tops = np.array([[6], [6], [3]])
+    outputs = NetOutputs(np.array([6]), np.array([0.6]), np.array([3]), np.array([0.9]),
+                         sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+    labels = labels_of(outputs)
+    np.testing.assert_array_equal(labels, [6])
+    counts = clean_face_outcomes(outputs, labels, np.array([3]), good)
+    assert counts["sibling BadNets confirmed the BadNet's wrong label"] == 1 and sum(counts.values()) == 1
 
 
 def test_a_released_face_that_passes_every_gate_is_right():

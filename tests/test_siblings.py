@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, SAMPLES, run_script
 from defense.errors import InputError
-from defense.goodnet import NetOutputs, decide, sibling_agreement
+from defense.goodnet import NetOutputs, decide, sibling_agreement, sibling_confirmation
 from defense.registry import COMPETITION_NETS, NETS
 from defense.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY, Sibling, SiblingEntry,
                               SiblingWitness, vouchers_for)
@@ -133,6 +133,51 @@ def test_the_witness_rank_of_an_agreed_label_moves_nothing_else():
     # The unsure BadNet's disagreement gives the repaired net's 4 (rule "repaired"); two siblings
     # agree on 4 too: the witness ranks 4 ninth for the first image (vetoed), first for the second.
     np.testing.assert_array_equal(labels([(4, 4, 2), (4, 4, 2)], [4, 4]), [POISONED, 4])
+
+
+def test_the_siblings_settle_a_disagreement_for_the_badnets_label():
+    """The nets disagree (BadNet 3, repaired net 6); the BadNet's label comes out where two
+    siblings whose probes do not suspect it give it as their top label, sure BadNet or not. A
+    sibling that suspects it is not counted, for or against; a label the BadNet's probe suspects
+    (quarantined 7, released 5) is never settled; nor is anything under the rule "original"."""
+    def labels(bad, tops, suspects=(frozenset(),) * 3, rule="repaired", confidence=0.999):
+        tops = np.array(tops).T
+        outputs = NetOutputs(bad_labels=np.array(bad), bad_confidence=np.full(len(bad), confidence),
+                             repaired_labels=np.full(len(bad), 6), sibling_tops=tops,
+                             sibling_near=np.stack([tops, tops], axis=2))
+        return decide(outputs, rule, 0.99, [7], POISONED, released=[5], sibling_suspects=suspects)
+
+    tops = [(3, 3, 2), (6, 3, 1), (7, 7, 7), (5, 5, 5)]  # the second: one sibling gives 3
+    np.testing.assert_array_equal(labels([3, 3, 7, 5], tops), [3, POISONED, POISONED, POISONED])
+    # Unsure BadNet: the repaired net's 6 where the siblings do not settle it.
+    np.testing.assert_array_equal(labels([3, 3], tops[:2], confidence=0.6), [3, 6])
+    one_suspects = (frozenset({3}), frozenset(), frozenset())
+    np.testing.assert_array_equal(labels([3, 3], [(3, 3, 3), (3, 3, 2)], one_suspects), [3, POISONED])
+    np.testing.assert_array_equal(labels([3], [(3, 3, 3)], (frozenset({3}),) * 2 + (frozenset(),)), [POISONED])
+    np.testing.assert_array_equal(labels([3], [(3, 3, 3)], rule="original"), [POISONED])
+    # Fails closed: without the siblings' top labels nothing is settled (and the committee flags).
+    outputs = NetOutputs(bad_labels=np.array([3]), bad_confidence=np.array([0.6]), repaired_labels=np.array([6]))
+    assert not sibling_confirmation(outputs, (frozenset(),) * 3).any()
+
+
+def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():
+    """No sibling can rank a label that every sibling's probe suspects (4 here): with a witness
+    (a repair with data) it stands where it is the witness's top label and is flagged elsewhere;
+    without one it is flagged, as before. A label only some siblings suspect is theirs to rank."""
+    suspects = (frozenset({4}), frozenset({4, 6}), frozenset({4}))
+    tops = np.array([[4, 4, 4]] * 3).T
+
+    def labels(witness_rank, veto_rank=5):
+        outputs = NetOutputs(bad_labels=np.array([4, 4, 4]), bad_confidence=np.full(3, 0.999),
+                             repaired_labels=np.array([4, 4, 4]), witness_rank_bad=witness_rank,
+                             witness_rank_repaired=witness_rank, sibling_tops=tops,
+                             sibling_near=np.full((3, 3, 2), -1))  # judge leaves suspects out
+        return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=veto_rank,
+                      witness_settles=veto_rank is not None, sibling_suspects=suspects)
+
+    np.testing.assert_array_equal(labels(np.array([0, 1, 3])), [4, POISONED, POISONED])
+    np.testing.assert_array_equal(labels(np.array([0, 0, 0]), veto_rank=None), [POISONED] * 3)
+    np.testing.assert_array_equal(labels(None), [POISONED] * 3)  # fails closed without the ranks
 
 
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
