@@ -69,8 +69,9 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
         overruled = ~right & ~vetoed & (good.decide(outputs, veto=False, committee=False) == truth)
         if outputs.sibling_tops is not None:
             agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0
-    # The siblings settled a disagreement for the BadNet's label (goodnet.decide), a wrong one.
-    confirmed_wrong = overruled & (good_labels == bad) & (bad != truth)
+    # The siblings settled a disagreement for the BadNet's label (goodnet.decide), a wrong one
+    # (then given, or flagged by the witness's veto that judges after).
+    confirmed_wrong = overruled & (good.decide(outputs, veto=False) == bad) & (bad != truth)
     bad_wrong = ~right & (bad != truth) & ~vetoed & ~overruled
     lost = ~right & (bad == truth) & ~vetoed & ~overruled
     quarantined = lost & np.isin(truth, good.quarantined)

@@ -50,8 +50,8 @@ than the BadNet's, that label comes out
 (flagged where the BadNet's probe, released labels included, or that of a sibling giving it
 suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
 flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
-stands where it is the witness's top label, as a witnessed label, and is flagged elsewhere;
-without, it is flagged. Where the two nets disagree (rules other than "original") and two or
+stands where it is the witness's top label (the witness's word alone: a witnessed label also
+meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets disagree (rules other than "original") and two or
 more siblings whose probes do not suspect the BadNet's label give it as their top label, and
 the BadNet's probe does not suspect it either, it comes out instead of the flag or the repaired net's label
 (the siblings settle it). A witness's veto, below, judges after the committee, the committee's
@@ -182,7 +182,7 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         # The BadNet's probe suspects the released labels too (their units stay on). With a
         # witness, a label every sibling suspects is its to judge (_committee).
         labels, agreed = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects,
-                                    poisoned_label, witness_ranks=veto_rank is not None)
+                                    poisoned_label, witness_ranks=witness_settles)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net nor the
         # committee gave) every label is vetoed.
@@ -208,8 +208,8 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     sibling giving it suspects it); then any label that no sibling ranks among its top k is
     flagged (judge leaves out of those a label the sibling gives no probability or suspects
     itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
-    repair with data) it stands where it is the witness's top label, as a witnessed label does,
-    and is flagged elsewhere; without, it is flagged. Returns (labels, the label the siblings
+    repair with data) it stands where it is the witness's top label, and is flagged elsewhere;
+    without, it is flagged. Returns (labels, the label the siblings
     agreed on: -1 where none). Fails closed: without the siblings' view (or with one of other
     shapes) every image is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near

@@ -138,6 +138,26 @@ def test_a_face_the_siblings_settle_for_the_badnets_wrong_label_is_the_committee
     assert counts["sibling BadNets confirmed the BadNet's wrong label"] == 1 and sum(counts.values()) == 1
 
 
+def test_a_face_the_siblings_settle_wrong_and_the_veto_flags_is_still_the_committees():
+    """As above with a witness whose veto then flags the settled 6 (ranked at the veto rank): the
+    face is lost to the siblings' settling, which decided first, not to their veto."""
+    suspects = (frozenset(),) * 3
+
+    def labels_of(outputs, veto=True, committee=True):
+        return decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=VETO_RANK if veto else None,
+                      witness_settles=True, sibling_suspects=suspects if committee else None)
+
+    good = committee_good_net(labels_of, suspects, VETO_RANK)
+    tops = np.array([[6], [6], [3]])
+    outputs = NetOutputs(np.array([6]), np.array([0.6]), np.array([3]), np.array([0.9]),
+                         witness_rank_bad=np.array([VETO_RANK]), witness_rank_repaired=np.array([0]),
+                         sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
+    labels = labels_of(outputs)
+    np.testing.assert_array_equal(labels, [POISONED])
+    counts = clean_face_outcomes(outputs, labels, np.array([3]), good)
+    assert counts["sibling BadNets confirmed the BadNet's wrong label"] == 1 and sum(counts.values()) == 1
+
+
 def test_a_released_face_that_passes_every_gate_is_right():
     outputs = NetOutputs(OUTPUTS.bad_labels, OUTPUTS.bad_confidence, OUTPUTS.repaired_labels,
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),

@@ -158,6 +158,8 @@ def test_the_siblings_settle_a_disagreement_for_the_badnets_label():
     # Fails closed: without the siblings' top labels nothing is settled (and the committee flags).
     outputs = NetOutputs(bad_labels=np.array([3]), bad_confidence=np.array([0.6]), repaired_labels=np.array([6]))
     assert not sibling_confirmation(outputs, (frozenset(),) * 3).any()
+    outputs.sibling_tops = np.array([[3], [3]])  # two rows for three siblings
+    assert not sibling_confirmation(outputs, (frozenset(),) * 3).any()
 
 
 def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():

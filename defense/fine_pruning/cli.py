@@ -120,9 +120,10 @@ def add_arguments(parser):
                              "aside) is flagged (this "
                              "stops backdoors with no single target); where the two nets disagree, "
                              "two siblings whose probes do not suspect the BadNet's label giving it "
-                             "as their top label settle it for that label (with data; no suspect of "
-                             "the BadNet's); with data, a label every sibling suspects stands only "
-                             "where it is the witness's top label. Assumes the siblings were "
+                             "as their top label settle it for that label (no suspect of the "
+                             "BadNet's: in effect with data only); with data, a label every sibling "
+                             "suspects stands only where it is the witness's top label. Assumes the "
+                             "siblings were "
                              "not backdoored by the same attacker: one who hides the same trigger "
                              "and target in them, too weakly for their probes, gets it through "
                              "(docs/method.md). Off by default")
