@@ -152,9 +152,11 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         if sibling_suspects is not None:
             # The siblings settle a disagreement too: where two or more that do not suspect the
             # BadNet's label give it as their top label, and the BadNet's probe does not suspect
-            # it, it comes out (a trigger would have to move the siblings as well). The BadNet sure or not: the
-            # siblings see the face, not the BadNet's confidence. The witness's veto still judges.
-            confirmed = sibling_confirmation(outputs, sibling_suspects) & ~np.isin(bad, np.union1d(quarantined, released))
+            # it, it comes out (a trigger would have to move the siblings as well). The BadNet
+            # sure or not: the siblings see the face, not the BadNet's confidence. The witness's
+            # veto still judges.
+            suspects = np.union1d(quarantined, released)
+            confirmed = sibling_confirmation(outputs, sibling_suspects) & ~np.isin(bad, suspects)
             labels = np.where(disagree & confirmed, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
@@ -209,9 +211,9 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     flagged (judge leaves out of those a label the sibling gives no probability or suspects
     itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
     repair with data) it stands where it is the witness's top label, and is flagged elsewhere;
-    without, it is flagged. Returns (labels, the label the siblings
-    agreed on: -1 where none). Fails closed: without the siblings' view (or with one of other
-    shapes) every image is flagged."""
+    without, it is flagged. Returns (labels, the label the siblings agreed on: -1 where none).
+    Fails closed: without the siblings' view (or with one of other shapes) every image is
+    flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
