@@ -51,11 +51,11 @@ than the BadNet's, that label comes out
 suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
 flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
 stands where it is the witness's top label (the witness's word alone: a witnessed label also
-meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets disagree (rules other than "original") and two or
-more siblings whose probes do not suspect the BadNet's label give it as their top label, and
-the BadNet's probe does not suspect it either, it comes out instead of the flag or the repaired net's label
-(the siblings settle it). A witness's veto, below, judges after the committee, the committee's
-label too.
+meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
+disagree (rules other than "original") and two or more siblings whose probes do not suspect the
+BadNet's label give it as their top label, and the BadNet's probe does not suspect it either, it
+comes out instead of the flag or the repaired net's label (the siblings settle it). A witness's
+veto, below, judges after the committee, the committee's label too.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give
 (either net's, or the sibling committee's) is flagged where the witness ranks it that far down or
@@ -132,6 +132,8 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
     # np.isin matches nothing in a Python set: labels as an array, whatever the caller passed.
     quarantined, released, witnessed = _label_array(quarantined), _label_array(released), _label_array(witnessed)
     sibling_labels = _label_array(sibling_labels)
+    # The BadNet's probe suspects the released labels too (their units stay on).
+    bad_suspects = np.union1d(quarantined, released)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     disagree = bad != repaired
     if rule == "original":
@@ -155,8 +157,7 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
             # it, it comes out (a trigger would have to move the siblings as well). The BadNet
             # sure or not: the siblings see the face, not the BadNet's confidence. The witness's
             # veto still judges.
-            suspects = np.union1d(quarantined, released)
-            confirmed = sibling_confirmation(outputs, sibling_suspects) & ~np.isin(bad, suspects)
+            confirmed = sibling_confirmation(outputs, sibling_suspects) & ~np.isin(bad, bad_suspects)
             labels = np.where(disagree & confirmed, bad, labels)
     # A quarantined label never comes out, whichever net gave it: on a disagreement it is the
     # BadNet's under "confidence" or a repaired net's that does not refuse it; on an agreement,
@@ -181,10 +182,9 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         labels = np.where(given_back, bad, labels)
     agreed = np.full(len(bad), -1)
     if sibling_suspects is not None:
-        # The BadNet's probe suspects the released labels too (their units stay on). With a
-        # witness, a label every sibling suspects is its to judge (_committee).
-        labels, agreed = _committee(outputs, labels, np.union1d(quarantined, released), sibling_suspects,
-                                    poisoned_label, witness_ranks=witness_settles)
+        # With a witness, a label every sibling suspects is its to judge (_committee).
+        labels, agreed = _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label,
+                                    witness_ranks=witness_settles)
     if veto_rank is not None:
         # Fails closed: without the witness's ranks (or for a label neither net nor the
         # committee gave) every label is vetoed.
