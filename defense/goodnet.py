@@ -54,12 +54,8 @@ stands where it is the witness's top label (the witness's word alone: a witnesse
 meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
 disagree (rules other than "original") and two or more siblings whose probes do not suspect the
 BadNet's label give it as their top label, and the BadNet's probe does not suspect it either, it
-comes out instead of the flag or the repaired net's label (the siblings settle it). With a
-witness, a released or witnessed label also comes out where the BadNet gives it, it is the
-witness's top label and two or more siblings that do not suspect it give it as theirs, whatever
-the repaired net and the blend test say: two trigger-blind opinions of other kinds, a net trained
-here from scratch and nets of other makers. A witness's veto, below, judges after the committee,
-the committee's label too.
+comes out instead of the flag or the repaired net's label (the siblings settle it). A witness's
+veto, below, judges after the committee, the committee's label too.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give
 (either net's, or the sibling committee's) is flagged where the witness ranks it that far down or
@@ -179,15 +175,6 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = (np.isin(bad, witnessed) & _verdict(outputs.release_witness_agrees, bad)
                       & _verdict(outputs.release_test_passed, bad))
         labels = np.where(given_back, bad, labels)
-    if sibling_suspects is not None and witness_settles:
-        # A released or witnessed label also comes out on two trigger-blind opinions of other
-        # kinds where the repaired net or the blend test refuses it: it is the witness's top
-        # label, and two or more siblings that do not suspect it give it as theirs (a trigger
-        # would have to move a net trained here from scratch and two nets of other makers).
-        # Fails closed: without the witness's ranks or the siblings' top labels, nothing.
-        seen = (np.isin(bad, np.union1d(released, witnessed)) & (_ranks(outputs.witness_rank_bad, bad, 1) == 0)
-                & sibling_confirmation(outputs, sibling_suspects))
-        labels = np.where(seen, bad, labels)
     if len(sibling_labels):
         # The BadNet's label, where every sibling BadNet vouching for it gives it too (the
         # verdict); the comparator's label or flag elsewhere. Fails closed as above.

@@ -182,39 +182,6 @@ def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():
     np.testing.assert_array_equal(labels(None), [POISONED] * 3)  # fails closed without the ranks
 
 
-def test_a_released_or_witnessed_label_comes_out_on_the_witness_and_two_siblings():
-    """With data and --siblings, a released (5) or witnessed (7) label the repaired net or the
-    blend test refuses comes out where the BadNet gives it, it is the witness's top label and two
-    siblings that do not suspect it give it as theirs; not where the witness ranks it second, one
-    sibling gives it, the giving siblings suspect it, or without a witness or a committee."""
-    def labels(bad, witness_rank, tops, suspects=(frozenset(),) * 3, witness=True, committee=True):
-        tops = np.array(tops).T
-        count = len(bad)
-        outputs = NetOutputs(bad_labels=np.array(bad), bad_confidence=np.full(count, 0.6),
-                             repaired_labels=np.full(count, 6), repaired_confidence=np.full(count, 0.9),
-                             witness_rank_bad=np.array(witness_rank), witness_rank_repaired=np.zeros(count, dtype=int),
-                             # the release's own gates refuse every image
-                             release_witness_agrees=np.zeros(count, dtype=bool),
-                             release_test_passed=np.zeros(count, dtype=bool),
-                             sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
-        return decide(outputs, "repaired", 0.99, [7, 8], POISONED, released=[5], witnessed=[7],
-                      veto_rank=5 if witness else None, witness_settles=witness,
-                      sibling_suspects=suspects if committee else None)
-
-    both = [(5, 5, 2), (7, 2, 7)]
-    np.testing.assert_array_equal(labels([5, 7], [0, 0], both), [5, 7])
-    # The witness ranks it second; one sibling gives it; a quarantined label never (8).
-    np.testing.assert_array_equal(labels([5, 7, 8], [1, 0, 0], [(5, 5, 2), (7, 2, 2), (8, 8, 8)]),
-                                  [POISONED, POISONED, POISONED])
-    # The two siblings that give it suspect it: not counted.
-    suspects = (frozenset({5, 7}), frozenset({5}), frozenset({7}))
-    np.testing.assert_array_equal(labels([5, 7], [0, 0], both, suspects), [POISONED, POISONED])
-    # Without a witness, the siblings' word alone gives nothing back; without the committee, the
-    # repaired net's 6 where the BadNet is unsure (rule "repaired"), as before.
-    np.testing.assert_array_equal(labels([5, 7], [0, 0], both, witness=False), [POISONED, POISONED])
-    np.testing.assert_array_equal(labels([5, 7], [0, 0], both, committee=False), [6, 6])
-
-
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
     labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
                               vouched=[7], agrees=np.array([True, False]))
