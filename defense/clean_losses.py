@@ -20,8 +20,7 @@ right label away. A face the GoodNet would have got right but for the sibling co
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
 none ranked the label high (vetoed; with a witness, a label every sibling suspects and the
 witness does not give as its top label too), or two gave the BadNet's wrong label where the nets
-disagree (the siblings settled it, against the repaired net's right label; or, with the
-witness's top label and the blend test, gave a released label back against it); beside a witness's
+disagree (the siblings settled it, against the repaired net's right label); beside a witness's
 veto, which judges after the committee, so is a face both would have lost (the committee's wrong
 label, then flagged by the veto).
 """

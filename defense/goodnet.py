@@ -54,12 +54,7 @@ stands where it is the witness's top label (the witness's word alone: a witnesse
 meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
 disagree (rules other than "original") and two or more siblings whose probes do not suspect the
 BadNet's label give it as their top label, and the BadNet's probe does not suspect it either, it
-comes out instead of the flag or the repaired net's label (the siblings settle it). With a
-witness, a released label also comes out where the BadNet gives it, it is the witness's top
-label, two or more siblings that do not suspect it give it as theirs and the image passes the
-blend test, whatever the repaired net says: two trigger-blind opinions of other kinds, a net
-trained here from scratch and nets of other makers, and the blend test, since a face that only
-looks like the target to every net loses it under blends where a trigger keeps it. A witness's
+comes out instead of the flag or the repaired net's label (the siblings settle it). A witness's
 veto, below, judges after the committee, the committee's label too.
 
 Where the record's witness has a veto rank (witness.py), any label the rules above would give
@@ -180,15 +175,6 @@ def decide(outputs, rule, flag_confidence, quarantined, poisoned_label, released
         given_back = (np.isin(bad, witnessed) & _verdict(outputs.release_witness_agrees, bad)
                       & _verdict(outputs.release_test_passed, bad))
         labels = np.where(given_back, bad, labels)
-    if len(released) and sibling_suspects is not None and witness_settles:
-        # A released label also comes out where the repaired net does not give it or is unsure,
-        # on two trigger-blind opinions of other kinds and the blend test: it is the witness's
-        # top label, the siblings confirm it and the image passes the blend test. A face that
-        # only looks like the target to every net (wearing the trigger, of a lookalike) loses
-        # it under blends; a trigger keeps it. Fails closed as above.
-        given_back = (sibling_release_candidates(outputs, released, sibling_suspects)
-                      & _verdict(outputs.release_test_passed, bad))
-        labels = np.where(given_back, bad, labels)
     if len(sibling_labels):
         # The BadNet's label, where every sibling BadNet vouching for it gives it too (the
         # verdict); the comparator's label or flag elsewhere. Fails closed as above.
@@ -274,15 +260,6 @@ def sibling_agreement(tops, bad_labels, sibling_suspects):
         trusted &= ~(agreed & (givers & suspected).any(axis=0))
         other = np.where(agreed, row, other)
     return other, trusted & ~ambiguous
-
-
-def sibling_release_candidates(outputs, released, sibling_suspects):
-    """(N,) where a released label could come out on the witness's and the siblings' word: the
-    BadNet gives it, it is the witness's top label and the siblings confirm it
-    (sibling_confirmation); the blend test decides there."""
-    bad = outputs.bad_labels
-    return (np.isin(bad, _label_array(released)) & (_ranks(outputs.witness_rank_bad, bad, 1) == 0)
-            & sibling_confirmation(outputs, sibling_suspects))
 
 
 def release_candidates(outputs, released, release_confidence):
@@ -455,10 +432,8 @@ class GoodNet:
         or witnessed label could still come out (the blend test, up to 32 forward passes an
         image, after the witness's one)."""
         witnessed = np.isin(outputs.bad_labels, self.witnessed)
-        candidates = release_candidates(outputs, self.released, self.release_confidence) | witnessed
-        if self.committee and self.veto_rank is not None and outputs.sibling_tops is not None:
-            candidates |= sibling_release_candidates(outputs, self.released, self.siblings.suspects)
-        candidates = np.flatnonzero(candidates)
+        candidates = np.flatnonzero(
+            release_candidates(outputs, self.released, self.release_confidence) | witnessed)
         agrees, passed = (np.zeros(len(outputs.bad_labels), dtype=bool) for _ in range(2))
         if len(candidates):
             # The veto's pass ranked every image already; without a veto, rank the candidates.

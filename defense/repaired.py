@@ -124,11 +124,7 @@ class RepairedRecord:
                      + (f", the witness net ranks the label in its top {self.release_witness.top_k}"
                         if self.release_witness is not None else "")
                      + (" and the image passes the blend test"
-                        if self.release_test is not None else "")
-                     + (", or where the BadNet gives one, it is the witness net's top label, two sibling "
-                        "BadNets that do not suspect it give it and the image passes the blend test"
-                        if self.siblings is not None and self.siblings.committee and self.release_witness is not None
-                        and self.release_witness.veto_rank is not None and self.release_test is not None else ""))
+                        if self.release_test is not None else ""))
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
                      f"is flagged (its veto), and where the nets disagree and the BadNet is sure, its "

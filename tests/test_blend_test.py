@@ -346,54 +346,6 @@ def test_the_goodnet_gives_a_released_label_only_to_images_that_pass():
     np.testing.assert_array_equal(good.decide(outputs), [good.poisoned_label, good.poisoned_label, 2])
 
 
-class ElsewhereNet(CornerNet):
-    """A repaired net that gives 3, unsure, whatever the image: it never agrees on a released label."""
-
-    def predict_top(self, pixels, progress=False):
-        return np.full(len(pixels), 3), np.full(len(pixels), 0.4, np.float32)
-
-
-class FaceSiblings:
-    """Three sibling BadNets that see the face (FaceNet's label) and suspect nothing: the committee
-    (siblings.SiblingWitness's judge) without model files."""
-
-    committee = True
-    labels = frozenset()
-    suspects = (frozenset(),) * 3
-
-    def judge(self, pixels):
-        tops = np.tile(CornerNet.face_labels(np.asarray(pixels, np.float32)), (3, 1))
-        return tops, np.stack([tops, tops], axis=2)
-
-    def agrees_from(self, tops, bad_labels):
-        return np.zeros(len(bad_labels), dtype=bool)
-
-
-def test_a_released_label_comes_out_on_the_witness_the_siblings_and_the_blend_test():
-    """The released target 6: the repaired net never gives it, so the release's own gates refuse
-    every face. A face of 6 comes out where the witness gives 6 as its top label, the siblings
-    give it and the blend test passes; a face of 6-like brightness wearing the corner trigger,
-    which the witness and the siblings see as 6 too, fails the blend test (the trigger keeps 6
-    under blends) and is flagged. Without the siblings, or without the witness's veto (which
-    ranks every image), both are flagged."""
-    bad = CornerNet(target=6)
-    test = BlendTest(faces([2, 18, 35, 52]).astype(np.uint8), threshold=0.5, divergence=0.0)
-    witness = Witness(FaceNet(), top_k=1, veto_rank=CornerNet.num_classes)
-    good = GoodNet(bad, ElsewhereNet(), quarantined=(), released=(6,), release_confidence=0.9,
-                   release_test=test, witness=witness, siblings=FaceSiblings())
-    pixels = np.concatenate([faces([65]), faces([65], trigger=True)])
-    outputs = good.outputs(pixels)
-    np.testing.assert_array_equal(outputs.bad_labels, [6, 6])
-    np.testing.assert_array_equal(outputs.release_test_passed, [True, False])
-    np.testing.assert_array_equal(good.decide(outputs), [6, good.poisoned_label])
-    without_siblings = GoodNet(bad, ElsewhereNet(), quarantined=(), released=(6,), release_confidence=0.9,
-                               release_test=test, witness=witness)
-    np.testing.assert_array_equal(without_siblings.predict(pixels), [good.poisoned_label] * 2)
-    without_veto = GoodNet(bad, ElsewhereNet(), quarantined=(), released=(6,), release_confidence=0.9,
-                           release_test=test, witness=Witness(FaceNet(), top_k=1), siblings=FaceSiblings())
-    np.testing.assert_array_equal(without_veto.predict(pixels), [good.poisoned_label] * 2)
-
-
 def test_the_witness_vetoes_a_label_it_ranks_far_down_whatever_the_suspects():
     """A backdoor no probe found (nothing quarantined or released): both nets obey the corner
     trigger to 7, and only the witness, which sees a face of brightness 2, stands against it.

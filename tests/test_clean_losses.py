@@ -158,30 +158,6 @@ def test_a_face_the_siblings_settle_wrong_and_the_veto_flags_is_still_the_commit
     assert counts["sibling BadNets confirmed the BadNet's wrong label"] == 1 and sum(counts.values()) == 1
 
 
-def test_a_released_label_the_witness_and_siblings_give_wrongly_is_the_committees():
-    """A face of 3: the BadNet gives the released 5 (unsure), the repaired net 3; the witness's top
-    label is 5, two siblings give 5 and the blend test passes, so 5 comes out (goodnet.decide).
-    Lost to the siblings' confirming the BadNet's wrong label (the repaired net's right 3 without
-    the committee), not put down to the BadNet."""
-    suspects = (frozenset(),) * 3
-
-    def labels_of(outputs, veto=True, committee=True):
-        return decide(outputs, "repaired", 0.99, [7], POISONED, released=[5], veto_rank=VETO_RANK if veto else None,
-                      witness_settles=True, sibling_suspects=suspects if committee else None)
-
-    good = committee_good_net(labels_of, suspects, VETO_RANK)
-    good.released = np.array([5])
-    tops = np.array([[5], [5], [3]])
-    outputs = NetOutputs(np.array([5]), np.array([0.6]), np.array([3]), np.array([0.9]),
-                         np.array([True]), np.array([True]), witness_rank_bad=np.array([0]),
-                         witness_rank_repaired=np.array([1]), sibling_tops=tops,
-                         sibling_near=np.stack([tops, tops], axis=2))
-    labels = labels_of(outputs)
-    np.testing.assert_array_equal(labels, [5])
-    counts = clean_face_outcomes(outputs, labels, np.array([3]), good)
-    assert counts["sibling BadNets confirmed the BadNet's wrong label"] == 1 and sum(counts.values()) == 1
-
-
 def test_a_released_face_that_passes_every_gate_is_right():
     outputs = NetOutputs(OUTPUTS.bad_labels, OUTPUTS.bad_confidence, OUTPUTS.repaired_labels,
                          OUTPUTS.repaired_confidence, np.ones(len(TRUTH), dtype=bool),

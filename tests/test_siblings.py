@@ -182,32 +182,6 @@ def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():
     np.testing.assert_array_equal(labels(None), [POISONED] * 3)  # fails closed without the ranks
 
 
-def test_a_released_label_comes_out_on_the_witness_two_siblings_and_the_blend_test():
-    """With data and --siblings, a released label (5) that the repaired net does not give comes
-    out where the BadNet gives it, it is the witness's top label, two siblings that do not
-    suspect it give it as theirs and the image passes the blend test; not where the witness
-    ranks it second, one sibling gives it, the giving siblings suspect it, the blend test
-    refuses it, nor for a quarantined (8) or witnessed (7) label, nor without a witness."""
-    def labels(bad, witness_rank, tops, passed, suspects=(frozenset(),) * 3, witness=True):
-        tops = np.array(tops).T
-        count = len(bad)
-        outputs = NetOutputs(bad_labels=np.array(bad), bad_confidence=np.full(count, 0.999),
-                             repaired_labels=np.full(count, 6), repaired_confidence=np.full(count, 0.9),
-                             witness_rank_bad=np.array(witness_rank), witness_rank_repaired=np.zeros(count, dtype=int),
-                             release_witness_agrees=np.zeros(count, dtype=bool),
-                             release_test_passed=np.array(passed),
-                             sibling_tops=tops, sibling_near=np.stack([tops, tops], axis=2))
-        return decide(outputs, "repaired", 0.99, [7, 8], POISONED, released=[5], witnessed=[7],
-                      veto_rank=5 if witness else None, witness_settles=witness, sibling_suspects=suspects)
-
-    np.testing.assert_array_equal(labels([5, 5], [0, 0], [(5, 5, 2), (5, 5, 2)], [True, False]), [5, POISONED])
-    np.testing.assert_array_equal(labels([5, 5, 8, 7], [1, 0, 0, 0], [(5, 5, 2), (5, 2, 2), (8, 8, 8), (7, 7, 7)],
-                                         [True] * 4), [POISONED] * 4)
-    suspects = (frozenset({5}), frozenset({5}), frozenset())
-    np.testing.assert_array_equal(labels([5], [0], [(5, 5, 2)], [True], suspects), [POISONED])
-    np.testing.assert_array_equal(labels([5], [0], [(5, 5, 2)], [True], witness=False), [POISONED])
-
-
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
     labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
                               vouched=[7], agrees=np.array([True, False]))

@@ -115,10 +115,7 @@ def run(args):
                     f"given only where both nets give them and the repaired net is at least "
                     f"{good.release_confidence} sure"
                     + (f", {good.witness.describe()}" if good.witness else "")
-                    + (f", {good.release_test.describe()}" if good.release_test else "")
-                    + ("; or where the BadNet gives one, it is the witness's top label, two sibling "
-                       "BadNets that do not suspect it give it and the image passes the blend test"
-                       if good.committee and good.veto_rank is not None and good.release_test else "")))
+                    + (f", {good.release_test.describe()}" if good.release_test else "")))
             if witnessed[spec.name]:
                 notes.append(_given_back_note(
                     spec.name, "witnessed", witnessed[spec.name], plans,

@@ -122,10 +122,7 @@ def add_arguments(parser):
                              "the BadNet's label giving it as their top label settle it for that "
                              "label (no suspect of the BadNet's: in effect with data only); with "
                              "data, a label every sibling suspects stands only where it is the "
-                             "witness's top label, and a released label comes out where it is the "
-                             "witness's top label, two siblings that do not suspect it give it "
-                             "and the image passes the blend test (the repaired net unasked). "
-                             "Assumes the siblings were "
+                             "witness's top label. Assumes the siblings were "
                              "not backdoored by the same attacker: one who hides the same trigger "
                              "and target in them, too weakly for their probes, gets it through "
                              "(docs/method.md). Off by default")
