@@ -54,12 +54,13 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
     truth = np.asarray(truth)
     bad, repaired = outputs.bad_labels, outputs.repaired_labels
     right = good_labels == truth
+    without_veto = good.decide(outputs, veto=False)
     vetoed = np.zeros(len(truth), dtype=bool)
     if getattr(good, "veto_rank", None) is not None:
         # The veto's loss: flagged as the GoodNet flags it, right without the veto (the
         # repaired net's label, under "repaired", where the BadNet's was wrong too).
         vetoed = (~right & (good_labels == good.poisoned_label) & (good.decide(outputs) == good_labels)
-                  & (good.decide(outputs, veto=False) == truth))
+                  & (without_veto == truth))
     overruled = np.zeros(len(truth), dtype=bool)
     agreed = np.zeros(len(truth), dtype=bool)
     if getattr(good, "committee", False):
@@ -71,7 +72,7 @@ def clean_face_outcomes(outputs, good_labels, truth, good):
             agreed = sibling_agreement(outputs.sibling_tops, bad, good.siblings.suspects)[0] >= 0
     # The siblings settled a disagreement for the BadNet's label (goodnet.decide), a wrong one
     # (then given, or flagged by the witness's veto that judges after).
-    confirmed_wrong = overruled & (good.decide(outputs, veto=False) == bad) & (bad != truth)
+    confirmed_wrong = overruled & (without_veto == bad) & (bad != truth)
     bad_wrong = ~right & (bad != truth) & ~vetoed & ~overruled
     lost = ~right & (bad == truth) & ~vetoed & ~overruled
     quarantined = lost & np.isin(truth, good.quarantined)

@@ -239,7 +239,7 @@ def sibling_confirmation(outputs, sibling_suspects):
     if tops is None or np.shape(tops) != (len(sibling_suspects), len(bad)):
         return np.zeros(len(bad), dtype=bool)
     givers = np.asarray(tops) == bad[None, :]
-    suspected = np.stack([np.isin(bad, list(suspects)) for suspects in sibling_suspects])
+    suspected = _suspected_by_each(np.broadcast_to(bad, givers.shape), sibling_suspects)
     return (givers & ~suspected).sum(axis=0) >= MIN_VOUCHERS
 
 
@@ -252,7 +252,7 @@ def sibling_agreement(tops, bad_labels, sibling_suspects):
     other = np.full(len(bad_labels), -1)
     trusted = np.ones(len(bad_labels), dtype=bool)
     ambiguous = np.zeros(len(bad_labels), dtype=bool)
-    suspected = np.stack([np.isin(row, list(suspects)) for row, suspects in zip(tops, sibling_suspects)])
+    suspected = _suspected_by_each(tops, sibling_suspects)
     for row in tops:
         givers = tops == row[None, :]
         agreed = (givers.sum(axis=0) >= MIN_VOUCHERS) & (row != bad_labels)
@@ -260,6 +260,11 @@ def sibling_agreement(tops, bad_labels, sibling_suspects):
         trusted &= ~(agreed & (givers & suspected).any(axis=0))
         other = np.where(agreed, row, other)
     return other, trusted & ~ambiguous
+
+
+def _suspected_by_each(labels, sibling_suspects):
+    """(S, N) where sibling s's own probe suspects labels[s] (labels (S, N): a row a sibling)."""
+    return np.stack([np.isin(row, list(suspects)) for row, suspects in zip(labels, sibling_suspects)])
 
 
 def release_candidates(outputs, released, release_confidence):
