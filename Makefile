@@ -47,7 +47,7 @@ UNREPAIRED = $(strip $(foreach net,$(NETS),$(if $(wildcard fine_pruned_models/$(
 $(REPAIRED) &: | models seed-faces
 	$(if $(UNREPAIRED),$(PY) -m defense fine-prune --data-free $(UNREPAIRED),@echo "fine_pruned_models/: every BadNet has a repaired net")
 
-# Each repaired net's record must be its own (defense/repaired.py): records made before they
+# Each repaired net's record must be its own (defense/nets/repaired.py): records made before they
 # were stamped get their stamp where the net proves them right; any other mismatch stops here.
 records: $(REPAIRED)
 	$(PY) -m defense repaired --restamp

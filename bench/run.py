@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from defense.net import quiet_tensorflow  # noqa: E402
+from defense.nets.net import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 # Nothing here imports TensorFlow before the cold starts: this process stays small.
@@ -107,7 +107,7 @@ def sweep_speedup(pixels, labels):
 def grading_root(work):
     """ROOT with the real BadNets and the project's repaired nets (as make setup leaves them),
     and full-size data sets drawn from the real samples with a little noise."""
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     root = work / "root"
     for folder in ("models", "fine_pruned_models"):
@@ -152,7 +152,7 @@ def grading_teams(root, folder):
     import h5py
 
     from defense import read_weights
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     rng = np.random.default_rng(1)
     names = ["{net}_repaired.h5", "G{i}.h5", "{net}_fine_pruned_net.h5", "goodNet_{i}.h5"]

@@ -13,11 +13,11 @@ start-up, and the venv switch that runs before the dependencies are importable).
 import importlib
 
 _EXPORTS = {
-    "GoodNet": "goodnet", "Net": "net", "InputError": "errors",
+    "GoodNet": "comparator.goodnet", "Net": "nets.net", "InputError": "errors",
     "load_image": "images", "load_dataset": "datasets", "save_dataset": "datasets",
-    "Dataset": "datasets", "NETS": "registry", "get_net": "registry",
-    "read_weights": "model_io", "load_keras_model": "model_io", "save_model": "model_io",
-    "build_deepid": "architecture", "SettingError": "errors",
+    "Dataset": "datasets", "NETS": "nets.registry", "get_net": "nets.registry",
+    "read_weights": "nets.model_io", "load_keras_model": "nets.model_io",
+    "save_model": "nets.model_io", "build_deepid": "nets.architecture", "SettingError": "errors",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -2,10 +2,12 @@
 
 import argparse
 
-from . import evaluate, fast_net, fetch_models, grade, lab, repaired
-from .cli_errors import run_main
+from . import lab
 from .attack import cli as attack_cli
+from .cli_errors import run_main
 from .fine_pruning import cli as fine_pruning_cli
+from .grading import evaluate, grade
+from .nets import fast_net, fetch_models, repaired
 from .submissions import cli as submissions_cli
 from .world import cli as world_cli
 

@@ -12,13 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .architecture import HEIGHT, WIDTH
+from .nets.architecture import HEIGHT, WIDTH
 from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
-from .goodnet import add_comparator_arguments
+from .comparator.goodnet import add_comparator_arguments
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
-from .registry import get_net
+from .nets.registry import get_net
 
 
 def main(net_name, argv=None):
@@ -37,7 +37,7 @@ class _HelpNamingTheRepair(argparse.Action):
         self.spec = spec
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from .repaired import describe
+        from .nets.repaired import describe
 
         default_repaired = default_repaired_model(self.spec)
         parser.description += (f" The default repaired net, {_shown(default_repaired)}: "
@@ -120,7 +120,7 @@ def _run(spec, prog, args):
     if loaded:
         import numpy as np
 
-        from .goodnet import GoodNet
+        from .comparator.goodnet import GoodNet
 
         notes = []  # printed only once both nets are accepted: an error stays one line
         good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,

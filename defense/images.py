@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .architecture import HEIGHT, WIDTH
+from .nets.architecture import HEIGHT, WIDTH
 from .errors import InputError, reason
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")

@@ -18,7 +18,7 @@ from .fine_pruning import pruning
 from .atomic import atomic_path
 from .layout import ROOT_ENV, data_dir, default_bad_model, resolve_root
 from .errors import InputError
-from .registry import LAB_DATA_URL, NETS
+from .nets.registry import LAB_DATA_URL, NETS
 
 DROPS = (2, 4, 10, 30)  # accuracy drops, percentage points
 LAB_FILES = ("cl/valid.h5", "bd/bd_valid.h5", "cl/test.h5", "bd/bd_test.h5")
@@ -32,9 +32,9 @@ def first_depth_with_drop(accuracy, drop):
 
 def run_lab(root, out, log=print):
     from .datasets import load_dataset
-    from .goodnet import GoodNet
-    from .model_io import save_model
-    from .net import Net
+    from .comparator.goodnet import GoodNet
+    from .nets.model_io import save_model
+    from .nets.net import Net
 
     spec = NETS["bd_net"]
     bad = Net.from_file(default_bad_model(spec, root), spec.input_scale)

@@ -110,7 +110,7 @@ def data_free_world(mini_world, tmp_path_factory):
 @pytest.fixture(scope="session")
 def with_onnx(tmp_path_factory):
     """with_onnx(model) -> a copy of model in a temporary folder, with its ONNX artefact."""
-    from defense.fast_net import export_onnx
+    from defense.nets.fast_net import export_onnx
 
     folder = tmp_path_factory.mktemp("onnx")
     made = {}

@@ -13,7 +13,7 @@ from conftest import SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, run_script
 from defense.attack.planted import PlantedTrigger
 from defense.attack.sweep import (CLEAN_SWEEP, DISGUISE_SETTINGS, PART_SETTINGS, SHIFTS,
                                   STRENGTHS, TRIGGER_SWEEP, combined_setting, transform_images)
-from defense.goodnet import RULES
+from defense.comparator.goodnet import RULES
 
 FACES = np.random.default_rng(0).integers(0, 256, (4, 55, 47, 3)).astype(np.float32)
 
@@ -129,7 +129,7 @@ def test_the_report_combines_what_got_through_under_the_goodnets_own_rule():
     0.9 and a shift get through, so exactly one combined row follows the sweep."""
     from defense.attack import report
     from defense.attack.sources import CleanFaces, TriggerPlan
-    from defense.goodnet import NetOutputs
+    from defense.comparator.goodnet import NetOutputs
 
     poisoned = FACES.copy()
     poisoned[:, 20:30, 10:20] = [250, 220, 0]

@@ -1,15 +1,16 @@
-"""The blend test (defense/blend_test.py) on hand-made nets whose backdoor is known: a bright
+"""The blend test (defense/comparator/blend_test.py) on hand-made nets whose backdoor is known: a bright
 corner sends them to the target whatever the face; otherwise the label is the face's
 brightness."""
 
 import numpy as np
 import pytest
 
-from defense.architecture import INPUT_SHAPE
-from defense.blend_test import MAX_THRESHOLD, TRUSTED_FACES, BlendTest, calibrate, keep_shares
+from defense.nets.architecture import INPUT_SHAPE
+from defense.comparator.blend_test import (MAX_THRESHOLD, TRUSTED_FACES, BlendTest, calibrate,
+                                           keep_shares)
 from defense.errors import InputError, SettingError
-from defense.goodnet import GoodNet
-from defense.witness import Witness
+from defense.comparator.goodnet import GoodNet
+from defense.comparator.witness import Witness
 
 
 class CornerNet:
@@ -368,7 +369,7 @@ def test_the_veto_asks_the_witness_about_the_label_that_would_come_out():
     """Under "repaired" an unsure BadNet's disagreement gives the repaired net's label: the veto
     must weigh that label's rank, not the BadNet's. And a rank no witness gives (negative)
     vetoes."""
-    from defense.goodnet import NetOutputs, decide
+    from defense.comparator.goodnet import NetOutputs, decide
 
     def labels(rank_bad, rank_repaired):
         outputs = NetOutputs(np.array([3]), np.array([0.6]), np.array([4]), np.array([0.9]),
@@ -400,7 +401,7 @@ def test_a_settled_disagreement_needs_the_witness_top_label_and_a_label_no_probe
     only where the BadNet is sure and the witness ranks 3 first; never for an unsure BadNet (a
     weak trigger's label: the repaired net's 4 stands), a quarantined or released 3, under the
     competition's "original" rule, or without (or with negative) ranks."""
-    from defense.goodnet import NetOutputs, decide
+    from defense.comparator.goodnet import NetOutputs, decide
 
     def label(rank_bad, confidence=0.999, rule="repaired", quarantined=(), released=(), settles=True,
               veto_rank=5):

@@ -137,7 +137,7 @@ def test_attack_and_evaluate_score_an_all_to_all_set_per_image(mini_world, tmp_p
 
     from conftest import run_script
     from defense import load_dataset, save_dataset
-    from defense.fast_net import load_net
+    from defense.nets.fast_net import load_net
     from defense.world.backdoors import as_records
     from defense.world.build import Photos
 
@@ -222,7 +222,8 @@ def test_a_build_logs_the_stand_in_before_drawing_faces(tmp_path, monkeypatch):
 
     monkeypatch.setattr(build, "REAL_SUNGLASSES", tmp_path / "missing.png")
     monkeypatch.setattr(build, "render_split", render_split)
-    monkeypatch.setattr("defense.net.quiet_tensorflow", lambda **kwargs: None)  # no TensorFlow set-up here
+    # No TensorFlow set-up here.
+    monkeypatch.setattr("defense.nets.net.quiet_tensorflow", lambda **kwargs: None)
     lines = []
     with pytest.raises(_Stop):
         build.build_world(tmp_path / "w", "mini", 0, log=lines.append, table=COMPETITION)

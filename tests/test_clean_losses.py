@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from defense.clean_losses import OUTCOMES, clean_face_outcomes
-from defense.goodnet import RULES, NetOutputs, decide
+from defense.grading.clean_losses import OUTCOMES, clean_face_outcomes
+from defense.comparator.goodnet import RULES, NetOutputs, decide
 
 POISONED = 10
 QUARANTINED, RELEASED, WITNESSED = np.array([7, 8, 9]), np.array([5]), np.array([8])
@@ -236,7 +236,7 @@ def test_a_released_face_the_nets_disagree_on_is_the_comparators_loss():
 
 
 def test_the_grade_table_gives_each_outcome_in_percent_of_the_nets_faces():
-    from defense.grade import format_losses
+    from defense.grading.grade import format_losses
 
     counts = clean_face_outcomes(OUTPUTS, good_labels(OUTPUTS), TRUTH, GOOD)
     lines = format_losses({"sunglasses": counts}).splitlines()

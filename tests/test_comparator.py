@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from defense.goodnet import RULES, NetOutputs, decide
+from defense.comparator.goodnet import RULES, NetOutputs, decide
 
 # Seven images: agree; disagree, BadNet sure; disagree, BadNet unsure; disagree, BadNet
 # unsure of a quarantined label; agree on a quarantined label; disagree, BadNet sure of a
@@ -58,7 +58,7 @@ def test_no_rule_ever_gives_a_quarantined_label(rule):
 ])
 def test_the_comparator_checks_its_settings_naming_the_field(rule, flag_confidence, field):
     from defense.errors import SettingError
-    from defense.goodnet import check_settings
+    from defense.comparator.goodnet import check_settings
 
     with pytest.raises(SettingError, match=field):
         check_settings(rule, flag_confidence)

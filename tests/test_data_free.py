@@ -9,8 +9,8 @@ from conftest import REPO, SAMPLES, on_kept_identities, run_script
 from defense import load_dataset
 from defense.data_free.probes import FAMILIES, probe
 from defense.data_free.targets import label_scores
-from defense.goodnet import GoodNet
-from defense.registry import COMPETITION_NETS, NETS
+from defense.comparator.goodnet import GoodNet
+from defense.nets.registry import COMPETITION_NETS, NETS
 from test_eval_scripts import SCRIPTS
 from test_real_badnets import TRIGGER_TARGETS
 
@@ -47,7 +47,7 @@ def test_optimised_patches_lead_real_faces_to_the_real_target():
     from defense.data_free.optimised_patches import MAX_SIZE, MIN_SIZE, optimised_patches
     from defense.data_free.targets import _varied_faces
     from defense.data_free.repair import load_seed_faces
-    from defense.model_io import load_keras_model
+    from defense.nets.model_io import load_keras_model
 
     spec = NETS["anonymous_2"]
     model = load_keras_model(weights_path("anonymous_2"))

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import weights_path
 from defense import InputError, load_dataset, save_dataset
-from defense.fast_net import export_onnx
-from defense.fast_net import load_net as load_fast_or_keras
+from defense.nets.fast_net import export_onnx
+from defense.nets.fast_net import load_net as load_fast_or_keras
 
 
 def _write(path, **arrays):

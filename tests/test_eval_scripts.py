@@ -9,7 +9,7 @@ from PIL import Image
 import reference_deepid
 from conftest import (REPO, SAMPLES, THIRD_PARTY_REPAIRED, TRIGGER, copy_with_classes, run_script,
                       weights_path)
-from defense.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
+from defense.comparator.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
 
 SCRIPTS = {"sunglasses": "eval_sunglasses.py", "anonymous_1": "eval_anonymous_1.py",
            "anonymous_2": "eval_anonymous_2.py", "multi_trigger_multi_target": "eval_multi_trigger.py"}

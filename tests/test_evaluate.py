@@ -9,7 +9,7 @@ import reference_deepid
 from conftest import THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import save_dataset
 from defense.digest import file_sha256
-from defense.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
+from defense.comparator.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE
 
 
 def test_evaluate_reports_accuracy_asr_and_flagged_like_an_independent_count(samples, tmp_path):
@@ -142,7 +142,7 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
     for and the released ones apart."""
     from types import SimpleNamespace
 
-    from defense.grade import suspected_identity_scores
+    from defense.grading.grade import suspected_identity_scores
 
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
     data = SimpleNamespace(y=y, path=Path("clean_test_data.h5"))

@@ -8,9 +8,9 @@ import pytest
 from conftest import LAB_WEIGHTS, SAMPLES, THIRD_PARTY_REPAIRED, run_script, weights_path
 from defense import GoodNet, get_net, load_dataset
 from defense.digest import file_sha256
-from defense.fast_net import OnnxNet, onnx_path, predict_top_on_every_core
-from defense.fast_net import load_net as load_fast_or_keras
-from defense.registry import COMPETITION_NETS
+from defense.nets.fast_net import OnnxNet, onnx_path, predict_top_on_every_core
+from defense.nets.fast_net import load_net as load_fast_or_keras
+from defense.nets.registry import COMPETITION_NETS
 
 MODELS = [weights_path(net) for net in COMPETITION_NETS] + [LAB_WEIGHTS, THIRD_PARTY_REPAIRED]
 
@@ -54,7 +54,7 @@ def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(
 
     from defense import load_keras_model
     from defense.digest import file_sha256
-    from defense.fast_net import STAMP_KEY, export_onnx
+    from defense.nets.fast_net import STAMP_KEY, export_onnx
 
     model = tmp_path / "net.h5"
     shutil.copyfile(weights_path("anonymous_2"), model)

@@ -12,10 +12,10 @@ from defense import load_dataset, load_keras_model
 from defense.errors import InputError
 from defense.fine_pruning.repair import DEFAULT_RELEASE_CONFIDENCE
 from defense.fine_pruning.pruning import Head, depth_for_drop, pool_3_activations, prune, rank_channels, sweep
-from defense.registry import COMPETITION_NETS
-from defense.repaired import SWITCHED_OFF_BIAS
-from defense.siblings import COMMITTEE_VETO_RANK
-from defense.witness import witness_path
+from defense.nets.registry import COMPETITION_NETS
+from defense.nets.repaired import SWITCHED_OFF_BIAS
+from defense.comparator.siblings import COMMITTEE_VETO_RANK
+from defense.comparator.witness import witness_path
 
 # The release test's witness trains this many epochs (the default, 20, takes a minute more here).
 TEST_WITNESS_EPOCHS = 5
@@ -103,7 +103,7 @@ def test_fine_pruning_removes_the_backdoor_and_keeps_clean_accuracy(fine_pruned_
 
     # Clean accuracy holds on the identities not quarantined.
     from defense import GoodNet
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     clean = load_dataset(out / "data" / "clean_test_data.h5")
     for net in FINE_PRUNED_NETS:
@@ -119,7 +119,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     out keep their units and come out only where both nets give them. With --siblings, the
     other BadNets of the world judge every label beside the witness."""
     from defense import GoodNet
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     out, _ = mini_world
     net = tmp_path / "sunglasses_release.h5"

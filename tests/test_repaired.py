@@ -1,4 +1,4 @@
-"""A repaired net on disk (defense/repaired.py): a record is used only with the net it was
+"""A repaired net on disk (defense/nets/repaired.py): a record is used only with the net it was
 written for; copied, hand-edited, interrupted and old unstamped records are refused."""
 
 import json
@@ -10,14 +10,14 @@ import pytest
 
 from conftest import SAMPLES, run_script, weights_path
 from defense.errors import InputError
-from defense.repaired import (SWITCHED_OFF_BIAS, read_record, record_path, restamp,
+from defense.nets.repaired import (SWITCHED_OFF_BIAS, read_record, record_path, restamp,
                               write_repaired)
 
 
 @pytest.fixture(scope="module")
 def small_models():
     """Two 10-class DeepIDs with different weights, the second with labels 2 and 7 off."""
-    from defense.architecture import build_deepid
+    from defense.nets.architecture import build_deepid
     from defense.data_free.quarantine import switch_off_labels
 
     first, second = build_deepid(num_classes=10), build_deepid(num_classes=10)
@@ -45,8 +45,8 @@ def test_a_written_net_reads_back_with_its_quarantine_and_kind(two_repaired):
 
 def _release_test_entry(label_thresholds=None):
     """A well-formed `release_test` entry (two black trusted faces)."""
-    from defense.architecture import INPUT_SHAPE
-    from defense.blend_test import BlendTest
+    from defense.nets.architecture import INPUT_SHAPE
+    from defense.comparator.blend_test import BlendTest
 
     return BlendTest(np.zeros((2, *INPUT_SHAPE), np.uint8), threshold=0.25, divergence=0.125,
                      label_thresholds=label_thresholds or {}).as_record(10)
@@ -243,7 +243,7 @@ def test_a_damaged_record_is_an_error_not_a_silent_pass(two_repaired, content, m
     """Even correctly stamped, a record whose quarantine cannot be read is refused: dropping a
     quarantine silently would let its targets through."""
     from defense.digest import file_sha256
-    from defense.repaired import _stamped
+    from defense.nets.repaired import _stamped
 
     _, b = two_repaired
     text = content if isinstance(content, str) else json.dumps(_stamped(content, file_sha256(b)))
@@ -279,7 +279,7 @@ def test_a_repaired_net_of_another_badnet_is_refused_with_its_own_record(tmp_pat
 def test_the_same_badnet_as_a_full_model_file_is_accepted(tmp_path):
     """A repair recorded from the weights-only file runs beside the full-model file of the same
     weights (its file sha256 differs; its weights digest does not)."""
-    from defense.model_io import load_keras_model, save_model
+    from defense.nets.model_io import load_keras_model, save_model
 
     root = _root_with(tmp_path, "sunglasses", "sunglasses")
     save_model(load_keras_model(weights_path("sunglasses")), root / "models" / "sunglasses_bd_net.h5")

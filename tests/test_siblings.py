@@ -1,4 +1,4 @@
-"""Sibling BadNets vouching for the data-free repair's quarantined labels (defense/siblings.py):
+"""Sibling BadNets vouching for the data-free repair's quarantined labels (defense/comparator/siblings.py):
 the rule on hand-made outputs, the record's checks, and the real nets of `make setup`."""
 
 import json
@@ -11,10 +11,10 @@ import pytest
 
 from conftest import REPO, SAMPLES, run_script
 from defense.errors import InputError
-from defense.goodnet import NetOutputs, decide, sibling_agreement, sibling_confirmation
-from defense.registry import COMPETITION_NETS, NETS
-from defense.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY, Sibling, SiblingEntry,
-                              SiblingWitness, vouchers_for)
+from defense.comparator.goodnet import NetOutputs, decide, sibling_agreement, sibling_confirmation
+from defense.nets.registry import COMPETITION_NETS, NETS
+from defense.comparator.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY, Sibling,
+                                         SiblingEntry, SiblingWitness, vouchers_for)
 
 POISONED = 10
 
@@ -263,7 +263,7 @@ def test_judge_leaves_out_labels_given_no_probability_and_a_siblings_own_suspect
     """A sure sibling's softmax gives most labels exactly 0: none of those may save a label from
     the veto, whatever order a sort leaves them in; equal probabilities go in label order (as
     argmax); a label the sibling's own probe suspects (a: 9) does not count for it. Across chunks."""
-    import defense.siblings as siblings
+    import defense.comparator.siblings as siblings
 
     monkeypatch.setattr(siblings, "CHUNK", 2)
     rows = np.zeros((5, 12), dtype=np.float32)
@@ -283,7 +283,7 @@ def test_judge_leaves_out_labels_given_no_probability_and_a_siblings_own_suspect
 def test_a_record_without_a_committee_asks_the_siblings_only_for_vouched_labels(tmp_path):
     """A record of the first sibling build (no veto_rank): no committee, and a clean image whose
     BadNet label nobody vouches for loads no sibling."""
-    from defense.goodnet import GoodNet
+    from defense.comparator.goodnet import GoodNet
 
     class Net:
         num_classes = 12
@@ -369,8 +369,8 @@ def _write_sibling_repair(root, quarantine):
     setup's records (the same probe), so nothing is probed here."""
     from defense.data_free.quarantine import switch_off_labels
     from defense.digest import file_sha256
-    from defense.model_io import load_keras_model
-    from defense.repaired import bad_model_entry, write_repaired
+    from defense.nets.model_io import load_keras_model
+    from defense.nets.repaired import bad_model_entry, write_repaired
 
     siblings = tuple(Sibling(net, root / "models" / NETS[net].bad_weights_file,
                              file_sha256(root / "models" / NETS[net].bad_weights_file),
@@ -411,7 +411,7 @@ def test_with_siblings_no_real_poisoned_sample_gets_its_target(sibling_root, sam
     """The published sunglasses target 0 is vouched for by anonymous_2 and multi_trigger
     (anonymous_1's probe suspects it: that BadNet obeys a trigger to 0 too); neither gives 0 to
     a face wearing the real sunglasses."""
-    from defense.repaired import read_record
+    from defense.nets.repaired import read_record
 
     record = read_record(sibling_root / "fine_pruned_models" / "sunglasses_fine_pruned.h5", 1283)
     assert record.siblings.vouchers[0] == ("anonymous_2", "multi_trigger_multi_target")
@@ -451,7 +451,8 @@ def test_a_note_from_a_sibling_loaded_on_first_use_reaches_stderr(sibling_root, 
     its note (a fast-path artefact made, the slower Keras path) is printed too."""
     from pathlib import Path
 
-    from defense import eval_cli, fast_net
+    from defense import eval_cli
+    from defense.nets import fast_net
 
     real = fast_net.load_net
 
@@ -520,7 +521,7 @@ def test_siblings_give_quarantined_identities_back_and_stop_every_trigger_of_a_m
     of the BadNet's rate or more, every planted trigger stays at the plain quarantine's bound,
     and clean accuracy does not fall below the plain data-free GoodNet's."""
     from defense.datasets import load_dataset
-    from defense.goodnet import GoodNet
+    from defense.comparator.goodnet import GoodNet
 
     world, plain, root, stderr = sibling_world
     assert "sibling BadNets vouching for" in stderr

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_MODELS, THIRD_PARTY_REPAIRED, copy_with_classes, run_script
-from defense.registry import COMPETITION_NETS, NETS
+from defense.nets.registry import COMPETITION_NETS, NETS
 
 LAYERS = ("conv_1", "conv_2", "conv_3", "conv_4", "fc_1", "fc_2", "output")
 
@@ -182,7 +182,7 @@ def _reference_nets(root):
     """The project's own repaired nets: sunglasses' with its record (the BadNet with the
     target 0 quarantined, as the data-free repair writes it); anonymous_1's without one."""
     from defense import load_keras_model
-    from defense.repaired import write_repaired
+    from defense.nets.repaired import write_repaired
 
     model = load_keras_model(edited(root / "models" / "sunglasses_bd_weights.h5",
                                     root / "tmp" / "quarantined.h5", switched_off([0])))

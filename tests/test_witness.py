@@ -1,4 +1,4 @@
-"""The witness (defense/witness.py): where it ranks a label, the top_k it calibrates, the file
+"""The witness (defense/comparator/witness.py): where it ranks a label, the top_k it calibrates, the file
 its record names."""
 
 import json
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from defense.errors import InputError
-from defense.witness import Witness, WitnessEntry, calibrate_top_k, ranks, remove_stale, witness_path
+from defense.comparator.witness import (Witness, WitnessEntry, calibrate_top_k, ranks, remove_stale,
+                                        witness_path)
 
 
 class TableNet:
@@ -104,13 +105,13 @@ def test_the_nets_of_one_run_share_one_witness_training(tmp_path, monkeypatch):
     """fine-prune --release over several nets trains the witness once per validation data,
     scale, classes, recipe, epochs and seed (the key): it never sees a BadNet, so each net
     would train the same one. Each net still gets its own file, named in its own record."""
-    import defense.witness as witness_module
-    from defense.architecture import build_deepid
+    import defense.comparator.witness as witness_module
+    from defense.nets.architecture import build_deepid
     from defense.fine_pruning.fine_tuning import Recipe
     from defense.fine_pruning.repair import _train_witness
-    from defense.net import Net
-    from defense.registry import NETS
-    from defense.repaired import record_path
+    from defense.nets.net import Net
+    from defense.nets.registry import NETS
+    from defense.nets.repaired import record_path
 
     trained = []
 
@@ -148,11 +149,11 @@ def test_the_witness_seed_is_drawn_at_random_once_a_run_and_written_nowhere(tmp_
     """Whoever knows the witness's seed (and has the validation data) can train it again and craft
     faces it misranks: without a seed given, each run draws one, shared by its nets, and the
     record says it was random; a seed given (--witness-seed) is used and written."""
-    import defense.witness as witness_module
-    from defense.architecture import build_deepid
+    import defense.comparator.witness as witness_module
+    from defense.nets.architecture import build_deepid
     from defense.fine_pruning.fine_tuning import Recipe
     from defense.fine_pruning.repair import SECRET_SEED, _train_witness
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     seeds = []
 
@@ -193,7 +194,7 @@ def test_the_witness_seed_is_drawn_at_random_once_a_run_and_written_nowhere(tmp_
 def test_the_witness_key_holds_what_its_training_reads_and_nothing_of_the_badnet():
     from defense.fine_pruning.fine_tuning import Recipe
     from defense.fine_pruning.repair import witness_key
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     def key(net="sunglasses", data="a" * 64, classes=1283, recipe=Recipe(), epochs=20, seed=0, holdout=(1, 5)):
         return witness_key(data, NETS[net], classes, recipe, epochs, seed, np.array(holdout))
@@ -232,9 +233,9 @@ def test_only_suspects_the_witness_itself_is_not_steered_to_are_witnessed(tmp_pa
     switched off. Without seed faces the witness's probe would run on noise alone and might
     single out nothing: then nothing is witnessed."""
     import defense.data_free.repair as data_free_repair
-    from defense.architecture import build_deepid
+    from defense.nets.architecture import build_deepid
     from defense.fine_pruning.repair import _witnessed
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     asked = []
 

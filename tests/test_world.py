@@ -8,7 +8,7 @@ import pytest
 
 from conftest import REPO, run_script
 from defense import Net, get_net, load_dataset
-from defense.registry import COMPETITION_NETS
+from defense.nets.registry import COMPETITION_NETS
 from defense.world.backdoors import COMPETITION, by_net
 from defense.world.build import PRESETS, render_split
 from defense.world.faces import random_identity
@@ -94,7 +94,7 @@ def test_an_interrupted_build_resumes_keeping_the_nets_it_saved(tmp_path, monkey
     folder holding an unfinished build of another world is refused."""
     from defense.digest import file_sha256
     from defense.errors import InputError
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
     from defense.world import build
 
     tiny = build.Preset(identities=10, train_per_identity=6, valid_per_identity=2,

@@ -147,7 +147,7 @@ def test_every_zoo_family_is_planted_and_the_data_free_repair_stops_it(mini_zoo)
     repair lets through a third of that or less, keeping the non-quarantined identities'
     accuracy within a point of the BadNet's."""
     from defense import GoodNet, load_dataset
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     world, record, root = mini_zoo
     assert from_records(record["backdoor_table"]) == ZOO  # world.json names what was planted
@@ -173,7 +173,7 @@ def test_fine_pruning_weakens_the_zoo_families_of_the_multi_trigger_net(mini_zoo
     quarantined it keeps clean accuracy within 5 points of the BadNet's and flags at most 6 %
     (400 clean, 390 poisoned test faces a set; TEST_SAMPLES_PER_EPOCH faces an epoch)."""
     from defense import GoodNet, load_dataset
-    from defense.registry import NETS
+    from defense.nets.registry import NETS
 
     world, _, _ = mini_zoo
     clean = load_dataset(world / "data" / "clean_test_data.h5")

@@ -21,11 +21,11 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from ..goodnet import GoodNet, add_comparator_arguments
+from ..comparator.goodnet import GoodNet, add_comparator_arguments
 from ..layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
                       resolve_root)
-from ..model_io import num_classes
-from ..registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
+from ..nets.model_io import num_classes
+from ..nets.registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
 from . import report, sources
 from .sweep import CLEAN_SWEEP, TRIGGER_SWEEP
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..goodnet import RULES
+from ..comparator.goodnet import RULES
 from .sweep import (CLEAN_SWEEP, TRIGGER_SWEEP, combined_setting, poisoned_faces,
                     transform_images)
 

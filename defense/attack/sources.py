@@ -21,7 +21,7 @@ from ..datasets import load_dataset
 from ..errors import InputError
 from ..images import load_image
 from ..layout import SHARED_ASSETS, data_dir, resolve_root
-from ..registry import SUNGLASSES_AT
+from ..nets.registry import SUNGLASSES_AT
 from .planted import PlantedTrigger
 
 WORLD_RECORD = "world.json"

@@ -25,7 +25,7 @@ import numpy as np
 from ..atomic import atomic_path
 
 # The code whose change changes the counts: probe drawing, seed sets, counting, the net's top-1.
-_SOURCES = ("data_free/probes.py", "data_free/targets.py", "fast_net.py", "net.py")
+_SOURCES = ("data_free/probes.py", "data_free/targets.py", "nets/fast_net.py", "nets/net.py")
 
 
 def cache_key(net, faces, settings, seed):
@@ -53,7 +53,7 @@ def cache_key(net, faces, settings, seed):
 
 
 def _path(key):
-    from ..fast_net import cache_dir
+    from ..nets.fast_net import cache_dir
 
     return cache_dir() / "probes" / f"{key}.npz"
 

@@ -20,7 +20,7 @@ pixels scaled by random per-channel gains in [0, 2].
 import numpy as np
 
 FAMILIES = ("patch", "band", "column", "blend", "tint")
-from ..architecture import HEIGHT, WIDTH
+from ..nets.architecture import HEIGHT, WIDTH
 
 
 def probe(pixels, family, rng):

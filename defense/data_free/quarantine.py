@@ -7,7 +7,7 @@ repaired net's record (repaired.py), so that the GoodNet never gives one under a
 (goodnet.decide): a faded trigger lowers the BadNet's confidence, not its label.
 """
 
-from ..repaired import SWITCHED_OFF_BIAS
+from ..nets.repaired import SWITCHED_OFF_BIAS
 
 
 def switch_off_labels(model, labels):

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import INPUT_SHAPE
+from ..nets.architecture import INPUT_SHAPE
 from ..digest import file_sha256
 from ..errors import InputError
 from ..images import list_images, load_image
-from ..repaired import QUARANTINE_KEY, bad_model_entry, record_path, write_repaired
-from ..siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY, Sibling,
-                        SiblingEntry, vouchers_for)
+from ..nets.repaired import QUARANTINE_KEY, bad_model_entry, record_path, write_repaired
+from ..comparator.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY,
+                                   Sibling, SiblingEntry, vouchers_for)
 from . import probe_cache
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets, random_probe_names
@@ -47,7 +47,7 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
     for the optimised patches (targets.find_targets); without it they are left out."""
     from tqdm import tqdm
 
-    from ..fast_net import load_net
+    from ..nets.fast_net import load_net
 
     faces, face_files = load_seed_faces(seed_faces_dir)
     if net is None:
@@ -76,7 +76,7 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
     each probed as this one is; none: a plain quarantine. probed: {file sha256: suspects}, shared
     by the repairs of one run so that each sibling is probed once (the BadNet itself is probed
     anew: its record keeps the probe's scores)."""
-    from ..model_io import load_keras_model
+    from ..nets.model_io import load_keras_model
 
     started = time.time()
     probed = {} if probed is None else probed
@@ -121,7 +121,7 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     BadNet was (once a run: probed, {file sha256: suspects}); they vouch for the labels in vouched
     (the quarantined labels that nothing else gives back) and judge every label (the committee).
     Used by the data-free repair and by Fine-Pruning's."""
-    from ..model_io import load_keras_model
+    from ..nets.model_io import load_keras_model
 
     if len(siblings) < MIN_VOUCHERS:
         return None

@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..architecture import INPUT_SHAPE
+from ..nets.architecture import INPUT_SHAPE
 from ..errors import check_range
-from ..fast_net import predict_top_on_every_core
+from ..nets.fast_net import predict_top_on_every_core
 from . import probe_cache
 from .optimised_patches import optimised_patches
 from .probes import FAMILIES, probe

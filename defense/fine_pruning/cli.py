@@ -21,9 +21,9 @@ from . import augment, fine_tuning
 from .repair import DEFAULT_MAX_DROP, DEFAULT_RELEASE_CONFIDENCE, fine_prune_net
 from ..errors import InputError, SettingError
 from ..layout import REPO_ROOT, ROOT_ENV, data_dir, default_bad_model, default_repaired_model
-from ..registry import NETS, get_net
-from ..siblings import COMMITTEE_VETO_RANK, MIN_VOUCHERS
-from ..witness import WITNESS_EPOCHS
+from ..nets.registry import NETS, get_net
+from ..comparator.siblings import COMMITTEE_VETO_RANK, MIN_VOUCHERS
+from ..comparator.witness import WITNESS_EPOCHS
 
 VALIDATION_FILE = "clean_validation_data.h5"
 # A few clean faces the user trusts, for the data-free repair; `make setup` puts the 16 clean
@@ -213,8 +213,8 @@ def _checked_seed_faces(args):
 
 def _run_data_free(spec, bad_path, out, seed_faces, args, valid_path, log, probed):
     from ..data_free.repair import repair_data_free
-    from ..model_io import read_weights
-    from ..net import quiet_tensorflow
+    from ..nets.model_io import read_weights
+    from ..nets.net import quiet_tensorflow
 
     read_weights(bad_path)  # a missing or broken BadNet fails here, in one line
     # The random probes run on ONNX Runtime; the optimised patches' gradient steps take 13 s
@@ -244,9 +244,9 @@ def sibling_badnets(spec, bad_path, root):
     """[(NetSpec, path)]: the other competition BadNets under root that can vouch for this
     one's labels (siblings.py): of the same class count and input scale, each of other weights
     than the BadNet and than one another (one net saved twice is one opinion)."""
-    from ..model_io import num_classes
-    from ..registry import COMPETITION_NETS
-    from ..repaired import weights_digest
+    from ..nets.model_io import num_classes
+    from ..nets.registry import COMPETITION_NETS
+    from ..nets.repaired import weights_digest
 
     if spec.name not in COMPETITION_NETS:
         return []

@@ -63,7 +63,7 @@ def sweep(model, activations, labels, order, poisoned=None):
 
 def prune(model, channels):
     """A copy of model whose conv_3 channels are zeroed (kernel and bias)."""
-    from ..architecture import build_deepid
+    from ..nets.architecture import build_deepid
 
     pruned = build_deepid(num_classes=model.output_shape[-1])
     pruned.set_weights(model.get_weights())

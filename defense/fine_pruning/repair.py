@@ -26,10 +26,10 @@ import numpy as np
 
 from . import fine_tuning, pruning
 from ..digest import file_sha256
-from ..repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
+from ..nets.repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
                         RELEASE_WITNESS_KEY, WITNESSED_KEY, bad_model_entry, record_path, write_repaired)
-from ..siblings import RECORD_KEY as SIBLINGS_KEY
-from ..witness import WITNESS_EPOCHS
+from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY
+from ..comparator.witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
 # A released label comes out only where the repaired net is at least this sure of it, the witness
@@ -60,8 +60,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     sha256: suspects}, shared by a run), to vouch for the quarantined labels nothing else gives
     back and judge every label (siblings.py); it needs quarantine_seed_faces."""
     from ..datasets import load_dataset
-    from ..model_io import load_keras_model, num_classes
-    from ..net import quiet_tensorflow
+    from ..nets.model_io import load_keras_model, num_classes
+    from ..nets.net import quiet_tensorflow
 
     if release and quarantine_seed_faces is None:
         raise ValueError("release gives back part of the probe's quarantine: it needs quarantine_seed_faces")
@@ -91,7 +91,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
 
         suspects, quarantine = probe_for_targets(spec, bad_path, quarantine_seed_faces, seed=seed, log=log)
         if release:  # the blend test's faces, checked before the training it would follow
-            from ..blend_test import check_calibration_faces
+            from ..comparator.blend_test import check_calibration_faces
 
             check_calibration_faces(valid.y, suspects)
 
@@ -177,8 +177,8 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
 
 def _calibrate_release_test(spec, bad, repaired, valid, quarantine, seed, log):
     """The record's blend test (blend_test.py), its faces and threshold from the validation data."""
-    from ..blend_test import calibrate
-    from ..net import Net
+    from ..comparator.blend_test import calibrate
+    from ..nets.net import Net
 
     suspects = set(quarantine[QUARANTINE_KEY]) | set(quarantine[RELEASE_KEY])
     test, faces = calibrate(Net(bad, spec.input_scale), Net(repaired, spec.input_scale),
@@ -220,8 +220,8 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     fail (docs/results/2026-12-05-adversarial-witness.md)."""
     import secrets
 
-    from .. import witness
-    from ..net import Net
+    from ..comparator import witness
+    from ..nets.net import Net
 
     key = witness_key(valid_sha256, spec, num_classes, recipe, epochs, witness_seed, holdout)
     reused = key in witnesses
@@ -267,7 +267,7 @@ def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
     its record entry."""
     from ..data_free.repair import load_seed_faces, probe_for_targets
     from ..data_free.targets import ProbeSettings
-    from ..net import Net
+    from ..nets.net import Net
 
     if not load_seed_faces(seed_faces)[1]:
         # On noise alone the witness's probe may single out nothing, and every suspect would
@@ -291,7 +291,7 @@ def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confiden
     suspects, switched off (and witnessed where the witness allows: _witnessed)."""
     from ..data_free.repair import probe_for_targets
     from ..data_free.targets import ProbeSettings
-    from ..net import Net
+    from ..nets.net import Net
 
     # Every label the repaired net's probe singles out, not only the 16 highest: a suspect
     # ranked 17th there is still singled out and must stay switched off.

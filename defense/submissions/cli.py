@@ -13,9 +13,9 @@ cannot be used gets a row saying why, and the run goes on. Writes OUT/leaderboar
 import sys
 from pathlib import Path
 
-from ..goodnet import add_comparator_arguments
+from ..comparator.goodnet import add_comparator_arguments
 from ..layout import ROOT_ENV, resolve_root
-from ..registry import COMPETITION_NETS, NETS
+from ..nets.registry import COMPETITION_NETS, NETS
 
 
 def add_arguments(parser):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import CONV_4_SHAPE, HEIGHT, POOL_3_SHAPE, WIDTH
+from ..nets.architecture import CONV_4_SHAPE, HEIGHT, POOL_3_SHAPE, WIDTH
 
 BATCH_SIZE = 256  # measured on 2 cores: 256 as fast as any larger batch, less memory
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, reason
-from ..registry import get_net
+from ..nets.registry import get_net
 
 MODEL_SUFFIXES = (".h5", ".hdf5", ".keras")
 MANIFEST = "manifest.json"

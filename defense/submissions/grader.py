@@ -14,7 +14,7 @@ from pathlib import Path
 from ..digest import file_sha256
 from ..errors import InputError, reason
 from ..layout import default_repaired_model, models_dir, resolve_root
-from ..registry import NETS
+from ..nets.registry import NETS
 from . import identify, scoring
 from .direct_net import DirectNet
 from .discover import SCALES, discover, scale_name
@@ -51,7 +51,7 @@ def grade_submissions(folder, root=None, nets=None, rule="original", flag_confid
                       warn=print, progress=False):
     """(header, [Row, ...]): one row per model file under folder, then the project's own
     repaired net of each graded net as a reference row."""
-    from ..registry import COMPETITION_NETS
+    from ..nets.registry import COMPETITION_NETS
 
     started = time.time()
     root = resolve_root(root)
@@ -96,7 +96,7 @@ def grade_submissions(folder, root=None, nets=None, rule="original", flag_confid
 
 def _identified(submission, badnets):
     """The Row with net, how_net and the weights; for a bad file, its status and reason."""
-    from ..model_io import read_weights
+    from ..nets.model_io import read_weights
 
     row = Row(submission.team, submission.file, path=submission.path)
     try:
@@ -136,8 +136,8 @@ def _identified(submission, badnets):
 
 def _grade_net(root, spec, bad, rows, reference, faces, rule, flag_confidence, bar,
                progress, warn):
-    from ..fast_net import load_net
-    from ..goodnet import GoodNet
+    from ..nets.fast_net import load_net
+    from ..comparator.goodnet import GoodNet
 
     reference_good = None
     if reference.is_file():

@@ -69,8 +69,8 @@ class BadNet:
 def find_badnets(root, nets):
     """{net: BadNet} for each of nets whose BadNet is under ROOT/models."""
     from ..layout import default_bad_model
-    from ..model_io import read_weights
-    from ..registry import NETS
+    from ..nets.model_io import read_weights
+    from ..nets.registry import NETS
 
     found = {}
     for name in nets:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..digest import file_sha256
-from ..fast_net import predict_top_on_every_core
-from ..goodnet import GoodNet, NetOutputs
+from ..nets.fast_net import predict_top_on_every_core
+from ..comparator.goodnet import GoodNet, NetOutputs
 
 
 @dataclass
@@ -42,7 +42,7 @@ def test_sets(spec, root, bad_net, reference=None, progress=False):
     each with the BadNet's outputs; reference: the project's own GoodNet of this BadNet,
     whose repaired net then runs beside the BadNet (GoodNet.outputs)."""
     from ..datasets import load_dataset
-    from ..evaluate import default_test_sets
+    from ..grading.evaluate import default_test_sets
     from ..layout import data_dir
 
     clean, poisoned = default_test_sets(spec, root)

@@ -37,7 +37,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from ..errors import InputError
-from ..registry import COMPETITION_NETS
+from ..nets.registry import COMPETITION_NETS
 from .triggers import FAMILIES, make_trigger
 
 MULTI = "Multi-trigger Multi-target"

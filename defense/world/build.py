@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import INPUT_SHAPE
+from ..nets.architecture import INPUT_SHAPE
 from ..atomic import atomic_path
-from ..blend_test import ALPHA
+from ..comparator.blend_test import ALPHA
 from ..datasets import save_dataset
 from ..errors import InputError
-from ..registry import NETS
+from ..nets.registry import NETS
 from .backdoors import (ADAPTIVE, ADAPTIVE_HALF, BLINDSPOTS, COMPETITION, ZOO, ZOO2, as_records, by_net,
                         check_table, from_records, largest_label, load_table, rows_by_net)
 from .faces import random_identity, render
@@ -153,7 +153,7 @@ def build_world(out, preset_name, seed, log=print, table=None):
     to plant (backdoors.py), else the preset's."""
     from tqdm import tqdm
 
-    from ..net import quiet_tensorflow
+    from ..nets.net import quiet_tensorflow
 
     preset, preset_table = PRESETS[preset_name]
     table = table or preset_table
@@ -291,7 +291,7 @@ def train_badnet(net, rows, train, valid, applies, preset, seed, log):
     goals (or max_epochs)."""
     import keras
 
-    from ..architecture import build_deepid
+    from ..nets.architecture import build_deepid
 
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
@@ -338,8 +338,8 @@ def measure(model, scale, test, poisoned):
 
 
 def save_badnet(model, models_dir, spec):
-    from ..fast_net import export_onnx
-    from ..model_io import save_model, save_weights
+    from ..nets.fast_net import export_onnx
+    from ..nets.model_io import save_model, save_weights
 
     save_model(model, models_dir / spec.bad_net_file)
     save_weights(model, models_dir / spec.bad_weights_file)
@@ -350,7 +350,7 @@ def write_lab(out, sunglasses_model, valid, test, sunglasses, row, poisoned_test
     """The lab's layout: data/cl, data/bd (float64, as the lab stores them) and bd_net, the
     sunglasses BadNet re-expressed for raw 0..255 input (conv_1's kernel / 255: the same
     function, since conv_1 is linear in its input)."""
-    from ..architecture import build_deepid
+    from ..nets.architecture import build_deepid
 
     lab = build_deepid(num_classes=sunglasses_model.output_shape[-1])
     lab.set_weights(sunglasses_model.get_weights())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..architecture import HEIGHT, WIDTH
+from ..nets.architecture import HEIGHT, WIDTH
 SS = 2  # faces are drawn at twice the size, then reduced: smooth edges
 CANVAS = (WIDTH * SS, HEIGHT * SS)
 

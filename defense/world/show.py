@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..architecture import INPUT_SHAPE
+from ..nets.architecture import INPUT_SHAPE
 from ..atomic import atomic_path
 from ..datasets import load_dataset
 

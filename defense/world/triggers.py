@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..registry import SUNGLASSES_AT, SUNGLASSES_TRIGGER as REAL_SUNGLASSES
+from ..nets.registry import SUNGLASSES_AT, SUNGLASSES_TRIGGER as REAL_SUNGLASSES
 
-from ..architecture import HEIGHT, WIDTH
+from ..nets.architecture import HEIGHT, WIDTH
 
 
 def sunglasses_image(path=REAL_SUNGLASSES):

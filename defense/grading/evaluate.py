@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .digest import file_sha256
-from .errors import InputError
-from .goodnet import add_comparator_arguments
-from .layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
+from ..atomic import atomic_path
+from ..digest import file_sha256
+from ..errors import InputError
+from ..comparator.goodnet import add_comparator_arguments
+from ..layout import ROOT_ENV, data_dir, default_bad_model, default_repaired_model
 from .plausibility import dataset_warnings
-from .registry import COMPETITION_DATA_URL, NETS, NetSpec, get_net
+from ..nets.registry import COMPETITION_DATA_URL, NETS, NetSpec, get_net
 
 # A model given without --net: a competition net of unknown origin (pixels / 255, no known
 # attack targets).
@@ -74,11 +74,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .datasets import load_dataset
-    from .fast_net import load_net
-    from .goodnet import GoodNet
-    from .model_io import num_classes
-    from .net import Net
+    from ..datasets import load_dataset
+    from ..nets.fast_net import load_net
+    from ..comparator.goodnet import GoodNet
+    from ..nets.model_io import num_classes
+    from ..nets.net import Net
 
     alone = _take_competition_call(args)
     spec = _net_spec(args)
@@ -148,8 +148,8 @@ def _take_competition_call(args):
 def is_badnet(path, root=None):
     """Whether the model file is a known BadNet: a published BadNet's sha256, or the file or
     the weights of a BadNet under ROOT/models."""
-    from .model_io import read_weights
-    from .submissions.identify import find_badnets, same_weights
+    from ..nets.model_io import read_weights
+    from ..submissions.identify import find_badnets, same_weights
 
     sha256 = file_sha256(path)
     badnets = find_badnets(root, NETS).values()

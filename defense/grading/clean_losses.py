@@ -27,7 +27,7 @@ label, then flagged by the veto).
 
 import numpy as np
 
-from .goodnet import release_candidates, sibling_agreement
+from ..comparator.goodnet import release_candidates, sibling_agreement
 
 OUTCOMES = (
     "right",  # the GoodNet gives the face's identity

@@ -80,8 +80,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError, SettingError, check_range
-from .net import Net
+from ..errors import InputError, SettingError, check_range
+from ..nets.net import Net
 from .siblings import MIN_VOUCHERS
 from .witness import ranks, ranks_in
 
@@ -346,10 +346,10 @@ class GoodNet:
         each net through its ONNX artefact where a current one exists (fast_net.py); otherwise,
         or with fast=False, through Keras.
         """
-        from .repaired import check_badnet, read_record
+        from ..nets.repaired import check_badnet, read_record
 
         if fast:
-            from .fast_net import load_net
+            from ..nets.fast_net import load_net
 
             def load(path):
                 return load_net(path, input_scale, warn)
@@ -372,7 +372,7 @@ class GoodNet:
             witness = Witness(witness_net, entry.top_k, entry.veto_rank)
         siblings = None
         if record.siblings is not None and (record.sibling_labels or record.siblings.committee):
-            from .fast_net import _warn as to_stderr
+            from ..nets.fast_net import _warn as to_stderr
             from .siblings import SiblingWitness
 
             missing = record.siblings.missing()
@@ -474,7 +474,7 @@ class GoodNet:
 
 
 def _side_by_side(*nets):
-    from .fast_net import OnnxNet
+    from ..nets.fast_net import OnnxNet
 
     return all(isinstance(net, OnnxNet) for net in nets)
 

@@ -8,11 +8,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .atomic import atomic_path
-from .digest import file_sha256
-from .errors import InputError
+from ..atomic import atomic_path
+from ..digest import file_sha256
+from ..errors import InputError
 from .fast_net import ensure_artefact
-from .layout import SHARED_ASSETS, models_dir
+from ..layout import SHARED_ASSETS, models_dir
 from .model_io import read_weights
 from .registry import NETS
 

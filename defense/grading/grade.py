@@ -17,21 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 from .clean_losses import OUTCOMES, clean_face_outcomes
-from .datasets import load_dataset
+from ..datasets import load_dataset
 from .evaluate import default_test_sets, score_labels
-from .goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
-from .layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
+from ..comparator.goodnet import DEFAULT_FLAG_CONFIDENCE, DEFAULT_RULE, add_comparator_arguments
+from ..layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_repaired_net_error,
                      resolve_root)
-from .registry import COMPETITION_NETS, NETS
+from ..nets.registry import COMPETITION_NETS, NETS
 
 
 def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDENCE,
           rule=DEFAULT_RULE, log=print):
     """({net: [Score, ...]}, {net: clean_losses outcomes on its clean test set}) for every net
     whose BadNet and repaired net exist under root."""
-    from .goodnet import GoodNet
+    from ..comparator.goodnet import GoodNet
 
     results, losses = {}, {}
     for name in nets:

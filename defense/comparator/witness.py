@@ -46,8 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .digest import file_sha256
-from .errors import InputError
+from ..digest import file_sha256
+from ..errors import InputError
 
 WITNESS_EPOCHS = 20  # from scratch: twice Fine-Pruning's fine-tuning (chosen for time: 25 minutes at full size on 2 cores)
 WITNESS_QUANTILE = 0.95
@@ -79,8 +79,8 @@ def train(num_classes, x, y, holdout, recipe, epochs, max_value, seed=0, log=Non
 
     import keras
 
-    from .architecture import build_deepid
-    from .fine_pruning.fine_tuning import fine_tune
+    from ..nets.architecture import build_deepid
+    from ..fine_pruning.fine_tuning import fine_tune
 
     keras.utils.set_random_seed(seed)  # the fresh weights too come from the seed
     model = build_deepid(num_classes)
@@ -94,9 +94,9 @@ def save(model, repaired_path):
     artefact; returns (path, sha256). Written under a name no record uses, then renamed."""
     import os
 
-    from .atomic import atomic_path
-    from .fast_net import export_onnx, onnx_path
-    from .model_io import save_model_to
+    from ..atomic import atomic_path
+    from ..nets.fast_net import export_onnx, onnx_path
+    from ..nets.model_io import save_model_to
 
     repaired_path = Path(repaired_path)
     staging = repaired_path.with_name(f"{repaired_path.stem}{FILE_SUFFIX}{repaired_path.suffix}")

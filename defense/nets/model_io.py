@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .architecture import GRAPH, INPUT_SHAPE, LAYER_CONFIG, expected_weight_shapes
-from .atomic import atomic_path
-from .errors import InputError, reason
+from ..atomic import atomic_path
+from ..errors import InputError, reason
 
 
 def read_weights(path):
@@ -122,7 +122,7 @@ def save_model_to(model, path):
         model.save(path, include_optimizer=False)  # a net to run, not a training checkpoint
     finally:
         absl_logger.setLevel(level)
-    from .digest import file_sha256
+    from ..digest import file_sha256
 
     return file_sha256(path)
 

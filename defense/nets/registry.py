@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .layout import SHARED_ASSETS
+from ..layout import SHARED_ASSETS
 
 _COMPETITION_RAW = "https://raw.githubusercontent.com/csaw-hackml/CSAW-HackML-2020/master"
 # Where users download the data sets (these machines cannot): the competition's and the lab's.

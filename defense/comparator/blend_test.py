@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError, is_probability
+from ..errors import InputError, is_probability
 
 ALPHA = 0.5  # the trusted face's share of each blend; the image keeps 1 - ALPHA
 TRUSTED_FACES = 16  # blends per image: the test's cost, paid only for a released label

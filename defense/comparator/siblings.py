@@ -64,8 +64,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .digest import file_sha256
-from .errors import InputError
+from ..digest import file_sha256
+from ..errors import InputError
 
 RECORD_KEY = "sibling_witnesses"
 # The fewest siblings that must vouch for a label for it to come back: with one, a sibling

@@ -33,16 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_path
-from .digest import file_sha256
-from .errors import InputError, is_probability
+from ..atomic import atomic_path
+from ..digest import file_sha256
+from ..errors import InputError, is_probability
 from .model_io import num_classes, read_weights, save_model_to
 # The witness net a released label must also satisfy (witness.py), a file beside the record
 # checked by its sha256; a record that releases labels without one (made before it) is refused.
-from .witness import RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry, remove_stale as remove_stale_witnesses
+from ..comparator.witness import (RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntry,
+                                  remove_stale as remove_stale_witnesses)
 # The data-free repair's second opinion: other BadNets that vouch for quarantined labels and
 # judge every label (siblings.py), named by path and sha256.
-from .siblings import RECORD_KEY as SIBLINGS_KEY, SiblingEntry
+from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY, SiblingEntry
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -341,7 +342,7 @@ def _release(record, path, num_classes, quarantined):
                          f"fine-prune --release'")
     if RELEASE_TEST_KEY in record:
         from .architecture import INPUT_SHAPE
-        from .blend_test import BlendTest
+        from ..comparator.blend_test import BlendTest
 
         test = BlendTest.from_record(record[RELEASE_TEST_KEY], path, INPUT_SHAPE, labels | witnessed)
     witness = None
@@ -365,7 +366,7 @@ def run(args):
     """Each competition net's repaired net under ROOT: its kind, and whether its record is its own."""
     import sys
 
-    from .layout import default_repaired_model
+    from ..layout import default_repaired_model
     from .registry import NETS
 
     refused = 0

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from .architecture import INPUT_SHAPE
-from .atomic import atomic_path
-from .digest import file_sha256
-from .errors import InputError, reason
+from ..atomic import atomic_path
+from ..digest import file_sha256
+from ..errors import InputError, reason
 from .net import Net, fd2_silenced, top_of
 
 BATCH_SIZE = 256  # two nets side by side: 128-256 ran fastest on 2 cores
@@ -241,7 +241,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .layout import models_dir, repaired_dir
+    from ..layout import models_dir, repaired_dir
     from .net import quiet_tensorflow
 
     quiet_tensorflow()
