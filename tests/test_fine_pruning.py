@@ -295,6 +295,27 @@ def test_lab_mode_saves_thresholded_nets_plot_and_table(mini_world):
     assert "| 30 % |" in (lab / "lab_report.md").read_text()
 
 
+def test_a_default_seed_folder_without_images_is_said_in_one_warning_line(tmp_path, monkeypatch):
+    """The default seed folder may be empty (the probe then runs on noise alone), but never
+    silently: noise alone misses targets the seed faces find."""
+    import argparse
+
+    from conftest import SAMPLES
+    from defense.fine_pruning import cli
+
+    folder = tmp_path / "seed_faces"
+    monkeypatch.setattr(cli, "DEFAULT_SEED_FACES", folder)
+    default = argparse.Namespace(seed_faces=None)
+    for make in (lambda: None, folder.mkdir):  # absent, then empty
+        make()
+        lines = []
+        assert cli._checked_seed_faces(default, lines.append) == folder
+        assert len(lines) == 1 and lines[0].startswith("warning: ") and "noise alone" in lines[0]
+    shutil.copy(SAMPLES / "clean_13.png", folder)
+    lines = []
+    assert cli._checked_seed_faces(default, lines.append) == folder and lines == []
+
+
 @pytest.mark.parametrize("options, message", [
     (["--global-edits", "2"], "GlobalEdits.probability: 2.0 is not a number in [0, 1]"),
     (["--samples-per-epoch", "0"], "Recipe.min_samples_per_epoch: 0 is not an integer"),

@@ -145,6 +145,9 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
 
 
 def check_seed_faces(folder, explicit):
-    """An explicitly named seed folder must exist and hold images."""
-    if explicit and (not Path(folder).is_dir() or not list_images(folder)):
+    """Whether folder holds seed face images; an explicitly named one must. The default one may
+    not (the probe then runs on noise alone)."""
+    found = Path(folder).is_dir() and bool(list_images(folder))
+    if explicit and not found:
         raise InputError(f"{folder}: no seed face images there (png, jpg, ...)")
+    return found

@@ -130,7 +130,8 @@ def add_arguments(parser):
                         help=f"a folder of a few clean face images you trust, for probing the "
                              f"BadNet for its targets "
                              f"(default: {DEFAULT_SEED_FACES.relative_to(REPO_ROOT)}/ of this "
-                             f"repository, filled by make setup; without images, noise only)")
+                             f"repository, filled by make setup; without images, noise only, "
+                             f"which may miss targets: a warning says so)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -172,7 +173,7 @@ def run(args):
         raise InputError("--release needs the clean validation data: its second opinion is "
                          "the Fine-Pruned net, which the data-free repair does not make")
     # The probes' seed faces, checked once for every net (Fine-Pruning without a quarantine needs none).
-    seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args)
+    seed_faces = None if args.no_quarantine and not data_free else _checked_seed_faces(args, log)
     witnesses = {}  # --release: one witness for the nets of this run (it never sees a BadNet)
     probed = {}  # --siblings: suspects by file sha256, so that a run probes each sibling once
     for spec in specs:
@@ -202,12 +203,18 @@ def _recipe(args):
         raise InputError(f"--samples-per-epoch {args.samples_per_epoch}: {e}") from None
 
 
-def _checked_seed_faces(args):
+def _checked_seed_faces(args, log):
     """The seed-face folder for probing; one named with --seed-faces must hold images."""
     from ..data_free.repair import check_seed_faces
 
     seed_faces = args.seed_faces or DEFAULT_SEED_FACES
-    check_seed_faces(seed_faces, explicit=args.seed_faces is not None)
+    if not check_seed_faces(seed_faces, explicit=args.seed_faces is not None):
+        # Noise alone misses targets the seed faces find (a full blind-spot world's source-specific
+        # ones: docs/results/2026-12-06-zoo2-blindspots.md); a run from another checkout, or before
+        # make setup, would otherwise be weaker without a word.
+        log(f"warning: {seed_faces} holds no seed face images: the probe runs on noise alone and "
+            f"may miss targets (make setup copies the 16 clean samples of ../shared/csaw there; "
+            f"--seed-faces DIR names another folder)")
     return seed_faces
 
 
