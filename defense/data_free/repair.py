@@ -28,10 +28,15 @@ from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets, random_probe_names
 
 
+def seed_face_paths(folder):
+    """The image files in folder; none if the folder is absent (or None)."""
+    return list_images(folder) if folder is not None and Path(folder).is_dir() else []
+
+
 def load_seed_faces(folder):
     """(pixels (N, height, width, 3), [{"path", "sha256"}]) of the images in folder; none if
     the folder is absent."""
-    paths = list_images(folder) if folder is not None and Path(folder).is_dir() else []
+    paths = seed_face_paths(folder)
     if not paths:
         return np.zeros((0, *INPUT_SHAPE), np.float32), []
     used = [{"path": str(path), "sha256": file_sha256(path)} for path in paths]
@@ -147,7 +152,7 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
 def check_seed_faces(folder, explicit):
     """Whether folder holds seed face images; an explicitly named one must. The default one may
     not (the probe then runs on noise alone)."""
-    found = Path(folder).is_dir() and bool(list_images(folder))
+    found = bool(seed_face_paths(folder))
     if explicit and not found:
         raise InputError(f"{folder}: no seed face images there (png, jpg, ...)")
     return found

@@ -209,8 +209,8 @@ def _checked_seed_faces(args, log):
 
     seed_faces = args.seed_faces or DEFAULT_SEED_FACES
     if not check_seed_faces(seed_faces, explicit=args.seed_faces is not None):
-        # Noise alone misses targets the seed faces find (a full blind-spot world's source-specific
-        # ones: docs/results/2026-12-06-zoo2-blindspots.md); a run from another checkout, or before
+        # Noise alone singles out fewer labels (a full blind-spot world: 11 instead of 22,
+        # docs/results/2026-12-06-zoo2-blindspots.md); a run from another checkout, or before
         # make setup, would otherwise be weaker without a word.
         log(f"warning: {seed_faces} holds no seed face images: the probe runs on noise alone and "
             f"may miss targets (make setup copies the 16 clean samples of ../shared/csaw there; "

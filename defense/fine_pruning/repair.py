@@ -265,11 +265,11 @@ def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
     the target's in a 40-identity world's witness, docs/results/2026-12-05-witnessed.md) has
     no trigger-blind opinion left, and stays switched off. The witness's suspects go into
     its record entry."""
-    from ..data_free.repair import load_seed_faces, probe_for_targets
+    from ..data_free.repair import probe_for_targets, seed_face_paths
     from ..data_free.targets import ProbeSettings
     from ..nets.net import Net
 
-    if not load_seed_faces(seed_faces)[1]:
+    if not seed_face_paths(seed_faces):
         # On noise alone the witness's probe may single out nothing, and every suspect would
         # come back on the witness's word: without seed faces none does.
         log(f"{spec.name}: witnessed labels: none (no seed faces to probe the witness with)")
