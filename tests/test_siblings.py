@@ -47,16 +47,18 @@ def committee_labels(bad, tops, near, quarantined=(7,), vouched=(), agrees=None)
 
 def test_the_committee_corrects_flags_and_vetoes():
     """Per image: each sibling's top label (a, b, c) and the labels each ranks high. The BadNet's
-    label where a sibling ranks it high; two siblings' other label where no probe suspects it
-    (not 9, which a suspects, nor 7, which the BadNet's probe does); the flag where none ranks
-    the label high."""
+    label where two siblings rank it high; two siblings' other label where no probe suspects it
+    (not 9, which a suspects, nor 7, which the BadNet's probe does); the flag where fewer than
+    two rank the label high."""
     rows = [  # (BadNet, tops, the labels each sibling ranks high, expected)
         (3, (3, 3, 3), ((3, 1), (3, 1), (3, 1)), 3),
         (3, (4, 4, 2), ((4, 3), (4, 3), (2, 3)), 4),  # corrected
         (3, (9, 9, 2), ((9, 3), (9, 3), (2, 3)), POISONED),  # a suspects 9
         (3, (7, 7, 2), ((7, 3), (7, 3), (2, 3)), POISONED),  # 7 is quarantined
         (3, (1, 2, 5), ((1, 2), (2, 1), (5, 1)), POISONED),  # vetoed: no sibling ranks 3 high
-        (3, (1, 2, 5), ((1, 2), (2, 1), (5, 3)), 3),  # c ranks it second
+        (3, (1, 2, 5), ((1, 2), (2, 1), (5, 3)), POISONED),  # c alone ranks it: one word is too few
+        (3, (1, 2, 5), ((1, 2), (2, 3), (5, 3)), 3),  # b and c rank it second
+        (9, (1, 2, 5), ((1, 2), (2, 9), (5, 1)), POISONED),  # 9: b alone of b and c (a suspects it)
     ]
     rows += [
         (3, (2, 9, 9), ((2, 3), (9, 3), (9, 3)), 9),  # a suspects 9 but does not give it
@@ -68,6 +70,18 @@ def test_the_committee_corrects_flags_and_vetoes():
     np.testing.assert_array_equal(committee_labels(bad, None, near), [POISONED] * len(rows))
     np.testing.assert_array_equal(committee_labels(bad, [t[:2] for t in tops], [n[:2] for n in near]),
                                   [POISONED] * len(rows))
+
+
+def test_a_label_all_siblings_but_one_suspect_needs_that_ones_word():
+    """Label 6 is a suspect of a and b: c alone can rank it, and its word is enough (an image
+    where c ranks it stands, one where it does not is flagged); a label every sibling suspects
+    is ranked by none (judge leaves it out of their top labels) and flagged (no witness here)."""
+    outputs = NetOutputs(bad_labels=np.array([6, 6, 5]), bad_confidence=np.full(3, 0.999),
+                         repaired_labels=np.array([6, 6, 5]), sibling_tops=np.array([[1, 1, 1], [2, 2, 2], [6, 4, 5]]),
+                         sibling_near=np.array([[[1, 2]] * 3, [[2, 1]] * 3, [[6, 1], [4, 1], [-1, 1]]]))
+    labels = decide(outputs, "repaired", 0.99, [7], POISONED,
+                    sibling_suspects=(frozenset({5, 6}), frozenset({5, 6}), frozenset({5})))
+    np.testing.assert_array_equal(labels, [6, POISONED, POISONED])
 
 
 def test_the_committee_overrules_the_comparators_flag_and_label():
@@ -144,7 +158,8 @@ def test_the_siblings_settle_a_disagreement_for_the_badnets_label():
         tops = np.array(tops).T
         outputs = NetOutputs(bad_labels=np.array(bad), bad_confidence=np.full(len(bad), confidence),
                              repaired_labels=np.full(len(bad), 6), sibling_tops=tops,
-                             sibling_near=np.stack([tops, tops], axis=2))
+                             # Every sibling ranks the repaired net's 6 second: the veto spares it.
+                             sibling_near=np.stack([tops, np.full_like(tops, 6)], axis=2))
         return decide(outputs, rule, 0.99, [7], POISONED, released=[5], sibling_suspects=suspects)
 
     tops = [(3, 3, 2), (6, 3, 1), (7, 7, 7), (5, 5, 5)]  # the second: one sibling gives 3
@@ -244,7 +259,7 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     witness = SiblingWitness(entry, lambda path: nets[path])
     tops, near = witness.judge(np.arange(6))
     assert tops.shape == (3, 6) and near.shape == (3, 6, 3)
-    assert witness.describe_committee().startswith("a, b, c: ") and "in its top 3 is flagged" in witness.describe_committee()
+    assert witness.describe_committee().startswith("a, b, c: ") and "fewer than two of them rank in their top 3" in witness.describe_committee()
     assert SiblingWitness(_entry(tmp_path, {}), None).describe_committee() == ""  # vouching only
     for row, name in enumerate("abc"):
         highest = np.argsort(-probabilities[name], axis=1)[:, :3]

@@ -48,7 +48,8 @@ this BadNet's trigger, and sees the face under it. With a committee (records wit
 `veto_rank`), the siblings then judge every label: where two or more give one top label other
 than the BadNet's, that label comes out
 (flagged where the BadNet's probe, released labels included, or that of a sibling giving it
-suspects it), and a label no sibling ranks among its top few (its own suspects aside) is
+suspects it), and a label fewer than two siblings rank among their top few (their own
+suspects aside; every sibling that does not suspect it, where fewer than two do not) is
 flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
 stands where it is the witness's top label (the witness's word alone: a witnessed label also
 meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
@@ -82,7 +83,7 @@ import numpy as np
 
 from ..errors import InputError, SettingError, check_range
 from ..nets.net import Net
-from .siblings import MIN_VOUCHERS
+from .siblings import COMMITTEE_VETO_RANKERS, MIN_VOUCHERS
 from .witness import ranks, ranks_in
 
 DEFAULT_FLAG_CONFIDENCE = 0.99
@@ -207,8 +208,9 @@ def _witness_rank(outputs, labels, agreed, fallback):
 def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, witness_ranks=False):
     """The sibling committee over labels (siblings.py): where siblings agree on another label
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
-    sibling giving it suspects it); then any label that no sibling ranks among its top k is
-    flagged (judge leaves out of those a label the sibling gives no probability or suspects
+    sibling giving it suspects it); then any label that fewer than COMMITTEE_VETO_RANKERS
+    siblings rank among their top k is flagged, or fewer than all that do not suspect it where
+    those are fewer (judge leaves out of those a label the sibling gives no probability or suspects
     itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
     repair with data) it stands where it is the witness's top label, and is flagged elsewhere;
     without, it is flagged. Returns (labels, the label the siblings agreed on: -1 where none).
@@ -222,7 +224,11 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     other, trusted = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
     corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
-    ranked = (np.asarray(near) == labels[None, :, None]).any(axis=(0, 2))
+    # A label stands where COMMITTEE_VETO_RANKERS siblings rank it high, or every sibling whose
+    # probe does not suspect it where fewer do not (siblings.py).
+    ranked_by = (np.asarray(near) == labels[None, :, None]).any(axis=2)
+    able = (~_suspected_by_each(np.broadcast_to(labels, ranked_by.shape), sibling_suspects)).sum(axis=0)
+    ranked = ranked_by.sum(axis=0) >= np.clip(able, 1, COMMITTEE_VETO_RANKERS)
     if witness_ranks and count:
         suspected_by_all = frozenset.intersection(*map(frozenset, sibling_suspects))
         witness_top = _witness_rank(outputs, labels, other, 1) == 0

@@ -39,9 +39,12 @@ every label too, not only the quarantined ones: a backdoor with no single target
 y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
 it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
 comes out, unless the BadNet's probe or the probe of a sibling giving it suspects it (then the
-image is flagged). Where the label the GoodNet would give is within no sibling's top
-`veto_rank` labels (COMMITTEE_VETO_RANK, 5, written down before any measurement), it is
-flagged. A trigger must then move the siblings too, which another attacker's trigger does not.
+image is flagged). Where the label the GoodNet would give is within the top `veto_rank` labels
+(COMMITTEE_VETO_RANK, 5, written down before any measurement) of fewer than
+COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where
+fewer do not), it is flagged: one sibling's word let a trigger through that scattered the two
+others over other labels (docs/results/2026-12-06-two-rankers.md). A trigger must then move the
+siblings too, which another attacker's trigger does not.
 The siblings then run on every image (three more forward passes an image).
 
 With data (Fine-Pruning, with or without --release) the entry is the same, the siblings probed
@@ -71,9 +74,13 @@ RECORD_KEY = "sibling_witnesses"
 # The fewest siblings that must vouch for a label for it to come back: with one, a sibling
 # backdoored alike, too weakly for its probe, is all the trigger needs (results 2026-12-06).
 MIN_VOUCHERS = 2
-# The committee's veto: a label no sibling ranks among its top this many is flagged. Written down
-# before any measurement (docs/results/2026-12-06-committee.md), not chosen on one.
+# The committee's veto: a label too few siblings rank among their top this many is flagged.
+# Written down before any measurement (docs/results/2026-12-06-committee.md), not chosen on one.
 COMMITTEE_VETO_RANK = 5
+# How many siblings must rank a label so (every one whose probe does not suspect it, where fewer
+# do not): one sibling's word let a trigger through that scattered the two others over other
+# labels (docs/results/2026-12-06-two-rankers.md). Two, as MIN_VOUCHERS: set before measuring.
+COMMITTEE_VETO_RANKERS = 2
 # Images the siblings judge at once (their full outputs, (n, classes) floats, are reduced to
 # the top labels a chunk at a time).
 CHUNK = 2048
@@ -247,8 +254,8 @@ class SiblingWitness:
             return ""
         return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
-                f"giving it suspects it), one none of them ranks in its top {self.entry.veto_rank} "
-                f"is flagged")
+                f"giving it suspects it), one fewer than two of them rank in their top "
+                f"{self.entry.veto_rank} (each that does not suspect it, where fewer) is flagged")
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]

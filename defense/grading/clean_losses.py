@@ -43,7 +43,7 @@ OUTCOMES = (
     "nets disagree, repaired net's label",  # the BadNet unsure, the repaired net wrong
     "witness vetoed",  # right but for the witness's veto (it ranks the label far down)
     "sibling BadNets agreed on another label",  # right but for two siblings agreeing on another (given or flagged)
-    "sibling BadNets vetoed",  # right but for the committee's veto (no sibling ranks it high)
+    "sibling BadNets vetoed",  # right but for the committee's veto (too few siblings rank it high)
     "sibling BadNets confirmed the BadNet's wrong label",  # the repaired net right, two siblings gave the BadNet's label
 )
 
