@@ -64,8 +64,9 @@ def _parser(spec, prog):
                     f"where the BadNet gives it and every sibling that vouches for it gives it as "
                     f"its top label; where the siblings judge every label (the committee), a "
                     f"label two of them replace by another top label is theirs (flagged where the "
-                    f"BadNet's probe or that of a sibling giving it suspects it) and one none of "
-                    f"them ranks among its top few is flagged. Where the record gives the witness "
+                    f"BadNet's probe or that of a sibling giving it suspects it) and one fewer "
+                    f"than two of them rank among their top few is flagged (where only one does "
+                    f"not suspect it, that one). Where the record gives the witness "
                     f"a veto rank (fine-prune --release since the veto), any label the witness "
                     f"ranks that far down is flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "

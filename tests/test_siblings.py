@@ -177,6 +177,21 @@ def test_the_siblings_settle_a_disagreement_for_the_badnets_label():
     assert not sibling_confirmation(outputs, (frozenset(),) * 3).any()
 
 
+def test_the_witness_does_not_stand_in_for_a_second_sibling():
+    """With a witness (a repair with data) that gives every label as its top one: label 6, which
+    b suspects, needs both a and c to rank it (flagged where a alone does, given where both do);
+    label 4, which every sibling suspects, is the witness's to judge and stands."""
+    tops = np.array([[6, 6, 1], [2, 3, 5], [7, 6, 8]])
+    near = np.array([[[6, 1], [6, 1], [1, 2]], [[2, 1], [3, 1], [5, 1]], [[7, 1], [6, 1], [8, 1]]])
+    outputs = NetOutputs(bad_labels=np.array([6, 6, 4]), bad_confidence=np.full(3, 0.999),
+                         repaired_labels=np.array([6, 6, 4]), witness_rank_bad=np.zeros(3, dtype=int),
+                         witness_rank_repaired=np.zeros(3, dtype=int), witness_rank_agreed=np.zeros(3, dtype=int),
+                         sibling_tops=tops, sibling_near=near)
+    labels = decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=5, witness_settles=True,
+                    sibling_suspects=(frozenset({4}), frozenset({4, 6}), frozenset({4})))
+    np.testing.assert_array_equal(labels, [POISONED, 6, 4])
+
+
 def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():
     """No sibling can rank a label that every sibling's probe suspects (4 here): with a witness
     (a repair with data) it stands where it is the witness's top label and is flagged elsewhere;

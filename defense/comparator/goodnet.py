@@ -226,9 +226,11 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     labels = np.where(other >= 0, corrected, labels)
     # A label stands where COMMITTEE_VETO_RANKERS siblings rank it high, or every sibling whose
     # probe does not suspect it where fewer do not (siblings.py).
-    ranked_by = (np.asarray(near) == labels[None, :, None]).any(axis=2)
-    able = (~_suspected_by_each(np.broadcast_to(labels, ranked_by.shape), sibling_suspects)).sum(axis=0)
-    ranked = ranked_by.sum(axis=0) >= np.clip(able, 1, COMMITTEE_VETO_RANKERS)
+    # A sibling's own suspects do not count (judge leaves them out of near already).
+    unsuspecting = ~_suspected_by_each(np.broadcast_to(labels, (count, len(labels))), sibling_suspects)
+    ranked_by = (np.asarray(near) == labels[None, :, None]).any(axis=2) & unsuspecting
+    needed = np.clip(unsuspecting.sum(axis=0), 1, COMMITTEE_VETO_RANKERS)
+    ranked = ranked_by.sum(axis=0) >= needed
     if witness_ranks and count:
         suspected_by_all = frozenset.intersection(*map(frozenset, sibling_suspects))
         witness_top = _witness_rank(outputs, labels, other, 1) == 0

@@ -255,7 +255,7 @@ class SiblingWitness:
         return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
                 f"giving it suspects it), one fewer than two of them rank in their top "
-                f"{self.entry.veto_rank} (each that does not suspect it, where fewer) is flagged")
+                f"{self.entry.veto_rank} is flagged (where only one does not suspect it, that one)")
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]

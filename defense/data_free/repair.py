@@ -141,8 +141,8 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     vouchers = vouchers_for(vouched, {s.net: s.suspects for s in found})
     entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
     log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
-        f"label two of them replace is theirs, unless a probe suspects it; one none ranks in its "
-        f"top {COMMITTEE_VETO_RANK} is flagged)")
+        f"label two of them replace is theirs, unless a probe suspects it; one fewer than two rank in "
+        f"their top {COMMITTEE_VETO_RANK} is flagged, or where only one does not suspect it, that one)")
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")

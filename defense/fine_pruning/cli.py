@@ -117,7 +117,7 @@ def add_arguments(parser):
                              "theirs comes out (flagged where the BadNet's probe, released labels "
                              "included, or that of a sibling giving it suspects it); a label fewer "
                              f"than two of them rank in their top {COMMITTEE_VETO_RANK} (their own "
-                             "suspects aside; each that does not suspect it, where fewer) is "
+                             "suspects aside; where only one does not suspect it, that one) is "
                              "flagged (this stops backdoors with no single target); "
                              "where the two nets disagree, two siblings whose probes do not suspect "
                              "the BadNet's label giving it as their top label settle it for that "

@@ -18,7 +18,7 @@ lost it first (a disagreement, say, counted flagged). A face the witness settled
 BadNet's wrong label was flagged without it: the BadNet's loss, as the settling never takes a
 right label away. A face the GoodNet would have got right but for the sibling committee (siblings.py) is the
 committee's: two siblings gave another label (theirs, or the flag where a probe suspects it), or
-none ranked the label high (vetoed; with a witness, a label every sibling suspects and the
+fewer than two ranked the label high (vetoed; with a witness, a label every sibling suspects and the
 witness does not give as its top label too), or two gave the BadNet's wrong label where the nets
 disagree (the siblings settled it, against the repaired net's right label); beside a witness's
 veto, which judges after the committee, so is a face both would have lost (the committee's wrong

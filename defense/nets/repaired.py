@@ -113,8 +113,8 @@ class RepairedRecord:
                      f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
                      f"top label, theirs (flagged where the BadNet's probe, released labels included, "
                      f"or that of a sibling giving it suspects it); a label fewer than two of them rank "
-                     f"in their top {self.siblings.veto_rank} (each that does not suspect it, where "
-                     f"fewer) is flagged")
+                     f"in their top {self.siblings.veto_rank} is flagged (where only one does not "
+                     f"suspect it, that one)")
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
                      f"are given only where the BadNet gives them, the witness net gives the label "
