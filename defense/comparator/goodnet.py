@@ -209,9 +209,9 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     """The sibling committee over labels (siblings.py): where siblings agree on another label
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
     sibling giving it suspects it); then any label that fewer than COMMITTEE_VETO_RANKERS
-    siblings rank among their top k is flagged, or fewer than all that do not suspect it where
-    those are fewer (judge leaves out of those a label the sibling gives no probability or suspects
-    itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
+    siblings rank among their top k is flagged (all the siblings that do not suspect it, where
+    those are fewer; judge leaves out of a sibling's top k the labels it gives no probability
+    and those it suspects itself). A label every sibling suspects is one no sibling can rank: with witness_ranks (a
     repair with data) it stands where it is the witness's top label, and is flagged elsewhere;
     without, it is flagged. Returns (labels, the label the siblings agreed on: -1 where none).
     Fails closed: without the siblings' view (or with one of other shapes) every image is
@@ -225,16 +225,15 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
     # A label stands where COMMITTEE_VETO_RANKERS siblings rank it high, or every sibling whose
-    # probe does not suspect it where fewer do not (siblings.py).
-    # A sibling's own suspects do not count (judge leaves them out of near already).
+    # probe does not suspect it where fewer do not (siblings.py); a sibling's own suspects do not
+    # count (judge leaves them out of near already).
     unsuspecting = ~_suspected_by_each(np.broadcast_to(labels, (count, len(labels))), sibling_suspects)
     ranked_by = (np.asarray(near) == labels[None, :, None]).any(axis=2) & unsuspecting
     needed = np.clip(unsuspecting.sum(axis=0), 1, COMMITTEE_VETO_RANKERS)
     ranked = ranked_by.sum(axis=0) >= needed
     if witness_ranks and count:
-        suspected_by_all = frozenset.intersection(*map(frozenset, sibling_suspects))
-        witness_top = _witness_rank(outputs, labels, other, 1) == 0
-        ranked |= np.isin(labels, _label_array(suspected_by_all)) & witness_top
+        suspected_by_all = ~unsuspecting.any(axis=0)
+        ranked |= suspected_by_all & (_witness_rank(outputs, labels, other, 1) == 0)
     return np.where((labels != poisoned_label) & ~ranked, poisoned_label, labels), other
 
 
