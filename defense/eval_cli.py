@@ -66,7 +66,8 @@ def _parser(spec, prog):
                     f"label two of them replace by another top label is theirs (flagged where the "
                     f"BadNet's probe or that of a sibling giving it suspects it) and one fewer "
                     f"than two of them rank among their top few is flagged (where only one does "
-                    f"not suspect it, that one). Where the record gives the witness "
+                    f"not suspect it, that one); each sibling reads an image through nine views "
+                    f"(moved by up to one pixel every way). Where the record gives the witness "
                     f"a veto rank (fine-prune --release since the veto), any label the witness "
                     f"ranks that far down is flagged.",
         epilog=f"One IMAGE prints one line, the label. Several paths or a directory print "

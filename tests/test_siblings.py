@@ -225,13 +225,20 @@ def test_two_labels_agreed_on_by_four_siblings_flag_the_image():
     assert other[0] == 1 and trusted[0]
 
 
-class FakeNet:
-    def __init__(self, top, sha256):
-        self.top, self.sha256, self.calls = np.asarray(top), sha256, 0
+def _images(count):
+    """count images, image i filled with the value i: every view of it (siblings.view_probabilities)
+    is the image itself, and the fakes below read i from any pixel."""
+    return np.broadcast_to(np.arange(count, dtype=np.float32)[:, None, None, None], (count, 55, 47, 3))
 
-    def predict_top(self, pixels):
-        self.calls += 1
-        return self.top[np.asarray(pixels)], None  # the "pixels" are indices into top
+
+class FakeNet:
+    """A sibling giving image i (_images) the label top[i], sure."""
+
+    def __init__(self, top, sha256, classes=12):
+        self.top, self.sha256, self.classes = np.asarray(top), sha256, classes
+
+    def probabilities(self, pixels):
+        return np.eye(self.classes, dtype=np.float32)[self.top[np.asarray(pixels)[:, 0, 0, 0].astype(int)]]
 
 
 def _entry(tmp_path, vouchers):
@@ -248,20 +255,22 @@ def test_every_sibling_that_vouches_must_give_the_label_and_nets_load_when_asked
     witness = SiblingWitness(_entry(tmp_path, {7: ("a", "b"), 8: ("b", "c"), 9: ()}),
                              lambda path: loaded.append(path) or nets[path])
     assert witness.labels == {7, 8}  # 9: no sibling vouches for it
-    np.testing.assert_array_equal(witness.agrees(np.arange(4), np.array([3, 3, 3, 3])), [False] * 4)
+    np.testing.assert_array_equal(witness.agrees(_images(4), np.array([3, 3, 3, 3])), [False] * 4)
     assert not loaded  # no image asked for a vouched label: no sibling loaded
-    np.testing.assert_array_equal(witness.agrees(np.arange(4), np.array([7, 7, 8, 9])), [True, False, True, False])
+    np.testing.assert_array_equal(witness.agrees(_images(4), np.array([7, 7, 8, 9])), [True, False, True, False])
     assert sorted(loaded) == sorted(nets)  # each loaded once, on first use
-    witness.agrees(np.arange(4), np.array([7, 7, 8, 9]))
+    witness.agrees(_images(4), np.array([7, 7, 8, 9]))
     assert len(loaded) == 3
 
 
 class FakeProbabilities:
+    """A sibling giving image i (_images) the softmax row probabilities[i]."""
+
     def __init__(self, probabilities, sha256):
         self.probabilities_of, self.sha256 = np.asarray(probabilities, dtype=np.float32), sha256
 
     def probabilities(self, pixels):
-        return self.probabilities_of[np.asarray(pixels)]
+        return self.probabilities_of[np.asarray(pixels)[:, 0, 0, 0].astype(int)]
 
 
 def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
@@ -272,9 +281,9 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     nets = {tmp_path / f"{name}.h5": FakeProbabilities(p, name * 64) for name, p in probabilities.items()}
     entry = SiblingEntry(_entry(tmp_path, {7: ("b", "c")}).siblings, {7: ("b", "c")}, 3)
     witness = SiblingWitness(entry, lambda path: nets[path])
-    tops, near = witness.judge(np.arange(6))
+    tops, near = witness.judge(_images(6))
     assert tops.shape == (3, 6) and near.shape == (3, 6, 3)
-    assert witness.describe_committee().startswith("a, b, c: ") and "fewer than two of them rank in their top 3" in witness.describe_committee()
+    assert witness.describe_committee().startswith("a, b, c (each reading nine views of an image): ") and "fewer than two of them rank in their top 3" in witness.describe_committee()
     assert SiblingWitness(_entry(tmp_path, {}), None).describe_committee() == ""  # vouching only
     for row, name in enumerate("abc"):
         highest = np.argsort(-probabilities[name], axis=1)[:, :3]
@@ -286,7 +295,7 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     bad[:3] = tops[1, :3]  # images the BadNet gives another label
     tops_agree = witness.agrees_from(tops, bad)
     top_of = {tmp_path / f"{name}.h5": FakeNet(probabilities[name].argmax(axis=1), name * 64) for name in "abc"}
-    np.testing.assert_array_equal(tops_agree, SiblingWitness(entry, lambda path: top_of[path]).agrees(np.arange(6), bad))
+    np.testing.assert_array_equal(tops_agree, SiblingWitness(entry, lambda path: top_of[path]).agrees(_images(6), bad))
 
 
 def test_judge_leaves_out_labels_given_no_probability_and_a_siblings_own_suspects(tmp_path, monkeypatch):
@@ -304,10 +313,50 @@ def test_judge_leaves_out_labels_given_no_probability_and_a_siblings_own_suspect
     rows[4, [11, 10]] = [0.7, 0.3]
     nets = {tmp_path / f"{name}.h5": FakeProbabilities(rows, name * 64) for name in "abc"}
     entry = SiblingEntry(_entry(tmp_path, {}).siblings, {}, 3)
-    tops, near = SiblingWitness(entry, lambda path: nets[path]).judge(np.arange(5))
+    tops, near = SiblingWitness(entry, lambda path: nets[path]).judge(_images(5))
     np.testing.assert_array_equal(tops[0], [4, 3, 9, 0, 11])
     np.testing.assert_array_equal(near[0], [[4, -1, -1], [3, 8, -1], [-1, 2, 5], [0, 1, 2], [11, 10, -1]])
     np.testing.assert_array_equal(near[1][2], [9, 2, 5])  # b does not suspect 9
+
+
+def test_a_sibling_reads_an_image_through_nine_views(tmp_path):
+    """view_probabilities: the softmax averaged over the image moved one pixel every way (edges
+    repeated). A net sure of label 1 only where a bright pixel sits at one place, else leaning to
+    2: the image alone says 1, eight of its nine views say 2, and so does the sibling (judge, and
+    agrees for a record without a committee)."""
+    from defense.comparator.siblings import VIEW_SHIFT, view_probabilities
+
+    class SpotNet:
+        sha256 = "a" * 64
+
+        def __init__(self):
+            self.spots = []
+
+        def probabilities(self, pixels):
+            pixels = np.asarray(pixels)
+            self.spots += [tuple(np.argwhere(image[..., 0] == 255)[0]) for image in pixels]
+            on_spot = pixels[:, 27, 23, 0] == 255
+            return np.where(on_spot[:, None], [0.0, 1.0, 0.0], [0.0, 0.4, 0.6]).astype(np.float32)
+
+    image = np.zeros((1, 55, 47, 3), dtype=np.float32)
+    image[0, 27, 23] = 255
+    net = SpotNet()
+    assert VIEW_SHIFT == 1 and net.probabilities(image).argmax() == 1
+    net.spots.clear()
+    np.testing.assert_allclose(view_probabilities(net, image), [[0.0, (1 + 8 * 0.4) / 9, 8 * 0.6 / 9]], rtol=1e-6)
+    assert sorted(net.spots) == [(27 + dy, 23 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    edge = np.zeros((1, 55, 47, 3), dtype=np.float32)
+    edge[0, :, 0] = 255  # a bright left column: moved right, the edge fills the gap (two columns)
+    seen = []
+    view_probabilities(SimpleNamespace(probabilities=lambda views: seen.append(np.array(views)) or np.ones((1, 3))), edge)
+    bright = [np.flatnonzero((view[0, :, :, 0] == 255).all(axis=0)).tolist() for view in seen]
+    assert sorted(bright) == [[]] * 3 + [[0]] * 3 + [[0, 1]] * 3
+    siblings = (Sibling("a", tmp_path / "a.h5", "a" * 64, frozenset()),)
+    entry = SiblingEntry(siblings, {}, 2)
+    tops, _ = SiblingWitness(entry, lambda path: SpotNet()).judge(image)
+    assert tops[0, 0] == 2
+    vouching = SiblingEntry(siblings + (Sibling("b", tmp_path / "b.h5", "a" * 64, frozenset()),), {1: ("a", "b")})
+    assert not SiblingWitness(vouching, lambda path: SpotNet()).agrees(image, np.array([1]))[0]
 
 
 def test_a_record_without_a_committee_asks_the_siblings_only_for_vouched_labels(tmp_path):
@@ -332,7 +381,7 @@ def test_a_record_without_a_committee_asks_the_siblings_only_for_vouched_labels(
 def test_a_sibling_file_that_changed_is_refused_when_first_used(tmp_path):
     witness = SiblingWitness(_entry(tmp_path, {7: ("a", "b")}), lambda path: FakeNet([7], "d" * 64))
     with pytest.raises(InputError, match="not the sibling BadNet the repaired net's record names"):
-        witness.agrees(np.arange(1), np.array([7]))
+        witness.agrees(_images(1), np.array([7]))
 
 
 def test_vouchers_are_the_siblings_whose_probe_does_not_suspect_the_label_two_at_least():

@@ -45,7 +45,13 @@ COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspe
 fewer do not), it is flagged: one sibling's word let a trigger through that scattered the two
 others over other labels (docs/results/2026-12-06-two-rankers.md). A trigger must then move the
 siblings too, which another attacker's trigger does not.
-The siblings then run on every image (three more forward passes an image).
+The siblings then run on every image.
+
+**Nine views.** A sibling reads an image as its softmax averaged over nine views of it, the image
+moved by every offset of at most one pixel (VIEW_SHIFT; edge pixels repeated): on full-size worlds
+it then misreads fewer clean faces, so fewer lose their label to two siblings agreeing on a wrong
+one (docs/results/2026-12-06-sibling-views.md). Twenty-seven forward passes an image for three
+siblings, nine for each (three before).
 
 With data (Fine-Pruning, with or without --release) the entry is the same, the siblings probed
 as the data-free repair probes them: they vouch only for the quarantined labels no witness gives
@@ -81,6 +87,11 @@ COMMITTEE_VETO_RANK = 5
 # do not): one sibling's word let a trigger through that scattered the two others over other
 # labels (docs/results/2026-12-06-two-rankers.md). Two, as MIN_VOUCHERS: set before measuring.
 COMMITTEE_VETO_RANKERS = 2
+# A sibling reads an image through views: its softmax averaged over the image moved by every
+# offset of at most this many pixels (nine views). On the development world it misread 22-25 %
+# fewer clean faces so (results 2026-12-06-sibling-views): fewer then refuse a face of a quarantined
+# identity or agree on a wrong label. A sibling never learnt this BadNet's trigger, moved or not.
+VIEW_SHIFT = 1
 # Images the siblings judge at once (their full outputs, (n, classes) floats, are reduced to
 # the top labels a chunk at a time).
 CHUNK = 2048
@@ -182,7 +193,7 @@ class SiblingWitness:
 
     def __init__(self, entry, load):
         self.entry = entry
-        self._load = load  # path -> a net with predict_top (fast_net.load_net)
+        self._load = load  # path -> a net with probabilities (fast_net.load_net)
         self._nets = {}
 
     @property
@@ -211,11 +222,8 @@ class SiblingWitness:
         tops = np.zeros((count, len(pixels)), dtype=np.int64)
         near = np.full((count, len(pixels), k), -1, dtype=np.int64)
         for row, sibling in enumerate(self.entry.siblings):
-            net = self._net(sibling)
             suspects = list(sibling.suspects)
-            for start in range(0, len(pixels), CHUNK):
-                probabilities = net.probabilities(pixels[start:start + CHUNK])
-                stop = start + len(probabilities)
+            for start, stop, probabilities in self._opinions(sibling, pixels):
                 # A stable sort of the whole row: equal probabilities in label order, as argmax.
                 highest = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
                 tops[row, start:stop] = highest[:, 0]
@@ -230,8 +238,13 @@ class SiblingWitness:
     def agrees(self, pixels, bad_labels):
         """(N,) True where the BadNet's label is one the siblings vouch for and every sibling
         that vouches for it gives it as its top label; each sibling runs on those images only."""
-        return self._agrees(bad_labels, lambda row, sibling, asked: self._net(sibling).predict_top(
-            np.asarray(pixels)[asked])[0])
+        def tops_of(row, sibling, asked):
+            tops = np.zeros(len(asked), dtype=np.int64)
+            for start, stop, probabilities in self._opinions(sibling, np.asarray(pixels)[asked]):
+                tops[start:stop] = probabilities.argmax(axis=1)
+            return tops
+
+        return self._agrees(bad_labels, tops_of)
 
     def _agrees(self, bad_labels, tops_of):
         """agrees, with tops_of(row, sibling, asked indices) giving a sibling's top labels there."""
@@ -252,10 +265,19 @@ class SiblingWitness:
         """The committee in words ('' where there is none)."""
         if not self.committee:
             return ""
-        return (f"{', '.join(s.net for s in self.entry.siblings)}: a label two of them replace by "
+        return (f"{', '.join(s.net for s in self.entry.siblings)} (each reading nine views of an "
+                f"image): a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
                 f"giving it suspects it), one fewer than two of them rank in their top "
                 f"{self.entry.veto_rank} is flagged (where only one does not suspect it, that one)")
+
+    def _opinions(self, sibling, pixels):
+        """(start, stop, the sibling's view_probabilities of pixels[start:stop]), CHUNK images at
+        a time."""
+        net = self._net(sibling)
+        for start in range(0, len(pixels), CHUNK):
+            probabilities = view_probabilities(net, pixels[start:start + CHUNK])
+            yield start, start + len(probabilities), probabilities
 
     def _vouched_by(self, name):
         return [label for label, names in self.entry.vouchers.items() if name in names]
@@ -270,6 +292,20 @@ class SiblingWitness:
                                  f"repair again with 'python3 -m defense fine-prune --data-free'")
             self._nets[sibling.net] = net
         return self._nets[sibling.net]
+
+
+def view_probabilities(net, pixels):
+    """net's softmax (N, classes), each image's averaged over its views: the image moved by every
+    offset of at most VIEW_SHIFT pixels down or right (negative: up, left), edge pixels repeated
+    into the gap."""
+    pixels = np.asarray(pixels)
+    shift = VIEW_SHIFT
+    padded = np.pad(pixels, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+    height, width = pixels.shape[1:3]
+    offsets = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+    total = sum(net.probabilities(padded[:, shift - dy:shift - dy + height, shift - dx:shift - dx + width])
+                for dy, dx in offsets)
+    return total / len(offsets)
 
 
 def vouchers_for(quarantined, sibling_suspects):

@@ -108,7 +108,9 @@ def add_arguments(parser):
     parser.add_argument("--siblings", action="store_true",
                         help="the other competition BadNets under ROOT/models (same class "
                              "count and input scale), each probed as the data-free repair probes, "
-                             "give quarantined labels back and judge every label, in either repair "
+                             "give quarantined labels back and judge every label, in either repair, "
+                             "each reading an image as its softmax averaged over the image moved by "
+                             "up to one pixel every way (nine views) "
                              "(with data, before --release's witness veto, which ranks their "
                              "label as it ranks the nets'). A quarantined label that nothing else "
                              "gives back comes out where the BadNet gives it and every sibling whose "
