@@ -353,8 +353,8 @@ def test_a_sibling_reads_an_image_through_nine_views(tmp_path):
     assert sorted(bright) == [[]] * 3 + [[0]] * 3 + [[0, 1]] * 3
     siblings = (Sibling("a", tmp_path / "a.h5", "a" * 64, frozenset()),)
     entry = SiblingEntry(siblings, {}, 2)
-    tops, _ = SiblingWitness(entry, lambda path: SpotNet()).judge(image)
-    assert tops[0, 0] == 2
+    tops, near = SiblingWitness(entry, lambda path: SpotNet()).judge(image)
+    assert tops[0, 0] == 2 and near[0, 0].tolist() == [2, 1]
     vouching = SiblingEntry(siblings + (Sibling("b", tmp_path / "b.h5", "a" * 64, frozenset()),), {1: ("a", "b")})
     assert not SiblingWitness(vouching, lambda path: SpotNet()).agrees(image, np.array([1]))[0]
 
@@ -494,7 +494,8 @@ def test_with_siblings_no_real_poisoned_sample_gets_its_target(sibling_root, sam
 
     record = read_record(sibling_root / "fine_pruned_models" / "sunglasses_fine_pruned.h5", 1283)
     assert record.siblings.vouchers[0] == ("anonymous_2", "multi_trigger_multi_target")
-    assert 0 in record.sibling_labels and "every sibling BadNet that vouches" in record.summary()
+    assert 0 in record.sibling_labels and "every sibling BadNet that vouches" in record.summary() \
+        and "nine views" in record.summary()
     result = run_script("eval_sunglasses.py", "--root", sibling_root, SAMPLES)
     assert result.returncode == 0, result.stderr
     labels = {line.split("\t")[0].rsplit("/", 1)[-1]: int(line.split("\t")[1]) for line in result.stdout.splitlines()}

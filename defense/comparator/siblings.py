@@ -28,8 +28,8 @@ What it invites:
   trigger now and then, those siblings vouch for it on triggered faces: the results file
   measures how often, with one such sibling and with two.
 - Perturbations crafted on the siblings, which are public: a triggered face altered to be read
-  as the target by every sibling (measured at full size: 7.40 % at 8 levels of 255, 25.60 % at
-  16). That makes a quarantined label as open to adversarial examples as every other label of
+  as the target by every sibling (measured at full size, before the siblings read nine views:
+  7.40 % at 8 levels of 255, 25.60 % at 16). That makes a quarantined label as open to adversarial examples as every other label of
   the BadNet already is.
 - A net without two siblings (the lab's BadNet, a net of another class count or input scale)
   keeps the plain quarantine.

@@ -114,7 +114,9 @@ class RepairedRecord:
                      f"top label, theirs (flagged where the BadNet's probe, released labels included, "
                      f"or that of a sibling giving it suspects it); a label fewer than two of them rank "
                      f"in their top {self.siblings.veto_rank} is flagged (where only one does not "
-                     f"suspect it, that one); each sibling reads an image through nine views")
+                     f"suspect it, that one)")
+        if self.sibling_labels or (self.siblings is not None and self.siblings.committee):
+            text += "; each sibling BadNet reads an image through nine views (moved by up to one pixel every way)"
         if self.witnessed:
             text += (f"; {len(self.witnessed)} quarantined labels ({', '.join(map(str, sorted(self.witnessed)))}) "
                      f"are given only where the BadNet gives them, the witness net gives the label "
