@@ -29,8 +29,8 @@ What it invites:
   measures how often, with one such sibling and with two.
 - Perturbations crafted on the siblings, which are public: a triggered face altered to be read
   as the target by every sibling (measured at full size, before the siblings read nine views:
-  7.40 % at 8 levels of 255, 25.60 % at 16). That makes a quarantined label as open to adversarial examples as every other label of
-  the BadNet already is.
+  7.40 % at 8 levels of 255, 25.60 % at 16). That makes a quarantined label as open to
+  adversarial examples as every other label of the BadNet already is.
 - A net without two siblings (the lab's BadNet, a net of another class count or input scale)
   keeps the plain quarantine.
 
@@ -238,11 +238,9 @@ class SiblingWitness:
     def agrees(self, pixels, bad_labels):
         """(N,) True where the BadNet's label is one the siblings vouch for and every sibling
         that vouches for it gives it as its top label; each sibling runs on those images only."""
-        def tops_of(row, sibling, asked):
-            tops = np.zeros(len(asked), dtype=np.int64)
-            for start, stop, probabilities in self._opinions(sibling, np.asarray(pixels)[asked]):
-                tops[start:stop] = probabilities.argmax(axis=1)
-            return tops
+        def tops_of(row, sibling, asked):  # called only where some image is asked
+            return np.concatenate([probabilities.argmax(axis=1) for _, _, probabilities
+                                   in self._opinions(sibling, np.asarray(pixels)[asked])])
 
         return self._agrees(bad_labels, tops_of)
 
