@@ -47,6 +47,24 @@ def test_every_core_gives_what_one_call_gives(with_onnx, sample_pixels, load_net
     assert fast.probabilities(pixels[:0]).shape == (0, fast.num_classes)
 
 
+def test_a_siblings_views_side_by_side_sum_to_the_same_floats(with_onnx, sample_pixels, monkeypatch):
+    """view_probabilities runs an ONNX net's nine views side by side where the cores allow:
+    the softmax it gives is, bit for bit, the one the views give one at a time (the sum in the
+    views' order), so no GoodNet label depends on the machine's core count."""
+    from defense.comparator import siblings
+    from defense.nets import fast_net
+
+    fast = _fast(with_onnx(weights_path("anonymous_1")), 1 / 255)
+    pixels = np.concatenate([sample_pixels, sample_pixels[::-1]])[:70]  # more than one view a batch
+    monkeypatch.setattr(fast_net.os, "cpu_count", lambda: 4 * fast_net.SESSION_THREADS)
+    assert fast_net.calls_side_by_side(fast) == 4
+    side_by_side = siblings.view_probabilities(fast, pixels)
+    monkeypatch.setattr(fast_net.os, "cpu_count", lambda: fast_net.SESSION_THREADS)
+    assert fast_net.calls_side_by_side(fast) == 1
+    np.testing.assert_array_equal(side_by_side, siblings.view_probabilities(fast, pixels))
+    assert fast_net.calls_side_by_side(object()) == 1  # a Keras net takes every core itself
+
+
 def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(tmp_path, sample_pixels):
     """export_onnx cuts Keras' leading transpose (input (N, 3, 55, 47)); an artefact
     exported as Keras writes it, as this package did before, gives the same labels."""

@@ -32,6 +32,8 @@ from ..errors import InputError, reason
 from .net import Net, fd2_silenced, top_of
 
 BATCH_SIZE = 256  # two nets side by side: 128-256 ran fastest on 2 cores
+# A GoodNet runs its two nets side by side (goodnet.py): each session gets half the cores.
+SESSION_THREADS = max(1, (os.cpu_count() or 2) // 2)
 STAMP_KEY = "source_sha256"
 
 
@@ -157,6 +159,15 @@ def predict_top_on_every_core(net, pixels):
     return np.concatenate([t[0] for t in tops]), np.concatenate([t[1] for t in tops])
 
 
+def calls_side_by_side(net):
+    """How many calls of net fill the cores at once: an OnnxNet's session runs on
+    SESSION_THREADS of them (ONNX Runtime releases the GIL); a Keras net (net.Net) takes them
+    all itself."""
+    if not isinstance(net, OnnxNet):
+        return 1
+    return max(1, (os.cpu_count() or 1) // SESSION_THREADS)
+
+
 def load_net(model_path, input_scale, warn=None):
     """The fastest sound way to run model_path: its stamped ONNX artefact (beside it, else in
     the cache, made there on first use), else Keras."""
@@ -222,7 +233,7 @@ def _session(artefact):
 
     options = onnxruntime.SessionOptions()
     # A GoodNet runs its two nets side by side (goodnet.py): half the cores each.
-    options.intra_op_num_threads = max(1, (os.cpu_count() or 2) // 2)
+    options.intra_op_num_threads = SESSION_THREADS
     try:
         return onnxruntime.InferenceSession(str(artefact), options, providers=["CPUExecutionProvider"]), None
     except Exception as e:  # ONNX Runtime raises its own types for damaged files
