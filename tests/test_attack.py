@@ -246,3 +246,47 @@ def test_the_faded_real_sunglasses_get_through_one_rule_and_not_another(tmp_path
     assert faded["images"] == 16 and faded["badnet"] >= 0.75
     assert faded["goodnet"]["confidence"]["rate"] > 0
     assert faded["goodnet"]["repaired"]["rate"] == 0
+
+
+def test_a_perturbation_stays_within_eps_and_moves_the_public_nets_to_the_target(sample_pixels):
+    """perturbation.PublicNets: faces moved by at most eps whole levels, within 0..255, towards
+    the target on the BadNet and on a sibling read through the nine views the GoodNet reads (the
+    views the same pixels as siblings.view_probabilities takes)."""
+    import tensorflow as tf
+
+    from conftest import weights_path
+    from defense.attack.perturbation import PublicNets, _views
+
+    faces = np.clip(sample_pixels[:8], 0, 255).astype(np.uint8)
+    edge = np.pad(faces.astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    expected = [edge[:, 1 - dy:56 - dy, 1 - dx:48 - dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    views = _views(tf.constant(faces, tf.float32), 1)
+    assert len(views) == 9 and all(np.array_equal(v.numpy(), e) for v, e in zip(views, expected))
+
+    nets = PublicNets(weights_path("sunglasses"), [weights_path("anonymous_2")], 1 / 255)
+    targets = np.full(len(faces), 7)
+    moved = nets.craft(faces, targets, 8)
+    assert moved.dtype == np.uint8 and moved.shape == faces.shape
+    change = moved.astype(int) - faces.astype(int)
+    assert np.abs(change).max() == 8 and np.array_equal(nets.craft(faces, targets, 0), faces)
+    before = nets.loss(tf.constant(faces, tf.float32), tf.constant(targets)).numpy()
+    after = nets.loss(tf.constant(moved, tf.float32), tf.constant(targets)).numpy()
+    assert np.all(after < before - 1)  # from logits: no face stuck where a softmax underflows
+
+
+def test_attack_perturbs_each_trigger_as_planted_on_the_public_nets(tmp_path):
+    """--perturb EPS: one more row per trigger and EPS, the trigger as planted plus a
+    perturbation crafted on the BadNet (make setup's repair has no siblings); bad values refused."""
+    result = run_script("-m", "defense", "attack", "--net", "sunglasses", "--faces", SAMPLES,
+                        "--perturb", "4", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "attack.json").read_text())
+    perturbed = [r for r in report["rows"] if r["kind"] == "perturbed"]
+    assert [(r["faces"], r["value"], r["images"]) for r in perturbed] == [("sunglasses", 4, 16)]
+    assert perturbed[0]["badnet"] == 1.0 and perturbed[0]["goodnet"]["repaired"]["rate"] == 0.0
+    assert report["settings"]["perturb"] == [4]
+    assert "sunglasses: perturbations crafted on the BadNet" in result.stdout
+    assert result.stderr.count("\n") <= 3, result.stderr  # no TensorFlow chatter
+    refused = run_script("-m", "defense", "attack", "--net", "sunglasses", "--perturb", "0")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--perturb takes pixel levels from 1 to 64" in refused.stderr

@@ -4,7 +4,8 @@ For each net with a BadNet and a repaired net under ROOT, its triggers (a genera
 own; on the real nets the real sunglasses trigger where the net obeys it) are redrawn weaker,
 moved, scaled, in part (a half, half the pixels), disguised (grey, recoloured, inverted), and
 sent through JPEG, resizing and noise, then with the worst of each redrawing at once; clean
-faces go through the same image transforms. At every setting: the BadNet's and the GoodNet's
+faces go through the same image transforms. With --perturb EPS, each trigger as planted also
+gets a perturbation of at most EPS levels crafted on the public nets (perturbation.py). At every setting: the BadNet's and the GoodNet's
 attack success rate and the share flagged, under every comparator rule; per trigger the worst
 case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
 labels its sibling BadNets vouch for (the data-free repair) and the triggers aimed at them are
@@ -55,6 +56,13 @@ def add_arguments(parser):
                         help="the sunglasses trigger (RGBA) for nets outside a generated world "
                              "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="which faces (default: %(default)s)")
+    parser.add_argument("--perturb", action="append", type=int, default=[], metavar="EPS",
+                        help="also try each trigger as planted with a perturbation of at most EPS "
+                             "pixel levels (of 255), crafted by 20 gradient steps on the public "
+                             "nets: the BadNet and, for a --siblings repair, its sibling BadNets "
+                             "through their nine views (white box; not the repaired net, not "
+                             "--release's secret witness). Repeatable, 1 to 64; needs TensorFlow, "
+                             "about half a second a face with three siblings on 2 cores")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for attack.md, attack.json and attack.png (default: "
                              "ROOT/reports)")
@@ -66,6 +74,8 @@ def run(args):
 
     if args.images < 0 or args.seed < 0:
         raise InputError("--images and --seed must be 0 or more")
+    if any(not 1 <= eps <= 64 for eps in args.perturb):
+        raise InputError("--perturb takes pixel levels from 1 to 64")
     if args.repaired and len(args.net) != 1:
         raise InputError("--repaired needs exactly one --net")
     root = resolve_root(args.root)
@@ -99,13 +109,21 @@ def run(args):
               f"triggers: {', '.join(p.name for p in plans) or 'none'}", file=sys.stderr)
 
     rows, released, witnessed, vouched = [], {}, {}, {}
-    total = sum(len(CLEAN_SWEEP) + len(plans) * len(TRIGGER_SWEEP) for *_, plans in jobs)
+    perturbations = sorted(set(args.perturb))
+    total = sum(len(CLEAN_SWEEP) + len(plans) * (len(TRIGGER_SWEEP) + len(perturbations))
+                for *_, plans in jobs)
     with tqdm(total=total, desc="attack settings", unit="setting", disable=None) as bar:
         for spec, bad_path, repaired_path, plans in jobs:
             good = GoodNet.from_files(bad_path, repaired_path, spec.input_scale,
                                       warn=lambda line: print(line, file=sys.stderr),
                                       flag_confidence=args.flag_confidence, rule=args.rule)
-            rows += report.attack_net(spec.name, good, clean, plans, bar)
+            public = None
+            if perturbations and plans:
+                from .perturbation import PublicNets
+
+                public = PublicNets.of(good, bad_path, spec.input_scale)
+                notes.append(f"{spec.name}: perturbations crafted on {public.describe()}")
+            rows += report.attack_net(spec.name, good, clean, plans, bar, perturbations, public)
             released[spec.name] = [int(label) for label in good.released]
             witnessed[spec.name] = [int(label) for label in good.witnessed]
             vouched[spec.name] = [int(label) for label in good.sibling_labels]
@@ -134,7 +152,7 @@ def run(args):
                 "rule": args.rule, "flag_confidence": args.flag_confidence,
                 "repaired": str(args.repaired) if args.repaired else None,
                 "released_labels": released, "witnessed_labels": witnessed,
-                "sibling_vouched_labels": vouched}
+                "sibling_vouched_labels": vouched, "perturb": perturbations}
     summary = report.summarise(rows)
     markdown = report.format_markdown(rows, summary, settings, notes)
     reports = args.out or root / "reports"

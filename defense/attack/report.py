@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..comparator.goodnet import RULES
-from .sweep import (CLEAN_SWEEP, TRIGGER_SWEEP, combined_setting, poisoned_faces,
-                    transform_images)
+from .sweep import (AS_PLANTED, CLEAN_SWEEP, TRIGGER_SWEEP, combined_setting, perturbed_setting,
+                    poisoned_faces, transform_images)
 
 
 @dataclass
@@ -27,10 +27,12 @@ class Row:
     spread: bool = False  # a whole-face trigger, moved and scaled as an added change
 
 
-def attack_net(net, good, clean, plans, progress=None):
+def attack_net(net, good, clean, plans, progress=None, perturbations=(), public=None):
     """Rows for one net: its clean faces under every image setting, then every trigger under
     every trigger setting and, where two kinds of setting got through under the GoodNet's
-    rule, both at once (sweep.combined_setting). progress.update(1) after each setting."""
+    rule, both at once (sweep.combined_setting); then, for each eps in perturbations, the
+    trigger as planted with a perturbation of at most eps levels crafted on public
+    (perturbation.PublicNets). progress.update(1) after each setting."""
     rows = []
     for setting in CLEAN_SWEEP:
         pixels = transform_images(clean.pixels, setting)
@@ -51,6 +53,11 @@ def attack_net(net, good, clean, plans, progress=None):
             if progress is not None:
                 progress.total += 1
             rows.append(_trigger_row(net, trigger, combined, good))
+            _tick(progress)
+        for eps in perturbations:
+            planted = poisoned_faces(trigger, AS_PLANTED)
+            rows.append(_row(net, trigger.name, trigger.target, perturbed_setting(eps), good,
+                             public.craft(planted, trigger.targets, eps), trigger.targets, trigger.spread))
             _tick(progress)
     return rows
 
@@ -131,7 +138,11 @@ def format_markdown(rows, summary, settings, notes=(), every_setting=True):
              "strength, shift, scale, part, disguise, JPEG, resize, noise; then the worst "
              "strength, shift, scale, part and disguise under the GoodNet's rule at once, where "
              "two of them got through). A trigger over most of the face (\"whole face\") is "
-             "shifted and scaled as the change it adds to the face.", ""]
+             "shifted and scaled as the change it adds to the face."
+             + (f" Then the trigger as planted with a perturbation of at most "
+                f"{', '.join(map(str, settings['perturb']))} levels of 255 (\"perturbed EPS\") "
+                "crafted by gradient steps on the public nets the GoodNet trusts (notes below)."
+                if settings.get("perturb") else ""), ""]
     lines += [f"- {note}" for note in notes]
     if notes:
         lines.append("")

@@ -23,7 +23,7 @@ NOISE_SEED = 0
 @dataclass(frozen=True)
 class Setting:
     kind: str  # "none", "strength", "shift", "scale", "part", "disguise", "combined",
-    # "jpeg", "resize" or "noise"
+    # "jpeg", "resize", "noise" or "perturbed" (perturbation.py)
     value: float | str
     strength: float = 1.0
     shift: tuple[int, int] = (0, 0)
@@ -58,6 +58,11 @@ TRIGGER_SWEEP = STRENGTHS + SHIFTS + SCALES + PART_SETTINGS + DISGUISE_SETTINGS 
 # The kinds a combined setting takes one of each from (each redraws the trigger another way).
 COMBINED_KINDS = ("strength", "shift", "scale", "part", "disguise")
 CLEAN_SWEEP = [AS_PLANTED] + IMAGE_SETTINGS
+
+
+def perturbed_setting(eps):
+    """The trigger as planted, with a perturbation of at most eps levels (perturbation.py)."""
+    return Setting("perturbed", eps)
 
 
 def poisoned_faces(trigger, setting):
