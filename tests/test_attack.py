@@ -264,11 +264,13 @@ def test_a_perturbation_stays_within_eps_and_moves_the_public_nets_to_the_target
     assert len(views) == 9 and all(np.array_equal(v.numpy(), e) for v, e in zip(views, expected))
 
     nets = PublicNets(weights_path("sunglasses"), [weights_path("anonymous_2")], 1 / 255)
+    faces[-2], faces[-1] = 0, 255  # a black and a white image: the steps stay within 0..255, no wrap
     targets = np.full(len(faces), 7)
     moved = nets.craft(faces, targets, 8)
     assert moved.dtype == np.uint8 and moved.shape == faces.shape
     change = moved.astype(int) - faces.astype(int)
     assert np.abs(change).max() == 8 and np.array_equal(nets.craft(faces, targets, 0), faces)
+    assert (change[-2] >= 0).all() and (change[-1] <= 0).all() and change[-2:].any()
     before = nets.loss(tf.constant(faces, tf.float32), tf.constant(targets)).numpy()
     after = nets.loss(tf.constant(moved, tf.float32), tf.constant(targets)).numpy()
     assert np.all(after < before - 1)  # from logits: no face stuck where a softmax underflows
@@ -290,3 +292,27 @@ def test_attack_perturbs_each_trigger_as_planted_on_the_public_nets(tmp_path):
     refused = run_script("-m", "defense", "attack", "--net", "sunglasses", "--perturb", "0")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "--perturb takes pixel levels from 1 to 64" in refused.stderr
+
+
+def test_the_perturbation_loss_is_the_log_of_what_the_goodnet_reads(samples):
+    """PublicNets.loss, per face and its own target: -log p(target) of the BadNet plus -log of the
+    sibling's softmax averaged over the nine views (siblings.view_probabilities on the ONNX path),
+    here with a different target on every face."""
+    import tensorflow as tf
+
+    from conftest import weights_path
+    from defense.attack.perturbation import PublicNets
+    from defense.comparator.siblings import view_probabilities
+    from defense.nets.fast_net import load_net
+
+    clean = [row for row in samples if row["file"].startswith("clean_")][:8]
+    faces = np.stack([row["pixels"] for row in clean]).astype(np.uint8)
+    targets = np.array([int(row["true_label"]) for row in clean])
+    assert len(set(targets)) > 4
+    nets = PublicNets(weights_path("sunglasses"), [weights_path("anonymous_2")], 1 / 255)
+    loss = nets.loss(tf.constant(faces, tf.float32), tf.constant(targets)).numpy()
+    bad = load_net(weights_path("sunglasses"), 1 / 255).probabilities(faces)
+    sibling = view_probabilities(load_net(weights_path("anonymous_2"), 1 / 255), faces)
+    rows = np.arange(len(faces))
+    expected = -np.log(bad[rows, targets]) - np.log(sibling[rows, targets])
+    np.testing.assert_allclose(loss, expected, rtol=1e-3, atol=1e-3)

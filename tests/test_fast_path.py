@@ -55,7 +55,7 @@ def test_a_siblings_views_side_by_side_sum_to_the_same_floats(with_onnx, sample_
     from defense.nets import fast_net
 
     fast = _fast(with_onnx(weights_path("anonymous_1")), 1 / 255)
-    pixels = np.concatenate([sample_pixels, sample_pixels[::-1]])[:70]  # more than one view a batch
+    pixels = np.concatenate([sample_pixels, sample_pixels[::-1]])[:70]
     monkeypatch.setattr(fast_net.os, "cpu_count", lambda: 4 * fast_net.SESSION_THREADS)
     assert fast_net.calls_side_by_side(fast) == 4
     side_by_side = siblings.view_probabilities(fast, pixels)
@@ -63,6 +63,30 @@ def test_a_siblings_views_side_by_side_sum_to_the_same_floats(with_onnx, sample_
     assert fast_net.calls_side_by_side(fast) == 1
     np.testing.assert_array_equal(side_by_side, siblings.view_probabilities(fast, pixels))
     assert fast_net.calls_side_by_side(object()) == 1  # a Keras net takes every core itself
+
+
+def test_views_that_end_out_of_order_are_summed_in_the_views_order(monkeypatch):
+    """Side by side, the first views end last here (they sleep longest), and their float32 sum
+    depends on the order: 1 + 1e8 - 1e8 is 0 in the views' order, 1 in the order they end."""
+    import time
+
+    from defense.comparator import siblings
+
+    values = iter([1.0, 1e8, -1e8] + [0.0] * 6)
+    ordered = [np.float32(next(values)) for _ in range(9)]
+    calls = []
+
+    class SlowFirst:
+        def probabilities(self, view):
+            index = len(calls)
+            calls.append(index)
+            time.sleep(0.05 * (9 - index))
+            return np.full((1, 1), ordered[index], np.float32)
+
+    monkeypatch.setattr(siblings, "calls_side_by_side", lambda net: 9)
+    image = np.zeros((1, 55, 47, 3), np.float32)
+    assert siblings.view_probabilities(SlowFirst(), image)[0, 0] == np.float32(0.0)
+    assert sum(reversed(ordered)) == np.float32(1.0)  # the order they end in would say so
 
 
 def test_artefacts_take_the_hdf5_layout_and_older_channels_last_ones_still_work(tmp_path, sample_pixels):

@@ -5,9 +5,9 @@ own; on the real nets the real sunglasses trigger where the net obeys it) are re
 moved, scaled, in part (a half, half the pixels), disguised (grey, recoloured, inverted), and
 sent through JPEG, resizing and noise, then with the worst of each redrawing at once; clean
 faces go through the same image transforms. With --perturb EPS, each trigger as planted also
-gets a perturbation of at most EPS levels crafted on the public nets (perturbation.py). At every setting: the BadNet's and the GoodNet's
-attack success rate and the share flagged, under every comparator rule; per trigger the worst
-case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
+gets a perturbation of at most EPS levels crafted on the public nets (perturbation.py). At
+every setting: the BadNet's and the GoodNet's attack success rate and the share flagged, under
+every comparator rule; per trigger the worst case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
 labels its sibling BadNets vouch for (the data-free repair) and the triggers aimed at them are
 named, and so is a sibling committee that judges every label.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
@@ -28,6 +28,7 @@ from ..layout import (ROOT_ENV, default_bad_model, default_repaired_model, no_re
 from ..nets.model_io import num_classes
 from ..nets.registry import COMPETITION_NETS, NETS, SUNGLASSES_TRIGGER, get_net
 from . import report, sources
+from .perturbation import STEPS
 from .sweep import CLEAN_SWEEP, TRIGGER_SWEEP
 
 DEFAULT_IMAGES = 2000
@@ -58,7 +59,7 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="which faces (default: %(default)s)")
     parser.add_argument("--perturb", action="append", type=int, default=[], metavar="EPS",
                         help="also try each trigger as planted with a perturbation of at most EPS "
-                             "pixel levels (of 255), crafted by 20 gradient steps on the public "
+                             f"pixel levels (of 255), crafted by {STEPS} gradient steps on the public "
                              "nets: the BadNet and, for a --siblings repair, its sibling BadNets "
                              "through their nine views (white box; not the repaired net, not "
                              "--release's secret witness). Repeatable, 1 to 64; needs TensorFlow, "
@@ -119,7 +120,7 @@ def run(args):
                                       flag_confidence=args.flag_confidence, rule=args.rule)
             public = None
             if perturbations and plans:
-                from .perturbation import PublicNets
+                from .perturbation import PublicNets  # imports TensorFlow on first use only
 
                 public = PublicNets.of(good, bad_path, spec.input_scale)
                 notes.append(f"{spec.name}: perturbations crafted on {public.describe()}")

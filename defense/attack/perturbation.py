@@ -43,8 +43,14 @@ class PublicNets:
 
     @classmethod
     def of(cls, good, bad_path, input_scale):
-        """The public nets of a GoodNet (comparator.goodnet.GoodNet) made from bad_path."""
-        siblings = good.siblings.entry.siblings if good.siblings is not None else ()
+        """The public nets of a GoodNet (comparator.goodnet.GoodNet) made from bad_path: its
+        siblings where they judge every label (the committee), else those that vouch for some
+        label (the only ones it asks); an unasked sibling's gradient would only blunt the attack."""
+        siblings = []
+        if good.siblings is not None:
+            entry = good.siblings.entry
+            vouching = {name for names in entry.vouchers.values() for name in names}
+            siblings = [s for s in entry.siblings if entry.committee or s.net in vouching]
         return cls(bad_path, [s.path for s in siblings], input_scale)
 
     def describe(self):
