@@ -32,8 +32,9 @@ class PublicNets:
         from ..nets.model_io import load_keras_model
         from ..nets.net import quiet_tensorflow
 
-        # Quiet, and with oneDNN as training runs: about twice as fast on CPU (its float sums may
-        # differ between runs, and a perturbation with them by a level here and there).
+        # Quiet, and with oneDNN as training runs: about twice as fast on CPU. Its float sums may
+        # differ between runs (a perturbation with them by a level here and there), and so would a
+        # Keras-path label in this process; the GoodNets label through ONNX artefacts (fast_net).
         quiet_tensorflow(onednn=True)
 
         self.bad = _logits(load_keras_model(bad_path))
