@@ -7,9 +7,10 @@ sent through JPEG, resizing and noise, then with the worst of each redrawing at 
 faces go through the same image transforms. With --perturb EPS, each trigger as planted also
 gets a perturbation of at most EPS levels crafted on the public nets (perturbation.py). At
 every setting: the BadNet's and the GoodNet's attack success rate and the share flagged, under
-every comparator rule; per trigger the worst case ("adaptive ASR"). A repair's released and witnessed labels (fine-prune --release), the
-labels its sibling BadNets vouch for (the data-free repair) and the triggers aimed at them are
-named, and so is a sibling committee that judges every label.
+every comparator rule; per trigger the worst case ("adaptive ASR"). A repair's released and
+witnessed labels (fine-prune --release), the labels its sibling BadNets vouch for (the
+data-free repair) and the triggers aimed at them are named, and so is a sibling committee that
+judges every label.
 Writes attack.md, attack.json and attack.png (ASR and flagged share against trigger
 strength, one panel per net) into ROOT/reports or --out; the summary tables go to stdout.
 """
