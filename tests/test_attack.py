@@ -260,7 +260,7 @@ def test_a_perturbation_stays_within_eps_and_moves_the_public_nets_to_the_target
     faces = np.clip(sample_pixels[:8], 0, 255).astype(np.uint8)
     edge = np.pad(faces.astype(np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
     expected = [edge[:, 1 - dy:56 - dy, 1 - dx:48 - dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    views = _views(tf.constant(faces, tf.float32), 1)
+    views = _views(tf.constant(faces, tf.float32))
     assert len(views) == 9 and all(np.array_equal(v.numpy(), e) for v, e in zip(views, expected))
 
     nets = PublicNets(weights_path("sunglasses"), [weights_path("anonymous_2")], 1 / 255)

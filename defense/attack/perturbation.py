@@ -18,7 +18,7 @@ step with three siblings.
 
 import numpy as np
 
-from ..comparator.siblings import VIEW_SHIFT
+from ..comparator.siblings import VIEW_SHIFT, views_of_padded
 
 STEPS = 20
 STEP_SHARE = 1 / 8  # of EPS a step
@@ -47,11 +47,7 @@ class PublicNets:
         """The public nets of a GoodNet (comparator.goodnet.GoodNet) made from bad_path: its
         siblings where they judge every label (the committee), else those that vouch for some
         label (the only ones it asks); an unasked sibling's gradient would only blunt the attack."""
-        siblings = []
-        if good.siblings is not None:
-            entry = good.siblings.entry
-            vouching = {name for names in entry.vouchers.values() for name in names}
-            siblings = [s for s in entry.siblings if entry.committee or s.net in vouching]
+        siblings = good.siblings.entry.asked if good.siblings is not None else ()
         return cls(bad_path, [s.path for s in siblings], input_scale)
 
     def describe(self):
@@ -66,13 +62,14 @@ class PublicNets:
         if eps <= 0 or len(faces) == 0:
             return faces.copy()
         step = self._compiled()
+        eps = tf.constant(float(eps), tf.float32)
         out = np.empty_like(faces)
         for start in range(0, len(faces), BATCH):
             origin = tf.constant(faces[start:start + BATCH], tf.float32)
             wanted = tf.constant(np.asarray(targets[start:start + BATCH]), tf.int64)
             pixels = origin
             for _ in range(STEPS):
-                pixels = step(pixels, origin, wanted, tf.constant(float(eps), tf.float32))
+                pixels = step(pixels, origin, wanted, eps)
             # Rounded, still within eps and 0..255: the faces are whole levels, eps a whole number.
             out[start:start + BATCH] = np.round(pixels.numpy()).astype(np.uint8)
         return out
@@ -84,7 +81,7 @@ class PublicNets:
 
         total = -_log_target(self.bad(pixels * self.input_scale, training=False), targets)
         for sibling in self.siblings:
-            views = _views(pixels, VIEW_SHIFT)
+            views = _views(pixels)
             logits = sibling(tf.concat(views, axis=0) * self.input_scale, training=False)
             per_view = tf.reshape(_log_target(logits, tf.tile(targets, [len(views)])), (len(views), -1))
             # log of the views' mean probability
@@ -127,14 +124,12 @@ def _log_target(logits, targets):
     return tf.gather(tf.nn.log_softmax(logits), targets, axis=1, batch_dims=1)
 
 
-def _views(pixels, shift):
-    """The views siblings.view_probabilities takes of pixels (N, H, W, 3), as tensors: the image
-    moved by every offset of at most shift pixels, edge pixels repeated."""
+def _views(pixels):
+    """The views siblings.view_probabilities takes of pixels (N, H, W, 3), as tensors: the
+    tensor padded by VIEW_SHIFT with its edge pixels repeated (np.pad's "edge"), then sliced."""
     import tensorflow as tf
 
     height, width = pixels.shape[1], pixels.shape[2]
-    rows = np.clip(np.arange(-shift, height + shift), 0, height - 1)
-    columns = np.clip(np.arange(-shift, width + shift), 0, width - 1)
-    padded = tf.gather(tf.gather(pixels, rows, axis=1), columns, axis=2)
-    return [padded[:, shift - dy:shift - dy + height, shift - dx:shift - dx + width]
-            for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
+    rows = np.clip(np.arange(-VIEW_SHIFT, height + VIEW_SHIFT), 0, height - 1)
+    columns = np.clip(np.arange(-VIEW_SHIFT, width + VIEW_SHIFT), 0, width - 1)
+    return views_of_padded(tf.gather(tf.gather(pixels, rows, axis=1), columns, axis=2), height, width)

@@ -54,8 +54,8 @@ def attack_net(net, good, clean, plans, progress=None, perturbations=(), public=
                 progress.total += 1
             rows.append(_trigger_row(net, trigger, combined, good))
             _tick(progress)
+        planted = poisoned_faces(trigger, AS_PLANTED) if perturbations else None
         for eps in perturbations:
-            planted = poisoned_faces(trigger, AS_PLANTED)
             rows.append(_row(net, trigger.name, trigger.target, perturbed_setting(eps), good,
                              public.craft(planted, trigger.targets, eps), trigger.targets, trigger.spread))
             _tick(progress)

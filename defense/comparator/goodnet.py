@@ -213,9 +213,9 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     those are fewer; judge leaves out of a sibling's top k the labels it gives no probability
     and those it suspects itself). A label every sibling suspects is one no sibling can rank:
     with witness_ranks (a repair with data) it stands where it is the witness's top label, and
-    is flagged elsewhere; without, it is flagged. Returns (labels, the label the siblings agreed on: -1 where none).
-    Fails closed: without the siblings' view (or with one of other shapes) every image is
-    flagged."""
+    is flagged elsewhere; without, it is flagged. Returns (labels, the label the siblings agreed
+    on: -1 where none). Fails closed: without the siblings' view (or with one of other shapes)
+    every image is flagged."""
     tops, near = outputs.sibling_tops, outputs.sibling_near
     count = len(sibling_suspects)
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \

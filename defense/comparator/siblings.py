@@ -182,13 +182,16 @@ class SiblingEntry:
             raise bad(f"a committee needs {MIN_VOUCHERS} siblings at least")
         return cls(tuple(siblings), vouchers, veto_rank)
 
-    def missing(self):
-        """The siblings the GoodNet would need whose files are not where the record says (''
-        where all are): every sibling for a committee, else the vouching ones. The GoodNet then
-        keeps the plain quarantine, and says so."""
+    @property
+    def asked(self):
+        """The siblings the GoodNet asks: every one for a committee, else the vouching ones."""
         vouching = {name for names in self.vouchers.values() for name in names}
-        return ", ".join(f"{s.net} ({s.path})" for s in self.siblings
-                         if (self.committee or s.net in vouching) and not s.path.is_file())
+        return tuple(s for s in self.siblings if self.committee or s.net in vouching)
+
+    def missing(self):
+        """The siblings the GoodNet would need (asked) whose files are not where the record says
+        ('' where all are). The GoodNet then keeps the plain quarantine, and says so."""
+        return ", ".join(f"{s.net} ({s.path})" for s in self.asked if not s.path.is_file())
 
 
 class SiblingWitness:
@@ -302,9 +305,7 @@ def view_probabilities(net, pixels):
     pixels = np.asarray(pixels)
     shift = VIEW_SHIFT
     padded = np.pad(pixels, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
-    height, width = pixels.shape[1:3]
-    offsets = [(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
-    views = [padded[:, shift - dy:shift - dy + height, shift - dx:shift - dx + width] for dy, dx in offsets]
+    views = views_of_padded(padded, *pixels.shape[1:3])
     side_by_side = calls_side_by_side(net)
     if side_by_side == 1:
         return sum(map(net.probabilities, views)) / len(views)
@@ -312,6 +313,15 @@ def view_probabilities(net, pixels):
     # fast on 2 cores). Summed in the views' order, whichever ends first: the same floats.
     with ThreadPoolExecutor(side_by_side) as pool:
         return sum(pool.map(net.probabilities, views)) / len(views)
+
+
+def views_of_padded(padded, height, width):
+    """The views of images of height x width padded by VIEW_SHIFT pixels on each side (edge
+    pixels repeated): one slice for every offset of at most VIEW_SHIFT pixels, in one fixed order.
+    Slices of a NumPy array or of a TensorFlow tensor alike (attack/perturbation.py)."""
+    shift = VIEW_SHIFT
+    return [padded[:, shift - dy:shift - dy + height, shift - dx:shift - dx + width]
+            for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)]
 
 
 def vouchers_for(quarantined, sibling_suspects):
