@@ -167,3 +167,11 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
                                     released=np.array([7]), sibling_labels=np.array([], dtype=int),
                                     poisoned_label=9)
     assert {s.subset for s in suspected_identity_scores(labels, data, none_released)} == {quarantined}
+    # With a committee, the labels every sibling suspects that no row above holds get their own.
+    committee = SimpleNamespace(**{**vars(good), "released": np.array([2])}, committee=True,
+                                siblings=SimpleNamespace(entry=SimpleNamespace(suspected_by_all=frozenset({1, 2, 3, 6}))))
+    rows = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, committee)}
+    unranked = "faces of the identities every sibling suspects (3, 6)"  # 6: no faces, named all the same
+    assert {subset for _, subset in rows} == {quarantined, witnessed, vouched, "faces of the released identities (2)",
+                                              unranked}
+    assert rows["BadNet", unranked].hit_rate == 1.0 and rows["GoodNet", unranked].hit_rate == 0.5

@@ -389,6 +389,24 @@ def test_vouchers_are_the_siblings_whose_probe_does_not_suspect_the_label_two_at
     assert vouchers_for([0, 5, 6], {"a": {0}, "b": set(), "c": {0, 5}}) == {0: (), 5: ("a", "b"), 6: ("a", "b", "c")}
 
 
+def test_labels_every_sibling_suspects_are_named_where_a_user_reads_the_repair(tmp_path):
+    """No sibling can vouch for or rank a label every sibling's probe suspects: the record's
+    summary names those the quarantine does not already name as never given."""
+    from defense.nets.repaired import RepairedRecord
+
+    siblings = (Sibling("a", tmp_path / "a.h5", "a" * 64, frozenset({3, 5, 9})),
+                Sibling("b", tmp_path / "b.h5", "b" * 64, frozenset({3, 5})),
+                Sibling("c", tmp_path / "c.h5", "c" * 64, frozenset({1, 3, 5})))
+    entry = SiblingEntry(siblings, vouchers_for([3, 9], {s.net: s.suspects for s in siblings}), COMMITTEE_VETO_RANK)
+    assert entry.suspected_by_all == {3, 5} and SiblingEntry().suspected_by_all == frozenset()
+    summary = RepairedRecord(tmp_path / "x.json", "data-free", frozenset({3, 9}), siblings=entry).summary()
+    assert "quarantined labels (3) are never given" in summary  # 9: b and c vouch for it
+    assert "the labels every sibling BadNet suspects (5): none can rank them, so they are flagged;" in summary
+    vouching_only = SiblingEntry(siblings, entry.vouchers)  # a record made before the committee
+    assert "every sibling BadNet suspects" not in RepairedRecord(
+        tmp_path / "x.json", "data-free", frozenset({3, 9}), siblings=vouching_only).summary()
+
+
 def test_the_record_entry_round_trips_and_malformed_ones_are_refused(tmp_path):
     record = tmp_path / "fine_pruned_models" / "x_fine_pruned.json"
     record.parent.mkdir()

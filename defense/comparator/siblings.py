@@ -183,6 +183,15 @@ class SiblingEntry:
         return cls(tuple(siblings), vouchers, veto_rank)
 
     @property
+    def suspected_by_all(self):
+        """The labels every sibling's own probe suspects: no sibling can vouch for or rank them,
+        so the committee flags them (with a witness, it gives them where they are the witness's
+        top label). On 40 identities small nets share such attractors (results 2026-12-07-floor)."""
+        if not self.siblings:
+            return frozenset()
+        return frozenset.intersection(*(s.suspects for s in self.siblings))
+
+    @property
     def asked(self):
         """The siblings the GoodNet asks: every one for a committee, else the vouching ones."""
         vouching = {name for names in self.vouchers.values() for name in names}

@@ -146,6 +146,11 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")
+    shared = sorted(entry.suspected_by_all)
+    if shared:
+        log(f"{spec.name}: every sibling BadNet's probe suspects {', '.join(map(str, shared))}: no "
+            f"sibling can vouch for or rank them, so the committee flags their faces (with a witness: "
+            f"where the witness's top label is another)")
     return entry
 
 

@@ -63,15 +63,23 @@ def grade(root=None, nets=COMPETITION_NETS, flag_confidence=DEFAULT_FLAG_CONFIDE
 def suspected_identity_scores(labels, data, good):
     """Scores on the clean faces of the identities good's repair quarantined (never given), of
     those it witnessed (quarantined, given back on the witness's top label), of those the
-    sibling BadNets vouch for (quarantined, given back on their top labels) and of those it
-    released (given only where both nets give them), where the data set has any."""
+    sibling BadNets vouch for (quarantined, given back on their top labels), of those it
+    released (given only where both nets give them) and, with a sibling committee, of the
+    others that every sibling suspects (none can rank them: flagged, or given on the witness's
+    top label), where the data set has any."""
     scores = []
     never_given = np.setdiff1d(np.setdiff1d(good.quarantined, good.witnessed), good.sibling_labels)
-    for what, identities in (("quarantined", never_given), ("witnessed", good.witnessed),
-                             ("sibling-vouched", good.sibling_labels), ("released", good.released)):
+    unranked = np.array([], dtype=np.int64)
+    if getattr(good, "committee", False):
+        unranked = np.setdiff1d(np.array(sorted(good.siblings.entry.suspected_by_all), dtype=np.int64),
+                                np.union1d(good.quarantined, good.released))
+    for what, identities in (("the quarantined identities", never_given), ("the witnessed identities", good.witnessed),
+                             ("the sibling-vouched identities", good.sibling_labels),
+                             ("the released identities", good.released),
+                             ("the identities every sibling suspects", unranked)):
         faces = np.isin(data.y, identities)
         if faces.any():
-            name = f"faces of the {what} identities ({', '.join(map(str, identities.tolist()))})"
+            name = f"faces of {what} ({', '.join(map(str, identities.tolist()))})"
             scores.extend(score_labels(labels, data, "clean", good, subset=(name, faces)))
     return scores
 
