@@ -149,8 +149,8 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     shared = sorted(entry.suspected_by_all)
     if shared:
         log(f"{spec.name}: every sibling BadNet's probe suspects {', '.join(map(str, shared))}: no "
-            f"sibling can vouch for or rank them, so the committee flags their faces (with a witness: "
-            f"where the witness's top label is another)")
+            f"sibling can vouch for or rank them, so without a witness the GoodNet never gives them "
+            f"(with one, only on its word)")
     return entry
 
 

@@ -3,9 +3,11 @@
 For each competition net with a repaired net under ROOT: its GoodNet on the clean test set
 (accuracy, clean images flagged) and on each of its poisoned test sets (attack success rate,
 share flagged), beside the BadNet's own figures. Then the same on the clean faces of the
-identities the repair quarantined, of those it witnessed and of those it released: what the
-quarantine costs the people it suspects (a quarantined label is never given, a witnessed or
-released one only where its gates agree); and where the clean faces the GoodNet
+identities the repair quarantined, of those it witnessed, of those the sibling BadNets vouch for,
+of those it released and of the others every sibling suspects: what the quarantine costs the
+people it suspects (a quarantined label is never given, a witnessed, vouched or released one
+only where its gates agree, one every sibling suspects only on the witness's word); and where
+the clean faces the GoodNet
 loses went (clean_losses.py: to the quarantine, a release gate or the comparator). Markdown on
 stdout; markdown and JSON in ROOT/reports/.
 """
