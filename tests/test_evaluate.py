@@ -168,8 +168,12 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
                                     poisoned_label=9)
     assert {s.subset for s in suspected_identity_scores(labels, data, none_released)} == {quarantined}
     # With a committee, the labels every sibling suspects that no row above holds get their own.
+    from defense.comparator.siblings import Sibling, SiblingEntry
+
+    entry = SiblingEntry(tuple(Sibling(name, Path(f"{name}.h5"), name * 64, frozenset(suspects))
+                               for name, suspects in (("a", {1, 2, 3, 6, 7}), ("b", {1, 2, 3, 6}))), {}, 5)
     committee = SimpleNamespace(**{**vars(good), "released": np.array([2])}, committee=True,
-                                siblings=SimpleNamespace(entry=SimpleNamespace(suspected_by_all=frozenset({1, 2, 3, 6}))))
+                                siblings=SimpleNamespace(entry=entry))
     rows = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, committee)}
     unranked = "faces of the identities every sibling suspects (3, 6)"  # 6: no faces, named all the same
     assert {subset for _, subset in rows} == {quarantined, witnessed, vouched, "faces of the released identities (2)",

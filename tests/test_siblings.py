@@ -392,6 +392,7 @@ def test_vouchers_are_the_siblings_whose_probe_does_not_suspect_the_label_two_at
 def test_labels_every_sibling_suspects_are_named_where_a_user_reads_the_repair(tmp_path):
     """No sibling can vouch for or rank a label every sibling's probe suspects: the record's
     summary names those the quarantine does not already name as never given."""
+    from defense.comparator.witness import WitnessEntry
     from defense.nets.repaired import RepairedRecord
 
     siblings = (Sibling("a", tmp_path / "a.h5", "a" * 64, frozenset({3, 5, 9})),
@@ -401,7 +402,19 @@ def test_labels_every_sibling_suspects_are_named_where_a_user_reads_the_repair(t
     assert entry.suspected_by_all == {3, 5} and SiblingEntry().suspected_by_all == frozenset()
     summary = RepairedRecord(tmp_path / "x.json", "data-free", frozenset({3, 9}), siblings=entry).summary()
     assert "quarantined labels (3) are never given" in summary  # 9: b and c vouch for it
-    assert "the labels every sibling BadNet suspects (5): none can rank them, so they are flagged;" in summary
+    assert entry.unranked({3, 9}, released={1}) == {5}
+    assert ("the labels every sibling BadNet suspects and the BadNet's probe does not (5): none can rank them, "
+            "so they are flagged;") in summary
+    # With a witness's veto, the witness may let one stand where it is its top label; a released
+    # label the siblings all suspect is the release's sentence, not this one.
+    with_witness = RepairedRecord(tmp_path / "x.json", "data", frozenset({3, 9}), released=frozenset({5}),
+                                  release_witness=WitnessEntry(tmp_path / "w.h5", "w" * 64, 1, veto_rank=4),
+                                  siblings=entry).summary()
+    assert "every sibling BadNet suspects" not in with_witness
+    with_witness = RepairedRecord(tmp_path / "x.json", "data", frozenset({9}), release_witness=WitnessEntry(
+        tmp_path / "w.h5", "w" * 64, 1, veto_rank=4), siblings=entry).summary()
+    assert ("suspects and the BadNet's probe does not (3, 5): none can rank them, so they are flagged, except "
+            "where the witness net gives the label as its top one") in with_witness
     vouching_only = SiblingEntry(siblings, entry.vouchers)  # a record made before the committee
     assert "every sibling BadNet suspects" not in RepairedRecord(
         tmp_path / "x.json", "data-free", frozenset({3, 9}), siblings=vouching_only).summary()

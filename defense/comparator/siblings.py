@@ -185,11 +185,18 @@ class SiblingEntry:
     @property
     def suspected_by_all(self):
         """The labels every sibling's own probe suspects: no sibling can vouch for or rank them,
-        so the committee flags them (with a witness, it gives them where they are the witness's
-        top label). On 40 identities small nets share such attractors (results 2026-12-07-floor)."""
+        so the committee flags them (with a witness's veto, it lets one stand only where it is
+        the witness's top label). On 40 identities small nets share such attractors (results
+        2026-12-07-mini-floor)."""
         if not self.siblings:
             return frozenset()
         return frozenset.intersection(*(s.suspects for s in self.siblings))
+
+    def unranked(self, quarantined, released=()):
+        """The labels every sibling suspects that the BadNet's own probe does not (neither
+        quarantined nor released): no rule but the committee's touches them, and it cannot rank
+        them. The repaired net's summary and grade name these."""
+        return self.suspected_by_all - frozenset(quarantined) - frozenset(released)
 
     @property
     def asked(self):

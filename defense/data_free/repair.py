@@ -150,7 +150,7 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     if shared:
         log(f"{spec.name}: every sibling BadNet's probe suspects {', '.join(map(str, shared))}: no "
             f"sibling can vouch for or rank them, so without a witness the GoodNet never gives them "
-            f"(with one, only on its word)")
+            f"(with one, at most where they are its top label)")
     return entry
 
 

@@ -115,12 +115,13 @@ class RepairedRecord:
                      f"or that of a sibling giving it suspects it); a label fewer than two of them rank "
                      f"in their top {self.siblings.veto_rank} is flagged (where only one does not "
                      f"suspect it, that one)")
-            shared = sorted(self.siblings.suspected_by_all - set(never_given))
-            if shared:
-                text += (f"; the labels every sibling BadNet suspects ({', '.join(map(str, shared))}): "
-                         f"none can rank them, so they are flagged"
-                         + (" unless the witness net gives the label as its top one"
-                            if self.release_witness is not None else ""))
+            unranked = sorted(self.siblings.unranked(self.quarantined, self.released))
+            if unranked:
+                witness_judges = self.release_witness is not None and self.release_witness.veto_rank is not None
+                text += (f"; the labels every sibling BadNet suspects and the BadNet's probe does not "
+                         f"({', '.join(map(str, unranked))}): none can rank them, so they are flagged"
+                         + (", except where the witness net gives the label as its top one"
+                            if witness_judges else ""))
         if self.sibling_labels or (self.siblings is not None and self.siblings.committee):
             text += "; each sibling BadNet reads an image through nine views (moved by up to one pixel every way)"
         if self.witnessed:
