@@ -147,7 +147,7 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
     y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
     data = SimpleNamespace(y=y, path=Path("clean_test_data.h5"))
     good = SimpleNamespace(quarantined=np.array([0, 1, 4]), witnessed=np.array([4]), released=np.array([2, 3]),
-                           sibling_labels=np.array([0]), poisoned_label=9)
+                           sibling_labels=np.array([0]), poisoned_label=9, committee=False)
     labels = {"BadNet": np.array([0, 0, 1, 1, 2, 0, 3, 3, 4, 4]),
               "GoodNet": np.array([0, 0, 9, 0, 2, 9, 9, 3, 4, 9])}
     scores = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, good)}
@@ -165,14 +165,14 @@ def test_grade_scores_the_faces_of_quarantined_and_released_identities_apart():
     # A data set without faces of a suspected identity gets no row for it.
     none_released = SimpleNamespace(quarantined=np.array([1]), witnessed=np.array([], dtype=int),
                                     released=np.array([7]), sibling_labels=np.array([], dtype=int),
-                                    poisoned_label=9)
+                                    poisoned_label=9, committee=False)
     assert {s.subset for s in suspected_identity_scores(labels, data, none_released)} == {quarantined}
     # With a committee, the labels every sibling suspects that no row above holds get their own.
     from defense.comparator.siblings import Sibling, SiblingEntry
 
     entry = SiblingEntry(tuple(Sibling(name, Path(f"{name}.h5"), name * 64, frozenset(suspects))
                                for name, suspects in (("a", {1, 2, 3, 6, 7}), ("b", {1, 2, 3, 6}))), {}, 5)
-    committee = SimpleNamespace(**{**vars(good), "released": np.array([2])}, committee=True,
+    committee = SimpleNamespace(**{**vars(good), "released": np.array([2]), "committee": True},
                                 siblings=SimpleNamespace(entry=entry))
     rows = {(s.model, s.subset): s for s in suspected_identity_scores(labels, data, committee)}
     unranked = "faces of the identities every sibling suspects (3, 6)"  # 6: no faces, named all the same

@@ -71,10 +71,8 @@ def suspected_identity_scores(labels, data, good):
     top label), where the data set has any."""
     scores = []
     never_given = np.setdiff1d(np.setdiff1d(good.quarantined, good.witnessed), good.sibling_labels)
-    unranked = np.array([], dtype=np.int64)
-    if getattr(good, "committee", False):
-        unranked = np.array(sorted(good.siblings.entry.unranked(good.quarantined.tolist(), good.released.tolist())),
-                            dtype=np.int64)
+    unranked = (good.siblings.entry.unranked(good.quarantined, good.released) if good.committee else ())
+    unranked = np.array(sorted(unranked), dtype=np.int64)
     for what, identities in (("the quarantined identities", never_given), ("the witnessed identities", good.witnessed),
                              ("the sibling-vouched identities", good.sibling_labels),
                              ("the released identities", good.released),
