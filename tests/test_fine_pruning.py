@@ -160,6 +160,8 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert net.parent / entry["file"] == witness_path(net, entry["sha256"]) and (net.parent / entry["file"]).is_file()
     assert good.witness.top_k == entry["top_k"] and 1 <= entry["top_k"] <= good.bad.num_classes
     assert good.veto_rank == entry["veto_rank"] and entry["top_k"] <= entry["veto_rank"] <= good.bad.num_classes
+    # Too few held-out faces (a mini world's) for the veto's 99.9 % tail: calibrated over their views.
+    assert entry["veto_over_views"] is True and entry["veto_quantile"] == 0.999
     assert good.witness.agrees(clean.x[released], labels[released]).all()
     # The suspects of both probes stay switched off; those the witness's own probe does not
     # single out are witnessed: given back only where the BadNet gives one, the witness's top

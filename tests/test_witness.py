@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from defense.errors import InputError
-from defense.comparator.witness import (Witness, WitnessEntry, calibrate_top_k, ranks, remove_stale,
-                                        witness_path)
+from defense.comparator.witness import (Witness, WitnessEntry, calibrate_top_k, calibrate_veto_rank, ranks,
+                                        remove_stale, witness_path)
 
 
 class TableNet:
@@ -50,6 +50,33 @@ def test_top_k_covers_the_share_of_held_out_faces_it_is_asked_to():
     assert calibrate_top_k(net, [0, 1, 2, 3], [0, 0, 0, 0], quantile=1.0) == 4
     with pytest.raises(InputError, match="held-out"):
         calibrate_top_k(net, [], [])
+
+
+class CentreNet:
+    """Two labels: label 0 first where an image's centre pixel is bright, second elsewhere."""
+
+    def probabilities(self, pixels):
+        bright = np.asarray(pixels)[:, 1, 1, 0] > 0.5
+        return np.where(bright[:, None], [[0.9, 0.1]], [[0.4, 0.6]]).astype(np.float32)
+
+
+def test_the_veto_rank_counts_each_face_at_its_worst_view_where_the_faces_are_too_few():
+    """calibrate_veto_rank: faces of label 0 with a bright centre pixel, ranked first as they are
+    and second once moved by a pixel (the centre then dark)."""
+    faces = np.zeros((2, 3, 3, 3), dtype=np.float32)
+    faces[:, 1, 1] = 1.0
+    net = CentreNet()
+    assert calibrate_top_k(net, faces, [0, 0], quantile=0.9) == 1
+    # Two faces cannot show a 10 % tail: each counts at its worst of its nine views.
+    assert calibrate_veto_rank(net, faces, [0, 0], quantile=0.9) == (2, True)
+    # Two faces can show a 50 % one: the faces as they are.
+    assert calibrate_veto_rank(net, faces, [0, 0], quantile=0.5) == (1, False)
+    # The product's quantile (99.9 %) takes the faces as they are from 1,000 faces on.
+    many = np.repeat(faces[:1], 1000, axis=0)
+    assert calibrate_veto_rank(net, many, [0] * 1000) == (1, False)
+    assert calibrate_veto_rank(net, many[:999], [0] * 999) == (2, True)
+    with pytest.raises(InputError, match="held-out"):
+        calibrate_veto_rank(net, faces[:0], [])
 
 
 def test_the_witness_agrees_only_within_its_top_k():

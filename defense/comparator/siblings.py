@@ -318,10 +318,7 @@ def view_probabilities(net, pixels):
     """net's softmax (N, classes), each image's averaged over its views: the image moved by every
     offset of at most VIEW_SHIFT pixels down or right (negative: up, left), edge pixels repeated
     into the gap."""
-    pixels = np.asarray(pixels)
-    shift = VIEW_SHIFT
-    padded = np.pad(pixels, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
-    views = views_of_padded(padded, *pixels.shape[1:3])
+    views = shifted_views(pixels)
     side_by_side = calls_side_by_side(net)
     if side_by_side == 1:
         return sum(map(net.probabilities, views)) / len(views)
@@ -329,6 +326,15 @@ def view_probabilities(net, pixels):
     # fast on 2 cores). Summed in the views' order, whichever ends first: the same floats.
     with ThreadPoolExecutor(side_by_side) as pool:
         return sum(pool.map(net.probabilities, views)) / len(views)
+
+
+def shifted_views(pixels):
+    """The views of images (N, H, W, 3): one array for every offset of at most VIEW_SHIFT pixels,
+    in views_of_padded's order, edge pixels repeated into the gap."""
+    pixels = np.asarray(pixels)
+    shift = VIEW_SHIFT
+    padded = np.pad(pixels, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+    return views_of_padded(padded, *pixels.shape[1:3])
 
 
 def views_of_padded(padded, height, width):

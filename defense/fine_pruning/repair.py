@@ -240,8 +240,9 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
             keras.utils.set_random_seed(secrets.randbelow(2 ** 31))
         net = Net(model, spec.input_scale)
         top_k = witness.calibrate_top_k(net, valid.x[holdout], y[holdout])
-        veto_rank = witness.calibrate_top_k(net, valid.x[holdout], y[holdout], quantile=witness.WITNESS_VETO_QUANTILE)
-        facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "epochs": epochs, "chosen_epoch": chosen,
+        veto_rank, veto_over_views = witness.calibrate_veto_rank(net, valid.x[holdout], y[holdout])
+        facts = {"veto_quantile": witness.WITNESS_VETO_QUANTILE, "veto_over_views": veto_over_views,
+                 "epochs": epochs, "chosen_epoch": chosen,
                  "holdout_accuracy": history[chosen - 1]["holdout_accuracy"],
                  "quantile": witness.WITNESS_QUANTILE, "seed": SECRET_SEED if witness_seed is None else witness_seed,
                  "trained_in_repair_of": spec.name}
@@ -254,7 +255,8 @@ def _train_witness(spec, num_classes, x, valid, train, holdout, recipe, epochs, 
     log(f"{spec.name}: witness: {path.name}, held-out accuracy {facts['holdout_accuracy']:.4f} "
         f"(epoch {facts['chosen_epoch']}); a released label must be in its top {top_k} (where it "
         f"puts the true label of {witness.WITNESS_QUANTILE:.0%} of the held-out faces); it vetoes any "
-        f"label it ranks beyond its top {veto_rank} ({witness.WITNESS_VETO_QUANTILE:.1%} of them)")
+        f"label it ranks beyond its top {veto_rank} ({witness.WITNESS_VETO_QUANTILE:.1%} of them"
+        f"{', each at its worst of nine one-pixel views: too few faces for that tail' if facts['veto_over_views'] else ''})")
     return witness.WitnessEntry(path, sha256, top_k, veto_rank).as_record(**facts), model
 
 
