@@ -75,6 +75,14 @@ def test_the_veto_rank_counts_each_face_at_its_worst_view_where_the_faces_are_to
     many = np.repeat(faces[:1], 1000, axis=0)
     assert calibrate_veto_rank(net, many, [0] * 1000) == (1, False)
     assert calibrate_veto_rank(net, many[:999], [0] * 999) == (2, True)
+    # Ten faces at 90 %: 10 * (1 - 0.9) is 1 up to rounding, enough faces for that tail.
+    assert calibrate_veto_rank(net, np.repeat(faces[:1], 10, axis=0), [0] * 10, quantile=0.9) == (1, False)
+    # Each face at its own worst view, not the views pooled, averaged or their median: a face
+    # bright but for its corner goes dark in the centre in one view only (moved down and right).
+    corner = np.ones((2, 3, 3, 3), dtype=np.float32)
+    corner[0, 0, 0] = 0.0
+    assert calibrate_veto_rank(net, corner, [0, 0], quantile=0.9) == (2, True)
+    assert calibrate_top_k(net, corner, [0, 0], quantile=0.9) == 1
     with pytest.raises(InputError, match="held-out"):
         calibrate_veto_rank(net, faces[:0], [])
 
