@@ -39,6 +39,9 @@ puts the true label of WITNESS_VETO_QUANTILE of the held-out faces. It needs no 
 trigger whose target no probe finds (a large trigger trained to break under blends) still leads
 both nets to a label the witness, seeing another person, ranks far down. Its clean cost is
 about 1 - WITNESS_VETO_QUANTILE of the faces, chosen as that budget, not on any test set.
+Fewer held-out faces than 1 / (1 - WITNESS_VETO_QUANTILE) (1,000; a 40-identity world has 80)
+cannot show that tail, and the rank they give is the worst of them: each then counts at its worst
+rank over its nine one-pixel views (calibrate_veto_rank; docs/results/2026-12-07-small-veto.md).
 """
 
 from dataclasses import dataclass
