@@ -50,6 +50,19 @@ def test_top_k_covers_the_share_of_held_out_faces_it_is_asked_to():
     assert calibrate_top_k(net, [0, 1, 2, 3], [0, 0, 0, 0], quantile=1.0) == 4
     with pytest.raises(InputError, match="held-out"):
         calibrate_top_k(net, [], [])
+    # A witness whose training diverged (a non-finite output) is refused in one line, not
+    # calibrated to a rank past every label (a record no GoodNet would read).
+    broken = TableNet([[np.nan, 0.9, 0.05, 0.05], [0.7, 0.1, 0.1, 0.1]])
+    with pytest.raises(InputError, match="not finite"):
+        calibrate_top_k(broken, [0, 1], [0, 0], quantile=0.5)
+    diverged_in_one_view = CentreNet()
+    diverged_in_one_view.probabilities = lambda pixels: np.where(
+        np.asarray(pixels)[:, 1, 1, :1] > 0.5, np.float32(np.nan), np.float32(0.5))
+    faces = np.zeros((2, 3, 3, 3), dtype=np.float32)
+    faces[:, 0, 0] = 1.0  # bright at the centre only once moved down and right
+    assert np.isfinite(diverged_in_one_view.probabilities(faces)).all()
+    with pytest.raises(InputError, match="not finite"):
+        calibrate_veto_rank(diverged_in_one_view, faces, [0, 0])
 
 
 class CentreNet:

@@ -131,7 +131,7 @@ def ranks_in(probabilities, labels):
 def calibrate_top_k(net, pixels, labels, quantile=WITNESS_QUANTILE):
     """The smallest k within which net ranks the true label of `quantile` of the faces."""
     _need_faces(labels)
-    return _covering_rank(ranks(net, pixels, labels), quantile)
+    return _covering_rank(_calibration_ranks(net, pixels, labels), quantile)
 
 
 def calibrate_veto_rank(net, pixels, labels, quantile=WITNESS_VETO_QUANTILE):
@@ -144,9 +144,21 @@ def calibrate_veto_rank(net, pixels, labels, quantile=WITNESS_VETO_QUANTILE):
     the faces as they are."""
     _need_faces(labels)
     if round(len(labels) * (1 - quantile), 6) >= 1:
-        return _covering_rank(ranks(net, pixels, labels), quantile), False
-    worst = np.max([ranks(net, view, labels) for view in shifted_views(pixels)], axis=0)
+        return _covering_rank(_calibration_ranks(net, pixels, labels), quantile), False
+    worst = np.max([_calibration_ranks(net, view, labels) for view in shifted_views(pixels)], axis=0)
     return _covering_rank(worst, quantile), True
+
+
+def _calibration_ranks(net, pixels, labels):
+    """ranks() of the held-out faces, refusing a witness whose outputs are not finite (its
+    training diverged): ranks() puts such a face last, which would give a rank past every label
+    and a record no GoodNet reads."""
+    probabilities = net.probabilities(pixels)
+    if not np.isfinite(probabilities).all():
+        raise InputError("the witness's outputs on the held-out faces are not finite (its training "
+                         "diverged): repair again (a new witness seed is drawn unless "
+                         "--witness-seed fixes one)")
+    return ranks_in(probabilities, labels)
 
 
 def _need_faces(labels):
