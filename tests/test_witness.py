@@ -31,6 +31,21 @@ TABLE = [[0.7, 0.1, 0.1, 0.1],
          [0.0, 0.4, 0.3, 0.3]]
 
 
+class CentreNet:
+    """Two labels: label 0 first where an image's centre pixel is bright, second elsewhere."""
+
+    def probabilities(self, pixels):
+        bright = np.asarray(pixels)[:, 1, 1, 0] > 0.5
+        return np.where(bright[:, None], [[0.9, 0.1]], [[0.4, 0.6]]).astype(np.float32)
+
+
+class DivergedAtBrightCentre:
+    """One label, its output NaN where an image's centre pixel is bright (a diverged net)."""
+
+    def probabilities(self, pixels):
+        return np.where(np.asarray(pixels)[:, 1, 1, :1] > 0.5, np.float32(np.nan), np.float32(0.5))
+
+
 def test_ranks_count_the_labels_the_net_puts_above():
     net = TableNet(TABLE)
     np.testing.assert_array_equal(ranks(net, [0, 1, 2, 3], [0, 0, 0, 0]), [0, 1, 2, 3])
@@ -55,22 +70,12 @@ def test_top_k_covers_the_share_of_held_out_faces_it_is_asked_to():
     broken = TableNet([[np.nan, 0.9, 0.05, 0.05], [0.7, 0.1, 0.1, 0.1]])
     with pytest.raises(InputError, match="not finite"):
         calibrate_top_k(broken, [0, 1], [0, 0], quantile=0.5)
-    diverged_in_one_view = CentreNet()
-    diverged_in_one_view.probabilities = lambda pixels: np.where(
-        np.asarray(pixels)[:, 1, 1, :1] > 0.5, np.float32(np.nan), np.float32(0.5))
+    diverged_in_one_view = DivergedAtBrightCentre()
     faces = np.zeros((2, 3, 3, 3), dtype=np.float32)
     faces[:, 0, 0] = 1.0  # bright at the centre only once moved down and right
     assert np.isfinite(diverged_in_one_view.probabilities(faces)).all()
     with pytest.raises(InputError, match="not finite"):
         calibrate_veto_rank(diverged_in_one_view, faces, [0, 0])
-
-
-class CentreNet:
-    """Two labels: label 0 first where an image's centre pixel is bright, second elsewhere."""
-
-    def probabilities(self, pixels):
-        bright = np.asarray(pixels)[:, 1, 1, 0] > 0.5
-        return np.where(bright[:, None], [[0.9, 0.1]], [[0.4, 0.6]]).astype(np.float32)
 
 
 def test_the_veto_rank_counts_each_face_at_its_worst_view_where_the_faces_are_too_few():

@@ -142,9 +142,9 @@ def calibrate_veto_rank(net, pixels, labels, quantile=WITNESS_VETO_QUANTILE):
     over its nine one-pixel views (the siblings' views): a face the witness ranks at r when moved
     by one pixel is a face it can rank at r. With enough faces (the competition's 2,566 held out)
     the faces as they are."""
-    _need_faces(labels)
     if round(len(labels) * (1 - quantile), 6) >= 1:
-        return _covering_rank(_calibration_ranks(net, pixels, labels), quantile), False
+        return calibrate_top_k(net, pixels, labels, quantile), False
+    _need_faces(labels)
     worst = np.max([_calibration_ranks(net, view, labels) for view in shifted_views(pixels)], axis=0)
     return _covering_rank(worst, quantile), True
 
