@@ -212,6 +212,49 @@ def test_a_label_every_sibling_suspects_is_the_witnesss_to_judge():
     np.testing.assert_array_equal(labels(None), [POISONED] * 3)  # fails closed without the ranks
 
 
+def test_a_label_a_giving_sibling_suspects_stands_where_the_witness_and_repaired_net_give_it():
+    """Siblings a and b agree on 4 (the BadNet says 3); a's probe suspects 4, so their word is not
+    enough. With data, 4 stands where the witness's top label is 4 and the repaired net gives 4
+    too; it is flagged where either gives something else, where the witness's rank of it is
+    missing, where the BadNet's probe suspects 4, and without a witness (data-free)."""
+    suspects = (frozenset({4}), frozenset(), frozenset())
+    tops = np.array([[4, 4, 2]] * 4).T
+    near = np.array([[[4, 3], [4, 3], [2, 4]]] * 4).transpose(1, 0, 2)  # b and c rank 4 high
+
+    def labels(rank_agreed, repaired, quarantined=(7,), with_data=True):
+        outputs = NetOutputs(bad_labels=np.full(4, 3), bad_confidence=np.full(4, 0.999),
+                             repaired_labels=np.array(repaired), witness_rank_bad=np.full(4, 2),
+                             witness_rank_repaired=np.where(np.array(repaired) == 4, rank_agreed if rank_agreed is not None else 9, 0),
+                             witness_rank_agreed=rank_agreed, sibling_tops=tops, sibling_near=near)
+        return decide(outputs, "repaired", 0.99, list(quarantined), POISONED, veto_rank=5 if with_data else None,
+                      witness_settles=with_data, sibling_suspects=suspects)
+
+    np.testing.assert_array_equal(labels(np.array([0, 0, 1, 3]), [4, 3, 4, 4]), [4, POISONED, POISONED, POISONED])
+    np.testing.assert_array_equal(labels(None, [4] * 4), [POISONED] * 4)  # fails closed
+    np.testing.assert_array_equal(labels(np.zeros(4, dtype=int), [4] * 4, quarantined=(4, 7)), [POISONED] * 4)
+    np.testing.assert_array_equal(labels(np.zeros(4, dtype=int), [4] * 4, with_data=False), [POISONED] * 4)
+    # Where no sibling giving 4 suspects it, the witness's top label is not needed (as before).
+    trusting = decide(NetOutputs(bad_labels=np.full(4, 3), bad_confidence=np.full(4, 0.999),
+                                 repaired_labels=np.full(4, 3), sibling_tops=tops, sibling_near=near),
+                      "repaired", 0.99, [7], POISONED, sibling_suspects=(frozenset(),) * 3)
+    np.testing.assert_array_equal(trusting, [4] * 4)
+
+
+def test_two_labels_agreed_on_stay_flagged_whatever_the_witness_says():
+    """Siblings a, b agree on 4 (a suspects it) and c, d on 5: ambiguous, flagged even where the
+    witness's top label and the repaired net's are 4."""
+    tops = np.array([[4], [4], [5], [5]])
+    other, trusted, suspected_by_giver = sibling_agreement(tops, np.array([3]), [frozenset({4})] + [frozenset()] * 3)
+    assert not trusted[0] and not suspected_by_giver[0]
+    outputs = NetOutputs(bad_labels=np.array([3]), bad_confidence=np.array([0.999]), repaired_labels=np.array([other[0]]),
+                         witness_rank_bad=np.array([2]), witness_rank_repaired=np.array([0]),
+                         witness_rank_agreed=np.array([0]), sibling_tops=tops,
+                         sibling_near=np.stack([tops, np.full_like(tops, 4), np.full_like(tops, 5)], axis=2))
+    labels = decide(outputs, "repaired", 0.99, [7], POISONED, veto_rank=5, witness_settles=True,
+                    sibling_suspects=(frozenset({4}),) + (frozenset(),) * 3)
+    np.testing.assert_array_equal(labels, [POISONED])
+
+
 def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
     labels = committee_labels([7, 7], [(7, 7, 7), (7, 1, 7)], [((7, 1),) * 3, ((7, 1), (1, 7), (7, 1))],
                               vouched=[7], agrees=np.array([True, False]))
@@ -219,10 +262,10 @@ def test_a_vouched_label_passes_the_committee_where_its_vouchers_give_it():
 
 
 def test_two_labels_agreed_on_by_four_siblings_flag_the_image():
-    other, trusted = sibling_agreement(np.array([[1], [1], [2], [2]]), np.array([3]), [frozenset()] * 4)
-    assert other[0] in (1, 2) and not trusted[0]
-    other, trusted = sibling_agreement(np.array([[1], [1], [2], [3]]), np.array([3]), [frozenset()] * 4)
-    assert other[0] == 1 and trusted[0]
+    other, trusted, suspected_by_giver = sibling_agreement(np.array([[1], [1], [2], [2]]), np.array([3]), [frozenset()] * 4)
+    assert other[0] in (1, 2) and not trusted[0] and not suspected_by_giver[0]
+    other, trusted, suspected_by_giver = sibling_agreement(np.array([[1], [1], [2], [3]]), np.array([3]), [frozenset()] * 4)
+    assert other[0] == 1 and trusted[0] and not suspected_by_giver[0]
 
 
 def _images(count):
@@ -284,6 +327,8 @@ def test_the_committee_judges_every_image_with_every_sibling(tmp_path):
     tops, near = witness.judge(_images(6))
     assert tops.shape == (3, 6) and near.shape == (3, 6, 3)
     assert witness.describe_committee().startswith("a, b, c (each reading nine views of an image): ") and "fewer than two of them rank in their top 3" in witness.describe_committee()
+    assert "gives way" not in witness.describe_committee()
+    assert "a sibling's suspicion gives way where the witness's top label and the repaired net's are it too" in witness.describe_committee(with_witness=True)
     assert SiblingWitness(_entry(tmp_path, {}), None).describe_committee() == ""  # vouching only
     for row, name in enumerate("abc"):
         highest = np.argsort(-probabilities[name], axis=1)[:, :3]

@@ -48,9 +48,10 @@ this BadNet's trigger, and sees the face under it. With a committee (records wit
 `veto_rank`), the siblings then judge every label: where two or more give one top label other
 than the BadNet's, that label comes out
 (flagged where the BadNet's probe, released labels included, or that of a sibling giving it
-suspects it), and a label fewer than two siblings rank among their top few (their own
-suspects aside; every sibling that does not suspect it, where fewer than two do not) is
-flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
+suspects it; with a witness, a giving sibling's suspicion gives way where the witness's top label
+and the repaired net's label are it too), and a label fewer than two siblings rank among their
+top few (their own suspects aside; every sibling that does not suspect it, where fewer than two
+do not) is flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
 stands where it is the witness's top label (the witness's word alone: a witnessed label also
 meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
 disagree (rules other than "original") and two or more siblings whose probes do not suspect the
@@ -208,8 +209,9 @@ def _witness_rank(outputs, labels, agreed, fallback):
 def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, witness_ranks=False):
     """The sibling committee over labels (siblings.py): where siblings agree on another label
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
-    sibling giving it suspects it); then any label that fewer than COMMITTEE_VETO_RANKERS
-    siblings rank among their top k is flagged (all the siblings that do not suspect it, where
+    sibling giving it suspects it; with witness_ranks, a giver's suspicion gives way where the
+    witness's top label and the repaired net's label are it too); then any label that fewer than
+    COMMITTEE_VETO_RANKERS siblings rank among their top k is flagged (all the siblings that do not suspect it, where
     those are fewer; judge leaves out of a sibling's top k the labels it gives no probability
     and those it suspects itself). A label every sibling suspects is one no sibling can rank:
     with witness_ranks (a repair with data) it stands where it is the witness's top label, and
@@ -221,7 +223,14 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     if tops is None or near is None or np.shape(tops) != (count, len(labels)) \
             or np.ndim(near) != 3 or np.shape(near)[:2] != (count, len(labels)):
         return np.full(len(labels), poisoned_label), np.full(len(labels), -1)
-    other, trusted = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
+    other, trusted, suspected_by_giver = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
+    if witness_ranks:
+        # With data, a label that a sibling giving it suspects stands where the witness's top
+        # label and the repaired net's label are it too: the giver's word is not counted, the
+        # witness (it never saw a trigger) and the repaired net speak instead.
+        witnessed = (_ranks(outputs.witness_rank_agreed, outputs.bad_labels, 1) == 0) \
+            & (np.asarray(outputs.repaired_labels) == other)
+        trusted = trusted | (suspected_by_giver & witnessed)
     corrected = np.where(trusted & ~np.isin(other, bad_suspects), other, poisoned_label)
     labels = np.where(other >= 0, corrected, labels)
     # A label stands where COMMITTEE_VETO_RANKERS siblings rank it high, or every sibling whose
@@ -251,9 +260,10 @@ def sibling_confirmation(outputs, sibling_suspects):
 
 
 def sibling_agreement(tops, bad_labels, sibling_suspects):
-    """(other (N,), trusted (N,)): the top label that MIN_VOUCHERS siblings or more give where
-    it is not the BadNet's (-1 where there is none), and whether no sibling giving it suspects
-    it (False too where the siblings agree on two such labels: then the image is flagged)."""
+    """(other (N,), trusted (N,), suspected_by_giver (N,)): the top label that MIN_VOUCHERS
+    siblings or more give where it is not the BadNet's (-1 where there is none); whether no
+    sibling giving it suspects it (False too where the siblings agree on two such labels: then
+    the image is flagged); and where only the first keeps it from being trusted."""
     tops = np.asarray(tops)
     bad_labels = np.asarray(bad_labels)
     other = np.full(len(bad_labels), -1)
@@ -266,7 +276,7 @@ def sibling_agreement(tops, bad_labels, sibling_suspects):
         ambiguous |= agreed & (other >= 0) & (other != row)
         trusted &= ~(agreed & (givers & suspected).any(axis=0))
         other = np.where(agreed, row, other)
-    return other, trusted & ~ambiguous
+    return other, trusted & ~ambiguous, ~trusted & ~ambiguous
 
 
 def _suspected_by_each(labels, sibling_suspects):
@@ -433,7 +443,7 @@ class GoodNet:
             outputs.witness_rank_bad = ranks_in(probabilities, bad_labels)
             outputs.witness_rank_repaired = ranks_in(probabilities, repaired_labels)
             if outputs.sibling_tops is not None:
-                agreed, _ = sibling_agreement(outputs.sibling_tops, bad_labels, self.siblings.suspects)
+                agreed = sibling_agreement(outputs.sibling_tops, bad_labels, self.siblings.suspects)[0]
                 outputs.witness_rank_agreed = ranks_in(probabilities, np.maximum(agreed, 0))
         if self.witness is not None and self.release_test is not None:
             self._release_verdicts(pixels, outputs)
