@@ -215,6 +215,7 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert f"released labels {', '.join(map(str, sorted(record['released_labels'])))}" in attack.stdout
     assert f"triggers aimed at one: {aimed}" in attack.stdout
     assert "every label judged by the sibling BadNets" in attack.stdout
+    assert "suspects it; a sibling's suspicion gives way where the witness's top label and the repaired net's are it too" in attack.stdout
 
 
 def test_release_is_refused_where_it_cannot_apply(tmp_path):

@@ -148,7 +148,7 @@ def run(args):
                     f"BadNet that vouches for it gives it as its top label: {good.siblings.describe()}"))
             if good.committee:
                 notes.append(f"{spec.name}: every label judged by the sibling BadNets "
-                             f"{good.siblings.describe_committee()}: a trigger must move them too")
+                             f"{good.siblings.describe_committee(good.veto_rank is not None)}: a trigger must move them too")
 
     settings = {"root": str(root), "images_per_set": args.images, "seed": args.seed,
                 "rule": args.rule, "flag_confidence": args.flag_confidence,

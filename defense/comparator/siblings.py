@@ -39,9 +39,10 @@ every label too, not only the quarantined ones: a backdoor with no single target
 y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
 it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
 comes out, unless the BadNet's probe or the probe of a sibling giving it suspects it (then the
-image is flagged). Where the label the GoodNet would give is within the top `veto_rank` labels
-(COMMITTEE_VETO_RANK, 5, written down before any measurement) of fewer than
-COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where
+image is flagged; with data, a giving sibling's suspicion gives way where the witness's top label
+and the repaired net's label are that label too: docs/results/2026-12-07-witnessed-agreement.md).
+Where the label the GoodNet would give is within the top `veto_rank` labels (COMMITTEE_VETO_RANK,
+5, written down before any measurement) of fewer than COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where
 fewer do not), it is flagged: one sibling's word let a trigger through that scattered the two
 others over other labels (docs/results/2026-12-06-two-rankers.md). A trigger must then move the
 siblings too, which another attacker's trigger does not.
@@ -281,14 +282,17 @@ class SiblingWitness:
         return ("; ".join(f"{label} on the word of {', '.join(names)}"
                           for label, names in sorted(self.entry.vouchers.items()) if names) or "none")
 
-    def describe_committee(self):
-        """The committee in words ('' where there is none)."""
+    def describe_committee(self, with_witness=False):
+        """The committee in words ('' where there is none); with_witness: a repair with data,
+        whose witness may overrule a giving sibling's suspicion (goodnet._committee)."""
         if not self.committee:
             return ""
+        overruled = ("; a sibling's suspicion gives way where the witness's top label and the "
+                     "repaired net's are it too" if with_witness else "")
         return (f"{', '.join(s.net for s in self.entry.siblings)} (each reading nine views of an "
                 f"image): a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "
-                f"giving it suspects it), one fewer than two of them rank in their top "
+                f"giving it suspects it{overruled}), one fewer than two of them rank in their top "
                 f"{self.entry.veto_rank} is flagged (where only one does not suspect it, that one)")
 
     def _opinions(self, sibling, pixels):

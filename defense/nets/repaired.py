@@ -109,15 +109,17 @@ class RepairedRecord:
                          f"{label}: {', '.join(names)}" for label, names in sorted(self.siblings.vouchers.items())
                          if names) + ")")
         if self.siblings is not None and self.siblings.committee:
+            witness_judges = self.release_witness is not None and self.release_witness.veto_rank is not None
+            overruled = ("; a sibling's suspicion gives way where the witness's top label and the "
+                         "repaired net's are it too" if witness_judges else "")
             text += (f"; every label judged by the sibling BadNets "
                      f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
                      f"top label, theirs (flagged where the BadNet's probe, released labels included, "
-                     f"or that of a sibling giving it suspects it); a label fewer than two of them rank "
+                     f"or that of a sibling giving it suspects it{overruled}); a label fewer than two of them rank "
                      f"in their top {self.siblings.veto_rank} is flagged (where only one does not "
                      f"suspect it, that one)")
             unranked = sorted(self.siblings.unranked(self.quarantined, self.released))
             if unranked:
-                witness_judges = self.release_witness is not None and self.release_witness.veto_rank is not None
                 text += (f"; the labels every sibling BadNet suspects and the BadNet's probe does not "
                          f"({', '.join(map(str, unranked))}): none can rank them, so they are flagged"
                          + (", except where the witness net gives the label as its top one"
