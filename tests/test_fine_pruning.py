@@ -176,8 +176,10 @@ def test_release_switches_off_only_what_the_fine_pruned_net_still_singles_out(mi
     assert good.release_test.passes(good.bad, good.repaired, clean.x[witnessed], labels[witnessed]).all()
     # The siblings: the world's three other BadNets, probed as the data-free repair probes; they
     # vouch only for quarantined labels nothing else gives back, and judge every label. The
-    # committee only corrects to a label no probe suspects, or flags: no target gains.
+    # committee only corrects to a label the BadNet's probe does not suspect (one a sibling's
+    # does, only where the witness and the repaired net give it too), or flags: no target gains.
     siblings = record["sibling_witnesses"]
+    assert "a giving sibling's probe gives way where the witness's top label" in result.stdout + result.stderr
     assert sorted(n["net"] for n in siblings["nets"]) == sorted(set(COMPETITION_NETS) - {"sunglasses"})
     assert siblings["veto_rank"] == COMMITTEE_VETO_RANK and good.committee
     assert set(good.sibling_labels.tolist()) <= set(record["quarantined_labels"]) - set(record["witnessed_labels"])

@@ -222,15 +222,18 @@ def test_a_label_a_giving_sibling_suspects_stands_where_the_witness_and_repaired
     near = np.array([[[4, 3], [4, 3], [2, 4]]] * 4).transpose(1, 0, 2)  # b and c rank 4 high
 
     def labels(rank_agreed, repaired, quarantined=(7,), with_data=True):
+        # The witness's veto passes the repaired net's label (rank 0): only the rule judges.
         outputs = NetOutputs(bad_labels=np.full(4, 3), bad_confidence=np.full(4, 0.999),
                              repaired_labels=np.array(repaired), witness_rank_bad=np.full(4, 2),
-                             witness_rank_repaired=np.where(np.array(repaired) == 4, rank_agreed if rank_agreed is not None else 9, 0),
+                             witness_rank_repaired=np.zeros(4, dtype=int),
                              witness_rank_agreed=rank_agreed, sibling_tops=tops, sibling_near=near)
         return decide(outputs, "repaired", 0.99, list(quarantined), POISONED, veto_rank=5 if with_data else None,
                       witness_settles=with_data, sibling_suspects=suspects)
 
     np.testing.assert_array_equal(labels(np.array([0, 0, 1, 3]), [4, 3, 4, 4]), [4, POISONED, POISONED, POISONED])
-    np.testing.assert_array_equal(labels(None, [4] * 4), [POISONED] * 4)  # fails closed
+    # Fails closed: the witness's rank of 4 missing, not integers, of another length or negative.
+    for rank_agreed in (None, np.zeros(4), np.zeros(3, dtype=int), np.full(4, -1), np.zeros(4, dtype=bool)):
+        np.testing.assert_array_equal(labels(rank_agreed, [4] * 4), [POISONED] * 4)
     np.testing.assert_array_equal(labels(np.zeros(4, dtype=int), [4] * 4, quarantined=(4, 7)), [POISONED] * 4)
     np.testing.assert_array_equal(labels(np.zeros(4, dtype=int), [4] * 4, with_data=False), [POISONED] * 4)
     # Where no sibling giving 4 suspects it, the witness's top label is not needed (as before).
@@ -242,7 +245,7 @@ def test_a_label_a_giving_sibling_suspects_stands_where_the_witness_and_repaired
 
 def test_two_labels_agreed_on_stay_flagged_whatever_the_witness_says():
     """Siblings a, b agree on 4 (a suspects it) and c, d on 5: ambiguous, flagged even where the
-    witness's top label and the repaired net's are 4."""
+    witness's top label and the repaired net's are the label sibling_agreement settles on."""
     tops = np.array([[4], [4], [5], [5]])
     other, trusted, suspected_by_giver = sibling_agreement(tops, np.array([3]), [frozenset({4})] + [frozenset()] * 3)
     assert not trusted[0] and not suspected_by_giver[0]

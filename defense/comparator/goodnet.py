@@ -225,9 +225,10 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
         return np.full(len(labels), poisoned_label), np.full(len(labels), -1)
     other, trusted, suspected_by_giver = sibling_agreement(tops, outputs.bad_labels, sibling_suspects)
     if witness_ranks:
-        # With data, a label that a sibling giving it suspects stands where the witness's top
-        # label and the repaired net's label are it too: the giver's word is not counted, the
-        # witness (it never saw a trigger) and the repaired net speak instead.
+        # With --release's witness, a label that a sibling giving it suspects stands where the
+        # witness's top label and the repaired net's label are it too: the giver's suspicion is
+        # not counted (its vote still is); the witness, which never saw a trigger, and the
+        # repaired net must give the label instead.
         witnessed = (_ranks(outputs.witness_rank_agreed, outputs.bad_labels, 1) == 0) \
             & (np.asarray(outputs.repaired_labels) == other)
         trusted = trusted | (suspected_by_giver & witnessed)

@@ -39,7 +39,7 @@ every label too, not only the quarantined ones: a backdoor with no single target
 y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
 it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
 comes out, unless the BadNet's probe or the probe of a sibling giving it suspects it (then the
-image is flagged; with data, a giving sibling's suspicion gives way where the witness's top label
+image is flagged; with --release's witness, a giving sibling's suspicion gives way where the witness's top label
 and the repaired net's label are that label too: docs/results/2026-12-07-witnessed-agreement.md).
 Where the label the GoodNet would give is within the top `veto_rank` labels (COMMITTEE_VETO_RANK,
 5, written down before any measurement) of fewer than COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where

@@ -120,12 +120,13 @@ def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSet
 
 
 def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSettings(), seed=0, log=print,
-                  probed=None):
+                  probed=None, witness_judges=False):
     """The record's sibling entry (siblings.SiblingEntry), or None with fewer siblings than
     MIN_VOUCHERS (they could neither vouch nor agree on a label): each sibling probed as the
     BadNet was (once a run: probed, {file sha256: suspects}); they vouch for the labels in vouched
     (the quarantined labels that nothing else gives back) and judge every label (the committee).
-    Used by the data-free repair and by Fine-Pruning's."""
+    Used by the data-free repair and by Fine-Pruning's; witness_judges: the record has --release's
+    witness, which may overrule a giving sibling's suspicion (goodnet._committee), said in the log."""
     from ..nets.model_io import load_keras_model
 
     if len(siblings) < MIN_VOUCHERS:
@@ -141,7 +142,10 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
     vouchers = vouchers_for(vouched, {s.net: s.suspects for s in found})
     entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
     log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
-        f"label two of them replace is theirs, unless a probe suspects it; one fewer than two rank in "
+        f"label two of them replace is theirs, unless a probe suspects it"
+        + (" (a giving sibling's probe gives way where the witness's top label and the repaired net's "
+           "label are it too)" if witness_judges else "")
+        + f"; one fewer than two rank in "
         f"their top {COMMITTEE_VETO_RANK} is flagged, or where only one does not suspect it, that one)")
     for label, names in vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "

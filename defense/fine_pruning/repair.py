@@ -125,7 +125,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
 
             vouched = [label for label in suspects if label not in quarantine.get(WITNESSED_KEY, [])]
             committee = sibling_entry(spec, vouched, siblings, quarantine_seed_faces, seed=seed, log=log,
-                                      probed=probed)
+                                      probed=probed, witness_judges=RELEASE_WITNESS_KEY in quarantine)
             if committee is not None:
                 quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
 
