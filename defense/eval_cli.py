@@ -16,6 +16,7 @@ from .nets.architecture import HEIGHT, WIDTH
 from .cli_errors import EXIT_BAD_INPUT, run_main
 from .errors import InputError
 from .comparator.goodnet import add_comparator_arguments
+from .comparator.siblings import WITNESS_OVERRULES
 from .images import IMAGE_SUFFIXES, list_images, load_image
 from .layout import REPO_ROOT, ROOT_ENV, default_bad_model, default_repaired_model, resolve_root
 from .nets.registry import get_net
@@ -65,8 +66,7 @@ def _parser(spec, prog):
                     f"its top label; where the siblings judge every label (the committee), a "
                     f"label two of them replace by another top label is theirs (flagged where the "
                     f"BadNet's probe or that of a sibling giving it suspects it; with the "
-                    f"witness, a sibling's suspicion gives way where the witness's top label and "
-                    f"the repaired net's are it too) and one fewer "
+                    f"witness, {WITNESS_OVERRULES}) and one fewer "
                     f"than two of them rank among their top few is flagged (where only one does "
                     f"not suspect it, that one); each sibling reads an image through nine views "
                     f"(moved by up to one pixel every way). Where the record gives the witness "

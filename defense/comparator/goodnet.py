@@ -51,8 +51,8 @@ than the BadNet's, that label comes out
 suspects it; with a witness, a giving sibling's suspicion gives way where the witness's top label
 and the repaired net's label are it too), and a label fewer than two siblings rank among their
 top few (their own suspects aside; every sibling that does not suspect it, where fewer than two
-do not) is flagged. A label every sibling suspects is one no sibling can rank: with a witness (below) it
-stands where it is the witness's top label (the witness's word alone: a witnessed label also
+do not) is flagged. A label every sibling suspects is one no sibling can rank: with a witness
+(below) it stands where it is the witness's top label (the witness's word alone: a witnessed label also
 meets the blend test), and is flagged elsewhere; without, it is flagged. Where the two nets
 disagree (rules other than "original") and two or more siblings whose probes do not suspect the
 BadNet's label give it as their top label, and the BadNet's probe does not suspect it either, it
@@ -211,8 +211,8 @@ def _committee(outputs, labels, bad_suspects, sibling_suspects, poisoned_label, 
     than the BadNet's, theirs (flagged where the BadNet's probe, bad_suspects, or that of a
     sibling giving it suspects it; with witness_ranks, a giver's suspicion gives way where the
     witness's top label and the repaired net's label are it too); then any label that fewer than
-    COMMITTEE_VETO_RANKERS siblings rank among their top k is flagged (all the siblings that do not suspect it, where
-    those are fewer; judge leaves out of a sibling's top k the labels it gives no probability
+    COMMITTEE_VETO_RANKERS siblings rank among their top k is flagged (all the siblings that do
+    not suspect it, where those are fewer; judge leaves out of a sibling's top k the labels it gives no probability
     and those it suspects itself). A label every sibling suspects is one no sibling can rank:
     with witness_ranks (a repair with data) it stands where it is the witness's top label, and
     is flagged elsewhere; without, it is flagged. Returns (labels, the label the siblings agreed

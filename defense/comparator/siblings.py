@@ -39,10 +39,11 @@ every label too, not only the quarantined ones: a backdoor with no single target
 y -> y+1, each face to its lookalike) never shows in the probe, and the plain quarantine passes
 it. Where at least MIN_VOUCHERS siblings give one top label other than the BadNet's, that label
 comes out, unless the BadNet's probe or the probe of a sibling giving it suspects it (then the
-image is flagged; with --release's witness, a giving sibling's suspicion gives way where the witness's top label
-and the repaired net's label are that label too: docs/results/2026-12-07-witnessed-agreement.md).
-Where the label the GoodNet would give is within the top `veto_rank` labels (COMMITTEE_VETO_RANK,
-5, written down before any measurement) of fewer than COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where
+image is flagged; with --release's witness, a giving sibling's suspicion gives way where the
+witness's top label and the repaired net's label are that label too: WITNESS_OVERRULES,
+docs/results/2026-12-07-witnessed-agreement.md). Where the label the GoodNet would give is within
+the top `veto_rank` labels (COMMITTEE_VETO_RANK, 5, written down before any measurement) of fewer
+than COMMITTEE_VETO_RANKERS (2) siblings (of every sibling whose probe does not suspect it, where
 fewer do not), it is flagged: one sibling's word let a trigger through that scattered the two
 others over other labels (docs/results/2026-12-06-two-rankers.md). A trigger must then move the
 siblings too, which another attacker's trigger does not.
@@ -91,6 +92,10 @@ COMMITTEE_VETO_RANK = 5
 # do not): one sibling's word let a trigger through that scattered the two others over other
 # labels (docs/results/2026-12-06-two-rankers.md). Two, as MIN_VOUCHERS: set before measuring.
 COMMITTEE_VETO_RANKERS = 2
+# With --release's witness, the committee's exception for a label a giving sibling suspects
+# (goodnet._committee), as the reports and help texts say it.
+WITNESS_OVERRULES = ("a sibling's suspicion gives way where the witness's top label and the "
+                     "repaired net's are it too")
 # A sibling reads an image through views: its softmax averaged over the image moved by every
 # offset of at most this many pixels (nine views). On the development world it misread 22-25 %
 # fewer clean faces so (results 2026-12-06-sibling-views): fewer then refuse a face of a quarantined
@@ -287,8 +292,7 @@ class SiblingWitness:
         whose witness may overrule a giving sibling's suspicion (goodnet._committee)."""
         if not self.committee:
             return ""
-        overruled = ("; a sibling's suspicion gives way where the witness's top label and the "
-                     "repaired net's are it too" if with_witness else "")
+        overruled = f"; {WITNESS_OVERRULES}" if with_witness else ""
         return (f"{', '.join(s.net for s in self.entry.siblings)} (each reading nine views of an "
                 f"image): a label two of them replace by "
                 f"another top label is theirs (flagged where the BadNet's probe or that of a sibling "

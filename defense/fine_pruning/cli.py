@@ -126,9 +126,9 @@ def add_arguments(parser):
                              "the BadNet's label giving it as their top label settle it for that "
                              "label (no suspect of the BadNet's: in effect with data only); with "
                              "data, a label every sibling suspects stands only where it is the "
-                             "witness's top label, and (with --release) a label two siblings agree on that one of "
-                             "those giving it suspects stands where the witness's top label and "
-                             "the repaired net's label are it too. Assumes the siblings were "
+                             "witness's top label, and (with --release) a label two siblings "
+                             "agree on that one of those giving it suspects stands where the "
+                             "witness's top label and the repaired net's label are it too. Assumes the siblings were "
                              "not backdoored by the same attacker: one who hides the same trigger "
                              "and target in them, too weakly for their probes, gets it through "
                              "(docs/method.md). Off by default")

@@ -43,7 +43,7 @@ from ..comparator.witness import (RECORD_KEY as RELEASE_WITNESS_KEY, WitnessEntr
                                   remove_stale as remove_stale_witnesses)
 # The data-free repair's second opinion: other BadNets that vouch for quarantined labels and
 # judge every label (siblings.py), named by path and sha256.
-from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY, SiblingEntry
+from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY, WITNESS_OVERRULES, SiblingEntry
 
 REPAIRED_DIR_NAME = "fine_pruned_models"
 NET_STAMP = "net_sha256"
@@ -110,8 +110,7 @@ class RepairedRecord:
                          if names) + ")")
         if self.siblings is not None and self.siblings.committee:
             witness_judges = self.release_witness is not None and self.release_witness.veto_rank is not None
-            overruled = ("; a sibling's suspicion gives way where the witness's top label and the "
-                         "repaired net's are it too" if witness_judges else "")
+            overruled = f"; {WITNESS_OVERRULES}" if witness_judges else ""
             text += (f"; every label judged by the sibling BadNets "
                      f"{', '.join(s.net for s in self.siblings.siblings)}: where two of them give another "
                      f"top label, theirs (flagged where the BadNet's probe, released labels included, "
