@@ -11,9 +11,13 @@ given only where the BadNet keeps it on at most the label's threshold of the ble
 the most that the label's own validation faces keep it, more than other faces for a natural
 attractor (which the BadNet gives to many unusual images, blends among them), fewer for most
 labels, so that a trigger kept on as many blends as other identities' faces keep theirs (the
-share THRESHOLD_QUANTILE of them stay under, recorded beside) still fails; 0 for a label none of
-whose validation faces both nets label right (nothing to compare with); never above
-MAX_THRESHOLD, so that a trigger that survives (nearly) every blend fails whatever its label.
+share THRESHOLD_QUANTILE of them stay under, recorded beside) still fails; plus a margin, since
+the largest of an identity's few validation faces (9 a label in the competition's data) is
+exceeded by a new face of it about one time in ten: how far above the largest share of its
+identity's other faces a validation face lands, measured leave-one-out on identities never
+suspected (own_share_margin); 0 for a label none of whose validation faces both nets label
+right (nothing to compare with); never above MAX_THRESHOLD, so that a trigger that survives
+(nearly) every blend fails whatever its label.
 The idea is STRIP's (Gao et al. 2019), who superimpose held-out images and measure the entropy
 of the predictions; here the share of one label, because the question is only whether this
 label survives. A witnessed label (a quarantined one given back on the witness's top label:
@@ -45,11 +49,14 @@ THRESHOLD_QUANTILE = 0.95  # the share of clean faces each of the test's two hal
 # faces may keep it that often, a trigger that survives the blend keeps it on all of them.
 MAX_THRESHOLD = 0.875
 CALIBRATION_FACES = 1000
+MARGIN_FACES = 1000  # validation faces, whole identities, that the own shares' margin is measured on
 _MOST_TRUSTED_FACES = 64  # a record asking for more is refused (memory: 256 x K x 30 KB)
 _IMAGES_PER_CALL = 256  # blends are made this many images at a time
 # A record's mark that every released label with own validation faces got their share (before
 # 2026-12-04 only a higher one did, and a trigger kept on half the blends passed).
 _OWN_SHARES_KEY = "own_share_for_every_label"
+# What each own share was raised by (since 2026-12-07; a record without it raised none: stricter).
+_MARGIN_KEY = "own_share_margin"
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,11 @@ class BlendTest:
     trusted: np.ndarray  # (K, 55, 47, 3) uint8: clean faces of identities never suspected
     threshold: float  # a label survives where the BadNet keeps it on <= this share (or its own)
     alpha: float = ALPHA
-    label_thresholds: dict = field(default_factory=dict)  # {released label: its own faces' share}
+    # {released or witnessed label: its own faces' largest share, plus margin}
+    label_thresholds: dict = field(default_factory=dict)
     # ... and the repaired net keeps it on at most this share of the blends more than the BadNet
     divergence: float = field(kw_only=True)
+    margin: float = field(default=0.0, kw_only=True)  # what label_thresholds add to each largest share
 
     def threshold_of(self, labels):
         """(N,) each label's threshold."""
@@ -81,8 +90,8 @@ class BlendTest:
     def describe(self):
         """One phrase for reports and logs."""
         shares = ", ".join(f"{label}: {share:.3f}" for label, share in sorted(self.label_thresholds.items()))
-        text = (f"the BadNet keeping the label on at most its own faces' share of {len(self.trusted)} "
-                f"blends with trusted faces ({shares + ', ' if shares else ''}"
+        text = (f"the BadNet keeping the label on at most its own faces' largest share plus {self.margin:.3f} "
+                f"of {len(self.trusted)} blends with trusted faces ({shares + ', ' if shares else ''}"
                 f"other labels: {self.threshold:.3f})")
         return text + (f" and the repaired net on at most {self.divergence:.3f} of them more than "
                        f"the BadNet (never above {MAX_THRESHOLD})")
@@ -95,6 +104,7 @@ class BlendTest:
 
         return {"alpha": self.alpha, "threshold": self.threshold, "divergence": self.divergence,
                 "label_thresholds": {str(label): share for label, share in sorted(self.label_thresholds.items())},
+                _MARGIN_KEY: self.margin,
                 _OWN_SHARES_KEY: True,
                 "threshold_quantile": THRESHOLD_QUANTILE, "calibration_faces": int(calibration_faces),
                 "trusted_faces": {"shape": list(self.trusted.shape), "dtype": "uint8",
@@ -126,6 +136,7 @@ class BlendTest:
             raise bad("has no 'divergence' (calibrated before the test asked the repaired net too): "
                       "repair again with 'python3 -m defense fine-prune --release'")
         divergence = entry["divergence"]
+        margin = entry.get(_MARGIN_KEY, 0.0)
         if entry.get(_OWN_SHARES_KEY) is not True:
             raise bad("was calibrated before each released label got its own faces' share (it "
                       "can let a trigger kept on half the blends through): repair again with "
@@ -138,7 +149,7 @@ class BlendTest:
         if not is_probability(alpha) or not 0 < alpha < 1:
             raise bad("needs an alpha in (0, 1)")
         if not all(is_probability(share) and share <= MAX_THRESHOLD
-                   for share in [threshold, divergence, *label_thresholds.values()]):
+                   for share in [threshold, divergence, margin, *label_thresholds.values()]):
             raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
@@ -149,7 +160,7 @@ class BlendTest:
         trusted = np.frombuffer(raw, np.uint8).reshape(shape)
         return cls(trusted, float(threshold), float(alpha),
                    {int(label): float(share) for label, share in label_thresholds.items()},
-                   divergence=float(divergence))
+                   divergence=float(divergence), margin=float(margin))
 
 
 def keep_shares(net, pixels, labels, trusted, alpha=ALPHA):
@@ -183,10 +194,11 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=
     validation faces that both nets label right gets their largest share, above or below that
     (0 without such faces); a witnessed label (switched off in the repaired net, given back on
     the witness's word: goodnet.decide) the same over its own faces that the BadNet labels
-    right; none above MAX_THRESHOLD; the divergence is the THRESHOLD_QUANTILE of how many more
-    blends of those faces the repaired net keeps their label on than the BadNet does (0 at
-    least, MAX_THRESHOLD at most). The labels' own shares come after every random draw: adding
-    witnessed labels leaves the partners and the other thresholds as they were."""
+    right; each of those shares raised by own_share_margin; none above MAX_THRESHOLD; the
+    divergence is the THRESHOLD_QUANTILE of how many more blends of those faces the repaired net
+    keeps their label on than the BadNet does (0 at least, MAX_THRESHOLD at most). The labels'
+    own shares come after every random draw: adding witnessed labels leaves the partners, the
+    margin and the other thresholds as they were."""
     if not set(released) | set(witnessed) <= set(suspects):  # their own faces must never be partners
         raise ValueError("released and witnessed labels must be among the suspects")
     if set(released) & set(witnessed):
@@ -204,6 +216,7 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=
     threshold = min(float(np.quantile(bad_keeps, THRESHOLD_QUANTILE)), MAX_THRESHOLD)
     excess = keep_shares(repaired, x[right], y[right], trusted) - bad_keeps
     divergence = float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
+    margin = own_share_margin(bad, repaired, pixels, labels, candidates[TRUSTED_FACES:], trusted, rng)
     label_thresholds = {}
     for label in sorted(int(label) for label in [*released, *witnessed]):
         own = pixels[labels == label]
@@ -212,9 +225,51 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=
             labelled_right &= repaired.predict_labels(own) == label
         own = own[labelled_right]
         # No own face labelled right: nothing to compare with, the strictest share.
-        label_thresholds[label] = (min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max()),
-                                       MAX_THRESHOLD) if len(own) else 0.0)
-    return BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence), int(right.sum())
+        label_thresholds[label] = (min(float(keep_shares(bad, own, np.full(len(own), label), trusted).max())
+                                       + margin, MAX_THRESHOLD) if len(own) else 0.0)
+    return (BlendTest(trusted, threshold, ALPHA, label_thresholds, divergence=divergence, margin=margin),
+            int(right.sum()))
+
+
+def own_share_margin(bad, repaired, pixels, labels, faces, trusted, rng):
+    """What each label's own share is raised by: a label's own share is the largest of its few
+    validation faces', and a new face of the same identity lands above it about one time in
+    ten. Measured leave-one-out where no attacker chose the identity: for each face, how far
+    its BadNet keep share lands above the largest share of its identity's other faces; the
+    THRESHOLD_QUANTILE of that, 0 at least, MAX_THRESHOLD at most. Over up to MARGIN_FACES of
+    faces (indices of identities never suspected, partners left out) that both nets label
+    right, whole identities with two such faces or more, drawn in random order; 0 where there
+    is none."""
+    faces = np.asarray(faces)
+    faces = faces[_both_right(bad, repaired, pixels, labels, faces)]
+    identities, counts = np.unique(labels[faces], return_counts=True)
+    count_of = dict(zip(identities[counts >= 2].tolist(), counts[counts >= 2].tolist()))
+    chosen, total = [], 0
+    for identity in rng.permutation(sorted(count_of)).tolist():
+        if total + count_of[identity] > MARGIN_FACES:
+            break
+        chosen.append(identity)
+        total += count_of[identity]
+    if not chosen:
+        return 0.0
+    used = faces[np.isin(labels[faces], chosen)]
+    shares, of = keep_shares(bad, pixels[used], labels[used], trusted), labels[used]
+    excess = []
+    for identity in chosen:
+        own = shares[of == identity]
+        excess += [own[index] - np.delete(own, index).max() for index in range(len(own))]
+    return float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
+
+
+def _both_right(bad, repaired, pixels, labels, indices):
+    """(len(indices),) where both nets give the face its label, a few hundred faces at a time
+    (a copy of every validation face would double the memory a full-size repair holds)."""
+    right = np.zeros(len(indices), dtype=bool)
+    for start in range(0, len(indices), 4 * _IMAGES_PER_CALL):
+        part = indices[start:start + 4 * _IMAGES_PER_CALL]
+        x, y = pixels[part], labels[part]
+        right[start:start + len(part)] = (bad.predict_labels(x) == y) & (repaired.predict_labels(x) == y)
+    return right
 
 
 def _is_int(value):
