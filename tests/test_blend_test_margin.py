@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from defense.comparator import blend_test
-from defense.comparator.blend_test import (MAX_THRESHOLD, TRUSTED_FACES, BlendTest, calibrate,
-                                           keep_shares, own_share_margin)
+from defense.comparator.blend_test import (MAX_MARGIN, MAX_THRESHOLD, TRUSTED_FACES, BlendTest,
+                                           calibrate, keep_shares, own_share_margin)
 from defense.errors import InputError
 from defense.nets.architecture import INPUT_SHAPE
 
@@ -46,9 +46,17 @@ def validation(strengths):
 
 def spread_faces(seed=0, per_identity=4):
     """Every identity's faces at strengths scattered over 40..240: each face keeps its label on
-    a different share of the blends."""
+    a very different share of the blends (a BadNet trained to keep labels erratically)."""
     rng = np.random.default_rng(seed)
     return {identity: rng.integers(40, 240, per_identity).tolist() for identity in range(IDENTITIES)}
+
+
+def close_faces(seed=0, per_identity=4, width=20):
+    """Each identity's faces within `width` strengths of one another, as a face's photographs
+    are alike: their shares differ by a blend or two."""
+    rng = np.random.default_rng(seed)
+    return {identity: (int(base) + rng.choice(width, per_identity, replace=False)).tolist()
+            for identity, base in enumerate(rng.integers(40, 200, IDENTITIES))}
 
 
 def leave_one_out_quantile(net, x, y, trusted, identities):
@@ -66,7 +74,7 @@ def partner_indices(x, trusted):
 
 def test_the_margin_is_how_far_a_face_lands_above_its_identity_s_other_faces():
     net = StrengthNet()
-    x, y = validation(spread_faces())
+    x, y = validation(close_faces())
     test, _ = calibrate(net, net, x, y, suspects={0}, released={0}, rng=np.random.default_rng(1))
     partners = partner_indices(x, test.trusted)
     assert len(partners) == TRUSTED_FACES and not np.isin(y[partners], [0]).any()
@@ -75,7 +83,7 @@ def test_the_margin_is_how_far_a_face_lands_above_its_identity_s_other_faces():
     counts = np.bincount(y[unused], minlength=IDENTITIES)
     measured = [i for i in range(1, IDENTITIES) if counts[i] >= 2]
     expected = leave_one_out_quantile(net, x[unused], y[unused], test.trusted, measured)
-    assert 0 < expected < MAX_THRESHOLD and test.margin == pytest.approx(expected)
+    assert 0 < expected < MAX_MARGIN and test.margin == pytest.approx(expected)
     # The released label's own share: its faces' largest, raised by the margin.
     own = keep_shares(net, x[y == 0], np.zeros(np.sum(y == 0), int), test.trusted)
     assert test.label_thresholds[0] == pytest.approx(min(own.max() + test.margin, MAX_THRESHOLD))
@@ -83,7 +91,7 @@ def test_the_margin_is_how_far_a_face_lands_above_its_identity_s_other_faces():
 
 def test_a_new_face_above_its_identity_s_largest_share_passes_within_the_margin_and_a_trigger_never():
     net = StrengthNet()
-    strengths = spread_faces()
+    strengths = close_faces()
     strengths[0] = [90, 100, 110]  # the released identity's validation faces
     x, y = validation(strengths)
     test, _ = calibrate(net, net, x, y, suspects={0}, released={0}, rng=np.random.default_rng(1))
@@ -125,7 +133,7 @@ def test_only_unsuspected_identities_set_the_margin_and_alike_faces_give_none():
 
 def test_the_margin_uses_whole_identities_up_to_its_face_count(monkeypatch):
     net = StrengthNet()
-    x, y = validation(spread_faces(seed=3, per_identity=5))
+    x, y = validation(close_faces(seed=3, per_identity=5))
     faces = np.flatnonzero(y != 0)[TRUSTED_FACES:]
     trusted = x[np.flatnonzero(y != 0)[:TRUSTED_FACES]].astype(np.uint8)
     seen = []
@@ -154,3 +162,52 @@ def test_the_margin_reads_back_and_an_older_record_without_it_keeps_its_stricter
     for damage in (0.9, -0.1, True, "0.1", None):
         with pytest.raises(InputError, match="thresholds in"):
             BlendTest.from_record({**entry, "own_share_margin": damage}, "r.json", INPUT_SHAPE, released={4})
+
+
+def test_the_margin_is_capped_where_the_badnet_keeps_labels_erratically():
+    """The BadNet's author sets the keep shares the margin is measured from: a BadNet that keeps
+    one face in four on every blend and the others on none would otherwise widen every own
+    share to MAX_THRESHOLD at once."""
+    net = StrengthNet()
+    x, y = validation(spread_faces())
+    test, _ = calibrate(net, net, x, y, suspects={0}, released={0}, rng=np.random.default_rng(1))
+    unused = np.setdiff1d(np.arange(len(y)), partner_indices(x, test.trusted))
+    uncapped = leave_one_out_quantile(net, x[unused], y[unused], test.trusted, range(1, IDENTITIES))
+    assert uncapped > MAX_MARGIN and test.margin == MAX_MARGIN
+    own = keep_shares(net, x[y == 0], np.zeros(np.sum(y == 0), int), test.trusted)
+    assert test.label_thresholds[0] == pytest.approx(min(own.max() + MAX_MARGIN, MAX_THRESHOLD))
+    with pytest.raises(InputError, match="margin above"):
+        BlendTest.from_record({**test.as_record(10), "own_share_margin": MAX_MARGIN + 0.0625}, "r.json",
+                              INPUT_SHAPE, released={0})
+
+
+class MislabellingNet(StrengthNet):
+    """StrengthNet that gives the next identity to the strongest faces (a repaired net that errs
+    on some faces)."""
+
+    def predict_labels(self, pixels, progress=False):
+        labels = super().predict_labels(pixels)
+        strong = np.asarray(pixels, np.float32)[:, 0, :IDENTITIES, 0].max(axis=1) >= 150
+        return np.where(strong, (labels + 1) % IDENTITIES, labels)
+
+
+def test_the_margin_counts_only_faces_both_nets_label_right_and_a_witnessed_label_gets_it_too():
+    bad, repaired = StrengthNet(), MislabellingNet()
+    x, y = validation(close_faces())
+    test, _ = calibrate(bad, repaired, x, y, suspects={0, 3}, released={0}, witnessed={3},
+                        rng=np.random.default_rng(1))
+    unused = np.setdiff1d(np.arange(len(y)), partner_indices(x, test.trusted))
+    unused = unused[~np.isin(y[unused], [0, 3])]
+    right = unused[repaired.predict_labels(x[unused]) == y[unused]]
+    counts = np.bincount(y[right], minlength=IDENTITIES)
+    expected = leave_one_out_quantile(bad, x[right], y[right], test.trusted, np.flatnonzero(counts >= 2))
+    everyone = leave_one_out_quantile(bad, x[unused], y[unused], test.trusted, np.unique(y[unused]))
+    assert test.margin == pytest.approx(expected) and expected != pytest.approx(everyone)
+    # The witnessed label (its own faces those the BadNet labels right) gets the margin as well,
+    # and adding it moves neither the margin nor anything drawn before.
+    own = keep_shares(bad, x[y == 3], np.full(np.sum(y == 3), 3), test.trusted)
+    assert test.label_thresholds[3] == pytest.approx(min(own.max() + test.margin, MAX_THRESHOLD))
+    without, _ = calibrate(bad, repaired, x, y, suspects={0, 3}, released={0}, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(test.trusted, without.trusted)
+    assert (test.margin, test.threshold, test.divergence) == (without.margin, without.threshold, without.divergence)
+    assert test.label_thresholds[0] == without.label_thresholds[0]

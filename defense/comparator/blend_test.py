@@ -15,9 +15,9 @@ share THRESHOLD_QUANTILE of them stay under, recorded beside) still fails; plus 
 the largest of an identity's few validation faces (9 a label in the competition's data) is
 exceeded by a new face of it about one time in ten: how far above the largest share of its
 identity's other faces a validation face lands, measured leave-one-out on identities never
-suspected (own_share_margin); 0 for a label none of whose validation faces both nets label
-right (nothing to compare with); never above MAX_THRESHOLD, so that a trigger that survives
-(nearly) every blend fails whatever its label.
+suspected (own_share_margin, at most MAX_MARGIN); 0 for a label none of whose validation faces
+both nets label right (nothing to compare with); never above MAX_THRESHOLD, so that a trigger
+that survives (nearly) every blend fails whatever its label.
 The idea is STRIP's (Gao et al. 2019), who superimpose held-out images and measure the entropy
 of the predictions; here the share of one label, because the question is only whether this
 label survives. A witnessed label (a quarantined one given back on the witness's top label:
@@ -50,6 +50,10 @@ THRESHOLD_QUANTILE = 0.95  # the share of clean faces each of the test's two hal
 MAX_THRESHOLD = 0.875
 CALIBRATION_FACES = 1000
 MARGIN_FACES = 1000  # validation faces, whole identities, that the own shares' margin is measured on
+# The margin never exceeds 2 of 16 blends, the largest measured on seventeen 40-identity nets
+# (2026-12-07-own-share-margin): the BadNet's author, who sets the keep shares it is measured
+# from, could otherwise widen it up to MAX_THRESHOLD for every label at once.
+MAX_MARGIN = 0.125
 _MOST_TRUSTED_FACES = 64  # a record asking for more is refused (memory: 256 x K x 30 KB)
 _IMAGES_PER_CALL = 256  # blends are made this many images at a time
 # A record's mark that every released label with own validation faces got their share (before
@@ -151,6 +155,8 @@ class BlendTest:
         if not all(is_probability(share) and share <= MAX_THRESHOLD
                    for share in [threshold, divergence, margin, *label_thresholds.values()]):
             raise bad(f"needs thresholds in [0, {MAX_THRESHOLD}]")
+        if margin > MAX_MARGIN:
+            raise bad(f"has an own-share margin above {MAX_MARGIN}")
         if not all(isinstance(label, str) and label.isdigit() and int(label) in released
                    for label in label_thresholds):
             raise bad("has a per-label threshold for a label that is neither released nor witnessed")
@@ -236,11 +242,11 @@ def own_share_margin(bad, repaired, pixels, labels, faces, trusted, rng):
     validation faces', and a new face of the same identity lands above it about one time in
     ten. Measured leave-one-out where no attacker chose the identity: for each face, how far
     its BadNet keep share lands above the largest share of its identity's other faces; the
-    THRESHOLD_QUANTILE of that, 0 at least, MAX_THRESHOLD at most. Over up to MARGIN_FACES of
+    THRESHOLD_QUANTILE of that, 0 at least, MAX_MARGIN at most. Over up to MARGIN_FACES of
     faces (indices of identities never suspected, partners left out) that both nets label
     right, whole identities with two such faces or more, drawn in random order; 0 where there
     is none."""
-    faces = np.asarray(faces)
+    faces = np.asarray(faces, dtype=np.intp)
     faces = faces[_both_right(bad, repaired, pixels, labels, faces)]
     identities, counts = np.unique(labels[faces], return_counts=True)
     count_of = dict(zip(identities[counts >= 2].tolist(), counts[counts >= 2].tolist()))
@@ -258,7 +264,7 @@ def own_share_margin(bad, repaired, pixels, labels, faces, trusted, rng):
     for identity in chosen:
         own = shares[of == identity]
         excess += [own[index] - np.delete(own, index).max() for index in range(len(own))]
-    return float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
+    return float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_MARGIN))
 
 
 def _both_right(bad, repaired, pixels, labels, indices):
