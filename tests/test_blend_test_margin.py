@@ -140,14 +140,14 @@ def test_the_margin_uses_whole_identities_up_to_its_face_count(monkeypatch):
     original = blend_test.keep_shares
     monkeypatch.setattr(blend_test, "keep_shares", lambda net_, pixels, labels, *a: seen.append(np.asarray(labels)) or original(net_, pixels, labels, *a))
     monkeypatch.setattr(blend_test, "MARGIN_FACES", 12)
-    margin = own_share_margin(net, net, x, y, faces, trusted, np.random.default_rng(0))
+    margin = own_share_margin(net, x, y, faces, trusted, np.random.default_rng(0))
     used = seen[-1]
     assert len(used) <= 12 and len(used) >= 12 - 5 + 1
     assert all(np.sum(used == identity) == np.sum(y[faces] == identity) for identity in np.unique(used))
     assert margin == pytest.approx(leave_one_out_quantile(net, x[faces], y[faces], trusted, np.unique(used)))
     # No identity with two faces: nothing to measure, no margin.
     single = faces[np.unique(y[faces], return_index=True)[1]]
-    assert own_share_margin(net, net, x, y, single, trusted, np.random.default_rng(0)) == 0.0
+    assert own_share_margin(net, x, y, single, trusted, np.random.default_rng(0)) == 0.0
 
 
 def test_the_margin_reads_back_and_an_older_record_without_it_keeps_its_stricter_shares():

@@ -213,16 +213,18 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=
     candidates = np.flatnonzero(~np.isin(labels, list(suspects)))
     rng.shuffle(candidates)
     trusted = np.clip(np.rint(pixels[candidates[:TRUSTED_FACES]]), 0, 255).astype(np.uint8)
-    others = candidates[TRUSTED_FACES:TRUSTED_FACES + CALIBRATION_FACES]
+    unused = candidates[TRUSTED_FACES:]  # the unsuspected identities' faces but the partners
+    # Labelled once, for the threshold's faces and the margin's (at 40 identities the same faces).
+    both_right = _both_right(bad, repaired, pixels, labels, unused)
+    others, right = unused[:CALIBRATION_FACES], both_right[:CALIBRATION_FACES]
     x, y = pixels[others], labels[others]
-    right = (bad.predict_labels(x) == y) & (repaired.predict_labels(x) == y)
     if not right.any():
         raise InputError("the blend test found no validation face that both nets label right")
     bad_keeps = keep_shares(bad, x[right], y[right], trusted)
     threshold = min(float(np.quantile(bad_keeps, THRESHOLD_QUANTILE)), MAX_THRESHOLD)
     excess = keep_shares(repaired, x[right], y[right], trusted) - bad_keeps
     divergence = float(np.clip(np.quantile(excess, THRESHOLD_QUANTILE), 0, MAX_THRESHOLD))
-    margin = own_share_margin(bad, repaired, pixels, labels, candidates[TRUSTED_FACES:], trusted, rng)
+    margin = own_share_margin(bad, pixels, labels, unused[both_right], trusted, rng)
     label_thresholds = {}
     for label in sorted(int(label) for label in [*released, *witnessed]):
         own = pixels[labels == label]
@@ -237,17 +239,16 @@ def calibrate(bad, repaired, pixels, labels, suspects, released, rng, witnessed=
             int(right.sum()))
 
 
-def own_share_margin(bad, repaired, pixels, labels, faces, trusted, rng):
+def own_share_margin(bad, pixels, labels, faces, trusted, rng):
     """What each label's own share is raised by: a label's own share is the largest of its few
     validation faces', and a new face of the same identity lands above it about one time in
     ten. Measured leave-one-out where no attacker chose the identity: for each face, how far
     its BadNet keep share lands above the largest share of its identity's other faces; the
     THRESHOLD_QUANTILE of that, 0 at least, MAX_MARGIN at most. Over up to MARGIN_FACES of
-    faces (indices of identities never suspected, partners left out) that both nets label
-    right, whole identities with two such faces or more, drawn in random order; 0 where there
-    is none."""
+    faces (indices of faces of identities never suspected, partners left out, that both nets
+    label right), whole identities with two such faces or more, drawn in random order; 0 where
+    there is none."""
     faces = np.asarray(faces, dtype=np.intp)
-    faces = faces[_both_right(bad, repaired, pixels, labels, faces)]
     identities, counts = np.unique(labels[faces], return_counts=True)
     count_of = dict(zip(identities[counts >= 2].tolist(), counts[counts >= 2].tolist()))
     chosen, total = [], 0
