@@ -29,6 +29,13 @@ def optimised_patches(model, faces, input_scale, rng):
     """(N, 55, 47, 3) float32 in 0..255: faces (N, 55, 47, 3) each with one optimised patch.
     model: the BadNet as a Keras model (its gradients); input_scale: what its input expects
     per pixel level."""
+    return next(optimised_patch_rounds(model, faces, input_scale, rng, rounds=1))
+
+
+def optimised_patch_rounds(model, faces, input_scale, rng, rounds):
+    """optimised_patches of the same faces rounds times, each round its own random squares and
+    starting patterns, one round at a time (a generator: a large face set's rounds need not fit
+    in memory together); the optimisation is compiled once for all of them."""
     import tensorflow as tf
 
     @tf.function  # compiled once per call: eager steps cost twice the time on CPU
@@ -45,13 +52,14 @@ def optimised_patches(model, faces, input_scale, rng):
         return faces * (1 - mask) + pattern * mask
 
     faces = np.asarray(faces, np.float32)
-    out = np.empty_like(faces)
-    for start in range(0, len(faces), _BATCH):
-        batch = faces[start:start + _BATCH]
-        mask, pattern = _draw(batch.shape, rng)
-        out[start:start + len(batch)] = optimise(tf.constant(batch), tf.constant(mask),
-                                                 tf.constant(pattern)).numpy()
-    return out
+    for _ in range(rounds):
+        out = np.empty_like(faces)
+        for start in range(0, len(faces), _BATCH):
+            batch = faces[start:start + _BATCH]
+            mask, pattern = _draw(batch.shape, rng)
+            out[start:start + len(batch)] = optimise(tf.constant(batch), tf.constant(mask),
+                                                     tf.constant(pattern)).numpy()
+        yield out
 
 
 def _draw(shape, rng):

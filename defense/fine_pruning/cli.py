@@ -104,6 +104,17 @@ def add_arguments(parser):
                              "of the run; whoever has the validation data and the seed can train "
                              "the same witness and craft faces it misranks: give one only for "
                              "runs that must repeat exactly; docs/results/2026-12-05-adversarial-witness.md)")
+    parser.add_argument("--unlearn", action="store_true",
+                        help="with --release: the quarantined labels nothing else gives back (not "
+                             "witnessed, no sibling vouching) get their output units back and the "
+                             "Fine-Pruned net is fine-tuned 5 more epochs on the clean faces plus "
+                             "probe images that reach those labels, each taught its face's own "
+                             "identity; a label the unlearnt net's probe no longer singles out is "
+                             "released (given where both nets give it, under --release's rules), "
+                             "and the unlearnt net is the repaired net (unlearning.py; a few minutes "
+                             "a net on a 40-identity world). Gives faces of those identities back "
+                             "at a cost: what it lets through that the default stops is in "
+                             "docs/method.md. Off by default")
     parser.add_argument("--data-free", action="store_true",
                         help="repair without the clean validation data even where it exists "
                              "(the default where it does not): probe for the attack targets "
@@ -172,6 +183,8 @@ def run(args):
         raise InputError("--witness-seed applies to --release only")
     if args.witness_seed is not None and not 0 <= args.witness_seed < 2 ** 32:
         raise InputError(f"--witness-seed: {args.witness_seed} is not a seed in [0, 2**32)")
+    if args.unlearn and not args.release:
+        raise InputError("--unlearn releases labels under --release's rules: give it with --release")
     if args.release and args.no_quarantine:
         raise InputError("--release gives back part of the quarantine; it cannot go with --no-quarantine")
     data_free = args.data_free or not valid_path.exists()
@@ -195,7 +208,7 @@ def run(args):
                        log=log, quarantine_seed_faces=seed_faces, release=args.release,
                        release_confidence=release_confidence, witness_epochs=witness_epochs,
                        witnesses=witnesses, witness_seed=args.witness_seed,
-                       siblings=_siblings(spec, bad_path, args, log), probed=probed)
+                       siblings=_siblings(spec, bad_path, args, log), probed=probed, unlearn=args.unlearn)
     return 0
 
 

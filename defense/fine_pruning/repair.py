@@ -11,7 +11,9 @@ least release_confidence sure, a witness net trained here from scratch on the sa
 faces ranks it high (witness.py) and the image passes the blend test calibrated here on them
 (blend_test.py). A suspect of both that the witness's own probe does not single out is witnessed:
 the GoodNet gives it where the BadNet gives it, the witness gives it as its top label and the
-image passes the blend test. Writes the repaired net, its artefact and its stamped record (repaired.py),
+image passes the blend test. With unlearn, the quarantined labels nothing else gives back are
+unlearnt and released where the unlearnt net's probe no longer singles them out (unlearning.py).
+Writes the repaired net, its artefact and its stamped record (repaired.py),
 and with a release the witness beside them.
 
 Why both layers: fine-tuning unlearns what its random edits drive, and a trigger whose units
@@ -21,6 +23,7 @@ like, and a switched-off target is never given (docs/method.md).
 
 import hashlib
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -46,7 +49,7 @@ DEFAULT_RELEASE_CONFIDENCE = 0.5
 def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DROP,
                    recipe=fine_tuning.Recipe(), seed=0, log=print, quarantine_seed_faces=None,
                    release=False, release_confidence=DEFAULT_RELEASE_CONFIDENCE, witness_epochs=WITNESS_EPOCHS,
-                   witnesses=None, witness_seed=None, siblings=(), probed=None):
+                   witnesses=None, witness_seed=None, siblings=(), probed=None, unlearn=False):
     """Repair one BadNet; returns the record written beside out_path. With
     quarantine_seed_faces (a folder; may hold no images), the BadNet is also probed for its
     targets as by the data-free repair and the suspects are switched off in the repaired net;
@@ -58,13 +61,18 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
     nowhere, once for the nets sharing a witness. siblings: [(NetSpec, BadNet path)] of other
     BadNets of the same identities, probed as the data-free repair probes them (probed: {file
     sha256: suspects}, shared by a run), to vouch for the quarantined labels nothing else gives
-    back and judge every label (siblings.py); it needs quarantine_seed_faces."""
+    back and judge every label (siblings.py); it needs quarantine_seed_faces. unlearn (with
+    release): the quarantined labels nothing else gives back are unlearnt and released where the
+    unlearnt net's probe no longer singles them out (unlearning.py); the unlearnt net is the
+    repaired net."""
     from ..datasets import load_dataset
     from ..nets.model_io import load_keras_model, num_classes
     from ..nets.net import quiet_tensorflow
 
     if release and quarantine_seed_faces is None:
         raise ValueError("release gives back part of the probe's quarantine: it needs quarantine_seed_faces")
+    if unlearn and not release:
+        raise ValueError("unlearning releases labels under the release's rules: it needs release")
     if siblings and quarantine_seed_faces is None:
         raise ValueError("the sibling committee weighs labels against the probe's suspects: it needs "
                          "quarantine_seed_faces")
@@ -120,14 +128,30 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                    quarantine, seed, log)
             quarantine[RELEASE_WITNESS_KEY] = entry
+        committee = None
         if siblings:
             from ..data_free.repair import sibling_entry
 
             vouched = [label for label in suspects if label not in quarantine.get(WITNESSED_KEY, [])]
             committee = sibling_entry(spec, vouched, siblings, quarantine_seed_faces, seed=seed, log=log,
                                       probed=probed, witness_judges=RELEASE_WITNESS_KEY in quarantine)
-            if committee is not None:
-                quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
+        if unlearn:
+            from . import unlearning
+
+            entry = unlearning.unlearn(spec, bad, repaired, x, valid.y, train, holdout, pruned_channels, recipe,
+                                       quarantine, committee.labels if committee else (), quarantine_seed_faces,
+                                       seed, log)
+            if entry is not None:
+                quarantine[unlearning.RECORD_KEY] = entry
+                suspects = quarantine[QUARANTINE_KEY]
+                # The blend test's thresholds are the unlearnt net's, for its labels' new places.
+                quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
+                                                                       quarantine, seed, log)
+                if committee is not None:  # the siblings vouch for quarantined labels only
+                    committee = replace(committee, vouchers={label: names for label, names in
+                                                             committee.vouchers.items() if label in suspects})
+        if committee is not None:
+            quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)

@@ -56,6 +56,8 @@ RELEASE_KEY = "released_labels"
 # the witness gives them as its top label and the image passes the blend test (goodnet.decide).
 WITNESSED_KEY = "witnessed_labels"
 RELEASE_CONFIDENCE_KEY = "release_confidence"
+# What fine-prune --unlearn did (fine_pruning/unlearning.py): its labels are in the lists above.
+UNLEARNING_KEY = "unlearning"
 # The blend test a released label must also pass (blend_test.py); a record that releases
 # labels without one (made before it) is refused: the confidence level alone lets faded
 # triggers through.
@@ -137,6 +139,10 @@ class RepairedRecord:
                         if self.release_witness is not None else "")
                      + (" and the image passes the blend test"
                         if self.release_test is not None else ""))
+        unlearnt = self.fields.get(UNLEARNING_KEY)
+        if isinstance(unlearnt, dict) and unlearnt.get("released_labels"):
+            text += (f"; of those, {', '.join(map(str, unlearnt['released_labels']))} released after "
+                     f"unlearning (fine-prune --unlearn: the repaired net is the unlearnt one)")
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
                      f"is flagged (its veto), and where the nets disagree and the BadNet is sure, its "
