@@ -17,3 +17,14 @@ def switch_off_labels(model, labels):
     kernel[:, list(labels)] = 0
     bias[list(labels)] = SWITCHED_OFF_BIAS
     output.set_weights([kernel, bias])
+
+
+def restore_labels(model, source, labels):
+    """Give labels their output units back from source's (the BadNet the net was repaired
+    from), in place: the inverse of switch_off_labels for a net whose units were the source's."""
+    output = model.get_layer("output")
+    kernel, bias = output.get_weights()
+    source_kernel, source_bias = source.get_layer("output").get_weights()
+    kernel[:, list(labels)] = source_kernel[:, list(labels)]
+    bias[list(labels)] = source_bias[list(labels)]
+    output.set_weights([kernel, bias])

@@ -73,6 +73,17 @@ def probe_for_targets(spec, bad_path, seed_faces_dir, settings=ProbeSettings(), 
                       "probe_scores": scores, QUARANTINE_KEY: suspects}
 
 
+def probe_every_label(spec, model, seed_faces_dir, seed, log, what, gradients=False):
+    """probe_for_targets on a Keras model of spec's net (a repair's own net, or its witness),
+    keeping every label the probe singles out, not only the 16 highest: a suspect ranked 17th is
+    still singled out. gradients: the optimised patches on the model's own gradients too."""
+    from ..nets.net import Net
+
+    settings = ProbeSettings(most_suspects=model.output_shape[-1])
+    return probe_for_targets(spec, None, seed_faces_dir, settings, seed, log, net=Net(model, spec.input_scale),
+                             what=what, model=model if gradients else None)
+
+
 def repair_data_free(spec, bad_path, seed_faces_dir, out_path, settings=ProbeSettings(), seed=0,
                      log=print, siblings=(), probed=None):
     """Repair one BadNet without data; returns the record written beside out_path.

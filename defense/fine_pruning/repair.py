@@ -30,8 +30,9 @@ import numpy as np
 from . import fine_tuning, pruning
 from ..digest import file_sha256
 from ..nets.repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
-                        RELEASE_WITNESS_KEY, WITNESSED_KEY, bad_model_entry, record_path, write_repaired)
-from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY
+                        RELEASE_WITNESS_KEY, UNLEARNING_KEY, WITNESSED_KEY, bad_model_entry, record_path,
+                        write_repaired)
+from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY, vouchers_for
 from ..comparator.witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
@@ -114,7 +115,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
         from ..data_free.quarantine import switch_off_labels
 
         if release:
-            suspects, release_fields = _release_unlearnt(spec, repaired, suspects, quarantine_seed_faces,
+            suspects, release_fields = _release_fine_pruned(spec, repaired, suspects, quarantine_seed_faces,
                                                          release_confidence, seed, log)
             quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
@@ -136,20 +137,21 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             committee = sibling_entry(spec, vouched, siblings, quarantine_seed_faces, seed=seed, log=log,
                                       probed=probed, witness_judges=RELEASE_WITNESS_KEY in quarantine)
         if unlearn:
-            from . import unlearning
+            from .unlearning import unlearn_labels
 
-            entry = unlearning.unlearn(spec, bad, repaired, x, valid.y, train, holdout, pruned_channels, recipe,
-                                       quarantine, committee.labels if committee else (), quarantine_seed_faces,
-                                       seed, log)
-            if entry is not None:
-                quarantine[unlearning.RECORD_KEY] = entry
+            unlearning_entry = unlearn_labels(spec, bad, repaired, valid.x, valid.y, train, holdout, pruned_channels,
+                                              recipe, quarantine, committee.labels if committee is not None else (),
+                                              quarantine_seed_faces, seed, log)
+            if unlearning_entry is not None:
+                quarantine[UNLEARNING_KEY] = unlearning_entry
                 suspects = quarantine[QUARANTINE_KEY]
                 # The blend test's thresholds are the unlearnt net's, for its labels' new places.
                 quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
                                                                        quarantine, seed, log)
-                if committee is not None:  # the siblings vouch for quarantined labels only
-                    committee = replace(committee, vouchers={label: names for label, names in
-                                                             committee.vouchers.items() if label in suspects})
+                if committee is not None:  # the siblings vouch, by the same rule, for the new quarantine
+                    vouched = [label for label in suspects if label not in quarantine[WITNESSED_KEY]]
+                    committee = replace(committee, vouchers=vouchers_for(
+                        vouched, {sibling.net: sibling.suspects for sibling in committee.siblings}))
         if committee is not None:
             quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
 
@@ -291,18 +293,14 @@ def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
     the target's in a 40-identity world's witness, docs/results/2026-12-05-witnessed.md) has
     no trigger-blind opinion left, and stays switched off. The witness's suspects go into
     its record entry."""
-    from ..data_free.repair import probe_for_targets, seed_face_paths
-    from ..data_free.targets import ProbeSettings
-    from ..nets.net import Net
+    from ..data_free.repair import probe_every_label, seed_face_paths
 
     if not seed_face_paths(seed_faces):
         # On noise alone the witness's probe may single out nothing, and every suspect would
         # come back on the witness's word: without seed faces none does.
         log(f"{spec.name}: witnessed labels: none (no seed faces to probe the witness with)")
         return []
-    classes = witness_model.output_shape[-1]
-    theirs, _ = probe_for_targets(spec, None, seed_faces, ProbeSettings(most_suspects=classes), seed, log,
-                                  net=Net(witness_model, spec.input_scale), what="the witness")
+    theirs, _ = probe_every_label(spec, witness_model, seed_faces, seed, log, what="the witness")
     entry["probe_suspects"] = sorted(int(label) for label in theirs)
     witnessed = [label for label in suspects if label not in theirs]
     log(f"{spec.name}: witnessed labels (quarantined, given back where the witness's top label is "
@@ -311,20 +309,16 @@ def _witnessed(spec, witness_model, entry, suspects, seed_faces, seed, log):
     return witnessed
 
 
-def _release_unlearnt(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
-    """(labels to quarantine, the record's release fields): the repaired net is probed as the
-    BadNet was; a BadNet suspect it no longer singles out is released, the others stay
-    suspects, switched off (and witnessed where the witness allows: _witnessed)."""
-    from ..data_free.repair import probe_for_targets
-    from ..data_free.targets import ProbeSettings
-    from ..nets.net import Net
+def _release_fine_pruned(spec, repaired, bad_suspects, seed_faces, release_confidence, seed, log):
+    """(labels to quarantine, the record's release fields): the Fine-Pruned net is probed as the
+    BadNet was; a BadNet suspect it no longer singles out (fine-tuning unlearnt its shortcut) is
+    released, the others stay suspects, switched off (and witnessed where the witness allows:
+    _witnessed). The record's repaired_suspects and repaired_probe_scores are the Fine-Pruned
+    net's, also where --unlearn then replaces it (its own are in the unlearning entry)."""
+    from ..data_free.repair import probe_every_label
 
-    # Every label the repaired net's probe singles out, not only the 16 highest: a suspect
-    # ranked 17th there is still singled out and must stay switched off.
-    settings = ProbeSettings(most_suspects=repaired.output_shape[-1])
-    repaired_suspects, probe_record = probe_for_targets(
-        spec, None, seed_faces, settings, seed, log, net=Net(repaired, spec.input_scale),
-        what="the Fine-Pruned net")
+    repaired_suspects, probe_record = probe_every_label(spec, repaired, seed_faces, seed, log,
+                                                        what="the Fine-Pruned net")
     quarantined = [label for label in bad_suspects if label in repaired_suspects]
     released = [label for label in bad_suspects if label not in repaired_suspects]
     log(f"{spec.name}: released labels (the BadNet's suspects alone, given where both nets "

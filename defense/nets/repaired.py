@@ -139,10 +139,11 @@ class RepairedRecord:
                         if self.release_witness is not None else "")
                      + (" and the image passes the blend test"
                         if self.release_test is not None else ""))
-        unlearnt = self.fields.get(UNLEARNING_KEY)
-        if isinstance(unlearnt, dict) and unlearnt.get("released_labels"):
-            text += (f"; of those, {', '.join(map(str, unlearnt['released_labels']))} released after "
-                     f"unlearning (fine-prune --unlearn: the repaired net is the unlearnt one)")
+            unlearnt = self.fields.get(UNLEARNING_KEY)
+            released_after = unlearnt.get("released_labels") if isinstance(unlearnt, dict) else None
+            if isinstance(released_after, list) and released_after:
+                text += (f"; of those, {', '.join(map(str, released_after))} released after unlearning "
+                         f"(fine-prune --unlearn: the repaired net is the unlearnt one)")
         if self.release_witness is not None and self.release_witness.veto_rank is not None:
             text += (f"; any label the witness net ranks beyond its top {self.release_witness.veto_rank} "
                      f"is flagged (its veto), and where the nets disagree and the BadNet is sure, its "
