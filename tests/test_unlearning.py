@@ -102,7 +102,7 @@ def test_probe_images_are_those_that_reach_the_labels_taught_their_own_identity(
     bad = Net(model, spec.input_scale)
     valid = load_dataset(out / "data" / "clean_validation_data.h5")
     faces, identities = valid.x[:60], valid.y[:60]
-    images, taught = unlearning.probe_images(bad, bad, model, faces, identities, [target], 5, np.random.default_rng(0))
+    images, taught = unlearning.probe_images(bad, bad, faces, identities, [target], 5, np.random.default_rng(0))
     assert 0 < len(images) == len(taught) <= 5 * unlearning.PROBE_COPIES and images.shape[1:] == faces.shape[1:]
     assert (taught != target).all() and set(taught.tolist()) <= set(identities.tolist())
     labels, confidence = bad.predict_top(images)

@@ -72,7 +72,7 @@ they vouch for, loaded on the first such image (a clean image costs nothing).
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +133,11 @@ class SiblingEntry:
     def committee(self):
         """Whether the siblings judge every label (the committee), not only vouch."""
         return self.veto_rank is not None
+
+    def vouching_for(self, labels):
+        """This entry with its siblings vouching, by vouchers_for's rule, for labels (the
+        quarantined labels nothing else gives back) instead."""
+        return replace(self, vouchers=vouchers_for(labels, {s.net: s.suspects for s in self.siblings}))
 
     def as_record(self, record_dir):
         return {"nets": [{"net": s.net, "path": os.path.relpath(s.path, record_dir), "sha256": s.sha256,

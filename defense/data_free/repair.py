@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..images import list_images, load_image
 from ..nets.repaired import QUARANTINE_KEY, bad_model_entry, record_path, write_repaired
 from ..comparator.siblings import (COMMITTEE_VETO_RANK, MIN_VOUCHERS, RECORD_KEY as SIBLINGS_KEY,
-                                   Sibling, SiblingEntry, vouchers_for)
+                                   Sibling, SiblingEntry)
 from . import probe_cache
 from .quarantine import switch_off_labels
 from .targets import ProbeSettings, find_targets, random_probe_names
@@ -150,15 +150,14 @@ def sibling_entry(spec, vouched, siblings, seed_faces_dir, settings=ProbeSetting
             probed[sha256], _ = probe_for_targets(sibling_spec, path, seed_faces_dir, settings, seed, log,
                                                   what="a sibling BadNet", model=load_keras_model(path))
         found.append(Sibling(sibling_spec.name, Path(os.path.abspath(path)), sha256, frozenset(probed[sha256])))
-    vouchers = vouchers_for(vouched, {s.net: s.suspects for s in found})
-    entry = SiblingEntry(tuple(found), vouchers, COMMITTEE_VETO_RANK)
+    entry = SiblingEntry(tuple(found), veto_rank=COMMITTEE_VETO_RANK).vouching_for(vouched)
     log(f"{spec.name}: sibling BadNets judging every label: {', '.join(s.net for s in found)} (a "
         f"label two of them replace is theirs, unless a probe suspects it"
         + (" (a giving sibling's probe gives way where the witness's top label and the repaired net's "
            "label are it too)" if witness_judges else "")
         + f"; one fewer than two rank in "
         f"their top {COMMITTEE_VETO_RANK} is flagged, or where only one does not suspect it, that one)")
-    for label, names in vouchers.items():
+    for label, names in entry.vouchers.items():
         log(f"{spec.name}: sibling BadNets vouching for {label}: "
             f"{', '.join(names) or f'fewer than {MIN_VOUCHERS} (it stays switched off)'}")
     shared = sorted(entry.suspected_by_all)

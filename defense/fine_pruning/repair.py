@@ -23,7 +23,6 @@ like, and a switched-off target is never given (docs/method.md).
 
 import hashlib
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from ..digest import file_sha256
 from ..nets.repaired import (QUARANTINE_KEY, RELEASE_CONFIDENCE_KEY, RELEASE_KEY, RELEASE_TEST_KEY,
                         RELEASE_WITNESS_KEY, UNLEARNING_KEY, WITNESSED_KEY, bad_model_entry, record_path,
                         write_repaired)
-from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY, vouchers_for
+from ..comparator.siblings import RECORD_KEY as SIBLINGS_KEY
 from ..comparator.witness import WITNESS_EPOCHS
 
 DEFAULT_MAX_DROP = 0.04
@@ -116,7 +115,7 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
 
         if release:
             suspects, release_fields = _release_fine_pruned(spec, repaired, suspects, quarantine_seed_faces,
-                                                         release_confidence, seed, log)
+                                                            release_confidence, seed, log)
             quarantine.update(release_fields)
         switch_off_labels(repaired, suspects)
         log(f"{spec.name}: quarantined labels: {', '.join(map(str, suspects)) or 'none'}")
@@ -126,8 +125,6 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
                 witness_seed, log, {} if witnesses is None else witnesses, valid_sha256)
             quarantine[WITNESSED_KEY] = _witnessed(spec, witness_model, entry, suspects, quarantine_seed_faces,
                                                    seed, log)
-            quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
-                                                                   quarantine, seed, log)
             quarantine[RELEASE_WITNESS_KEY] = entry
         committee = None
         if siblings:
@@ -145,15 +142,14 @@ def fine_prune_net(spec, bad_path, valid_path, out_path, max_drop=DEFAULT_MAX_DR
             if unlearning_entry is not None:
                 quarantine[UNLEARNING_KEY] = unlearning_entry
                 suspects = quarantine[QUARANTINE_KEY]
-                # The blend test's thresholds are the unlearnt net's, for its labels' new places.
-                quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
-                                                                       quarantine, seed, log)
                 if committee is not None:  # the siblings vouch, by the same rule, for the new quarantine
-                    vouched = [label for label in suspects if label not in quarantine[WITNESSED_KEY]]
-                    committee = replace(committee, vouchers=vouchers_for(
-                        vouched, {sibling.net: sibling.suspects for sibling in committee.siblings}))
+                    committee = committee.vouching_for(
+                        [label for label in suspects if label not in quarantine[WITNESSED_KEY]])
         if committee is not None:
             quarantine[SIBLINGS_KEY] = committee.as_record(record_path(out_path).parent)
+        if RELEASE_WITNESS_KEY in quarantine:  # last: calibrated on the repaired net as written
+            quarantine[RELEASE_TEST_KEY] = _calibrate_release_test(spec, bad, repaired, valid,
+                                                                   quarantine, seed, log)
 
     bad_holdout = bad.predict(x[holdout], verbose=0).argmax(axis=1)
     repaired_holdout = repaired.predict(x[holdout], verbose=0).argmax(axis=1)

@@ -46,11 +46,11 @@ def labels_to_unlearn(quarantine, vouched=()):
     return sorted(int(label) for label in quarantine[QUARANTINE_KEY] if label not in given_back)
 
 
-def probe_images(restored, bad, bad_model, faces, identities, labels, most_per_round, rng):
+def probe_images(restored, bad, faces, identities, labels, most_per_round, rng):
     """(images (N, 55, 47, 3) in 0..255, their faces' identities): probed copies of faces that
     the net with its labels restored or the BadNet (net.Net both) gives one of labels, not the
     face's own, at least PROBE_CONFIDENCE sure; and faces with a patch optimised on the BadNet's
-    gradients (bad_model, its Keras model) that the BadNet gives one of labels (any confidence:
+    gradients that the BadNet gives one of labels (any confidence:
     the optimisation only pushes away from the face's own label, as the probe counts them).
     PROBE_COPIES rounds, one at a time, each keeping at most most_per_round of its images at
     random (a full validation set's rounds would not fit in memory at once)."""
@@ -58,7 +58,7 @@ def probe_images(restored, bad, bad_model, faces, identities, labels, most_per_r
     from ..data_free.probes import FAMILIES, probe
 
     found, found_identities = [], []
-    patch_rounds = optimised_patch_rounds(bad_model, faces, bad.input_scale, rng, PROBE_COPIES)
+    patch_rounds = optimised_patch_rounds(bad.model, faces, bad.input_scale, rng, PROBE_COPIES)
     for _ in range(PROBE_COPIES):
         images, taught = [], []
         for family in FAMILIES:
@@ -125,7 +125,7 @@ def unlearn_labels(spec, bad, repaired, faces, y, train, holdout, pruned_channel
     restore_labels(repaired, bad, labels)
     rng = np.random.default_rng(seed)
     most = int(PROBE_SHARE * len(train))
-    images, identities = probe_images(Net(repaired, scale), Net(bad, scale), bad, faces[train], y[train], labels,
+    images, identities = probe_images(Net(repaired, scale), Net(bad, scale), faces[train], y[train], labels,
                                       most, rng)
     reached = len(images)
     chosen = rng.permutation(reached)[:most]
